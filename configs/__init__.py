@@ -1,0 +1,1 @@
+"""Configs and the language table (package data)."""

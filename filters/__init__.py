@@ -1,0 +1,1 @@
+"""Quality filters and formatters: engine-free functions of (documents, language settings)."""

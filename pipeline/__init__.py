@@ -1,0 +1,1 @@
+"""Pipeline layer: stages, task model, engines, storage, CLI."""
