@@ -1,0 +1,228 @@
+"""Typed pipeline configuration, validated at load time.
+
+A config is one YAML file. Command-line flags (``--input``, ``--output``, ``--engine``,
+``--set key=value``) override it. Any unknown key or wrong type is an error that names the key
+and the file, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key and file in the message."""
+
+
+class _Strict(BaseModel):
+    # extra="forbid" turns typos into errors instead of silently ignored keys.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputsConfig(_Strict):
+    """Where WARC shards come from."""
+
+    paths: list[str] = Field(default_factory=list, description="Paths, globs, fsspec URLs or warc.paths(.gz) listings")
+    shards: str | None = Field(None, description="Shard range 'start:stop' applied after expansion, e.g. '0:100'")
+    dump: str | None = Field(None, description="Value of the `dump` column when it cannot be read from the path")
+
+    @field_validator("shards")
+    @classmethod
+    def _check_range(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = v.split(":")
+        if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() or p.strip() == "" for p in parts):
+            raise ValueError(f"expected 'start:stop' (e.g. '0:100'), got {v!r}")
+        return v
+
+
+class ExtractConfig(_Strict):
+    """Extract stage: WARC -> HTML -> text -> language ID."""
+
+    favour_precision: bool = True
+    deduplicate: bool = True
+    time_limit_s: float = Field(10.0, gt=0, description="Per-document wall-clock limit for HTML->text")
+    max_html_bytes: int = Field(5_000_000, gt=0, description="Pages above this size are skipped (reason html_too_large)")
+    memory_limit_mb: int | None = Field(
+        None, description="Address-space cap per local worker process; a page that exceeds it is skipped"
+    )
+    url_filter: bool = Field(True, description="FineWeb URL filter (block lists, banned words) before extraction")
+    min_text_chars: int = Field(1, ge=0)
+
+
+class LangIdConfig(_Strict):
+    """Language identification."""
+
+    backend: Literal["auto", "glotlid", "lid176", "none"] = "auto"
+    model: str | None = Field(None, description="Path/URL of a GlotLID model file (overrides the cache)")
+    top_langs_threshold: float = Field(0.01, ge=0, le=1)
+    min_score: dict[str, float] = Field(default_factory=dict, description="Per-language minimum score overrides")
+
+
+class DedupConfig(_Strict):
+    """Global MinHash deduplication per language."""
+
+    enabled: bool = True
+    n_grams: int = Field(5, ge=1)
+    num_buckets: int = Field(14, ge=1)
+    hashes_per_bucket: int = Field(8, ge=1)
+    seed: int = 1
+    partitions: int = Field(16, ge=1, description="Hash partitions of the band-bucket shuffle")
+    previous_signatures: list[str] = Field(default_factory=list, description="Signature dirs of earlier runs")
+
+
+class FilterConfig(_Strict):
+    """Per-language quality filters (FineWeb2's set by default)."""
+
+    enabled: bool = True
+    gopher_repetition: bool = True
+    fineweb_quality: bool = True
+    gopher_quality: bool = True
+    c4: bool = False
+    kenlm: dict[str, str] = Field(default_factory=dict, description="language -> KenLM model path/URL")
+    kenlm_max_perplexity: dict[str, float] = Field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="language -> {threshold name: value}"
+    )
+
+
+class FinalizeConfig(_Strict):
+    enabled: bool = True
+    pii: bool = True
+    ftfy: bool = True
+    symbol_lines: bool = True
+
+
+class RebalanceConfig(_Strict):
+    enabled: bool = False
+    rehydration: Literal["none", "fineweb2", "computed"] = "none"
+    max_reps: int = Field(5, ge=1)
+    temperature_alpha: float | None = Field(None, gt=0, le=1)
+    budgets: dict[str, int] = Field(default_factory=dict)
+    budget_unit: Literal["documents", "bytes"] = "documents"
+    seed: int = 0
+
+
+class EngineConfig(_Strict):
+    """Scheduling only: never changes what a task writes."""
+
+    workers: int | None = Field(None, ge=1, description="Local worker processes (default: all cores)")
+    ray_address: str | None = None
+    spark_master: str | None = None
+    max_retries: int = Field(2, ge=0)
+    cpus_per_task: float = Field(1.0, gt=0)
+    memory_per_task_mb: int | None = None
+
+
+class PipelineConfig(_Strict):
+    """The whole run."""
+
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    output: str = "./babelsieve-out"
+    engine: Literal["local", "ray", "spark"] = "local"
+    stages: list[Literal["extract", "dedup", "filter", "finalize", "rebalance"]] = Field(
+        default_factory=lambda: ["extract", "dedup", "filter", "finalize"]
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (e.g. S3 endpoint)")
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
+    rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
+    engine_options: EngineConfig = Field(default_factory=EngineConfig)
+
+    def content_hash(self) -> str:
+        """Hash of everything that can change output bytes (not engine, workers or the output URL)."""
+        data = self.model_dump(mode="json", exclude={"engine", "engine_options", "output", "storage_options"})
+        data["inputs"].pop("shards", None)  # the shard range selects tasks; it does not change a task's bytes
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a config shipped in the package (``configs/<name>.yaml``)."""
+    return Path(str(resources.files("babelsieve.configs").joinpath(f"{name}.yaml")))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{key}' (check the spelling; see `babelsieve run --help`)")
+        else:
+            lines.append(f"  - key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _parse_scalar(text: str) -> Any:
+    # YAML parsing of a single value gives ints, floats, bools, lists and null for free.
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_set(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key.sub=value`` override to a raw config mapping."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{p}' is not a section")
+        node = child
+    node[parts[-1]] = _parse_scalar(value)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    inputs: list[str] | None = None,
+    output: str | None = None,
+    engine: str | None = None,
+    sets: list[str] | None = None,
+    shards: str | None = None,
+) -> PipelineConfig:
+    """Load and validate a YAML config, then apply command-line overrides.
+
+    ``path=None`` loads the bundled ``configs/dry-run.yaml``.
+    """
+    src = Path(path) if path else bundled_config_path("dry-run")
+    try:
+        raw = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {src}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{src} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: top level must be a mapping of keys to values")
+    for s in sets or []:
+        apply_set(raw, s)
+    if inputs:
+        raw.setdefault("inputs", {})["paths"] = list(inputs)
+    if shards:
+        raw.setdefault("inputs", {})["shards"] = shards
+    if output:
+        raw["output"] = output
+    if engine:
+        raw["engine"] = engine
+    source = str(src) + (" (with --set overrides)" if sets else "")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None

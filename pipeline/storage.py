@@ -1,0 +1,97 @@
+"""Storage through fsspec URLs, with the commit protocol of DESIGN.md.
+
+Every write goes through :func:`publish_bytes`: on a file system the bytes go to a temporary
+name in the same directory and are renamed into place (atomic on POSIX); on an object store
+(S3, GCS, ...) a single PUT or a completed multipart upload is already all-or-nothing, so the
+object is written under its final name directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+_ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "memory"}
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL/path segments with '/' (fsspec URLs are not OS paths)."""
+    out = base.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return (filesystem, path-within-filesystem) for a URL or local path."""
+    return url_to_fs(url, **(storage_options or {}))
+
+
+def _protocol(fs: fsspec.AbstractFileSystem) -> str:
+    proto = fs.protocol
+    return proto[0] if isinstance(proto, (tuple, list)) else proto
+
+
+def publish_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``data`` to ``url`` atomically; return {path, bytes, sha256} for the manifest."""
+    fs, path = filesystem(url, storage_options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if _protocol(fs) in _ATOMIC_PUT_PROTOCOLS:
+        fs.pipe_file(path, data)
+    else:
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+            if hasattr(f, "flush"):
+                f.flush()
+            if hasattr(f, "fileno"):
+                try:
+                    os.fsync(f.fileno())
+                except (OSError, ValueError, AttributeError):
+                    pass
+        fs.mv(tmp, path)
+    return {"path": url, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def publish_json(url: str, obj: Any, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    blob = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False).encode()
+    return publish_bytes(url, blob, storage_options)
+
+
+def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    fs, path = filesystem(url, storage_options)
+    return fs.cat_file(path)
+
+
+def read_json(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    return json.loads(read_bytes(url, storage_options))
+
+
+def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    fs, path = filesystem(url, storage_options)
+    return fs.exists(path)
+
+
+def list_files(url: str, suffix: str = "", storage_options: dict[str, Any] | None = None) -> list[str]:
+    """All files below ``url`` (recursively) ending in ``suffix``, as full URLs, sorted."""
+    fs, path = filesystem(url, storage_options)
+    if not fs.exists(path):
+        return []
+    found = fs.find(path)
+    proto = _protocol(fs)
+    prefix = "" if proto in ("file", "local") else f"{proto}://"
+    return sorted(prefix + f for f in found if f.endswith(suffix) and ".tmp-" not in f)
+
+
+def remove(url: str, storage_options: dict[str, Any] | None = None, recursive: bool = True) -> None:
+    fs, path = filesystem(url, storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
