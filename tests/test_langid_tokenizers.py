@@ -1,0 +1,82 @@
+"""Word tokenizers: real segmentation for scriptio-continua languages, datatrove-identical tokens."""
+
+import pytest
+
+from babelsieve.langid.word_tokenizers import (
+    load_word_tokenizer,
+    tokenizer_name,
+    tokenizer_spec,
+    word_tokenize_batch,
+)
+
+UDHR = {
+    "cmn_Hani": "人人生而自由,在尊严和权利上一律平等。他们赋有理性和良心,并应以兄弟关系的精神相对待。",
+    "jpn_Jpan": "すべての人間は、生まれながらにして自由であり、かつ、尊厳と権利とについて平等である。",
+    "kor_Hang": "모든 인간은 태어날 때부터 자유로우며 그 존엄과 권리에 있어 동등하다.",
+    "tha_Thai": "มนุษย์ทั้งหลายเกิดมามีอิสระและเสมอภาคกันในเกียรติศักดิ์และสิทธิ",
+    "lao_Laoo": "ມະນຸດທັງຫລາຍເກີດມາມີອິດສະຫລະ ແລະ ສະເໝີໜ້າກັນໃນທາງກຽດຕິສັກ",
+    "khm_Khmr": "មនុស្សទាំងអស់កើតមកមានសេរីភាព និងសមភាពក្នុងសេចក្ដីថ្លៃថ្នូរ",
+    "mya_Mymr": "လူတိုင်းသည်တူညီလွတ်လပ်သောဂုဏ်သိက္ခာဖြင့်လည်းကောင်း",
+    "bod_Tibt": "འགྲོ་བ་མིའི་རིགས་རྒྱུད་ཡོངས་ལ་སྐྱེས་ཙམ་ཉིད་ནས་ཆེ་མཐོངས་དང༌། ཐོབ་ཐངགི་རང་དབང་འདྲ་མཉམ་དུ་ཡོད་ལ།",
+    "vie_Latn": "Tất cả mọi người sinh ra đều được tự do và bình đẳng về nhân phẩm và quyền.",
+    "rus_Cyrl": "Все люди рождаются свободными и равными в своем достоинстве и правах.",
+    "hin_Deva": "सभी मनुष्यों को गौरव और अधिकारों के मामले में जन्मजात स्वतन्त्रता प्राप्त है।",
+    "kat_Geor": "ყველა ადამიანი იბადება თავისუფალი და თანასწორი თავისი ღირსებითა და უფლებებით.",
+}
+# where datatrove's tokenizer works offline, our tokens must be identical to its tokens
+DATATROVE_OFFLINE = [k for k in UDHR if k != "bod_Tibt"]
+
+
+@pytest.mark.parametrize("lang", list(UDHR))
+def test_real_segmentation(lang):
+    tokens = load_word_tokenizer(lang).word_tokenize(UDHR[lang])
+    assert len(tokens) >= 5, tokens
+    # no token spans the whole text: the scriptio-continua languages really are segmented
+    assert max(len(t) for t in tokens) < len(UDHR[lang]) / 3
+    assert all(t.strip() == t and t for t in tokens)
+
+
+@pytest.mark.parametrize("lang", DATATROVE_OFFLINE)
+def test_identical_to_datatrove(lang):
+    from datatrove.utils.word_tokenizers import load_word_tokenizer as dt_load
+
+    text = UDHR[lang] + "\n\n" + UDHR[lang][::-1] + " IS_ALPHA 12,5% (test)."
+    assert load_word_tokenizer(lang).word_tokenize(text) == dt_load(lang).word_tokenize(text)
+
+
+def test_tibetan_keeps_tsheg_and_config_stopwords():
+    toks = load_word_tokenizer("bod_Tibt").word_tokenize("ཁོ་དང་ཁོ་མོ་ལ་ཀྱི་དེབ། ཡོད།")
+    assert "དང་" in toks and "ལ་" in toks and "ཀྱི་" in toks and "།" in toks
+    assert tokenizer_name("bod_Tibt") == "tibetan-tsheg-regex"
+
+
+def test_backend_choice_and_fallbacks():
+    assert tokenizer_name("rus_Cyrl") == "spacy:ru"
+    assert tokenizer_name("cmn_Hani") == "spacy:zh"
+    assert tokenizer_name("kor_Hang") == "kiwipiepy:sbg"
+    # stanza substitutes
+    assert tokenizer_spec("kaz_Cyrl").source == "substitute"
+    assert tokenizer_name("kaz_Cyrl") == "spacy:xx"
+    assert tokenizer_name("lzh_Hani") == "spacy:zh"
+    # unknown labels fall back by script
+    assert tokenizer_spec("qqq_Thai").source == "script-fallback"
+    assert tokenizer_name("qqq_Thai") == "pythainlp:newmm-safe"
+    assert tokenizer_name("und_Zzzz") == "spacy:xx"
+    assert tokenizer_name("abc_Deva") == "indicnlp:hi"
+    with pytest.raises(ValueError):
+        tokenizer_spec("Russian")
+    with pytest.raises(ValueError):
+        load_word_tokenizer("rus_cyrl")
+
+
+def test_cached_and_batch():
+    assert load_word_tokenizer("rus_Cyrl") is load_word_tokenizer("rus_Cyrl")
+    texts = [UDHR["rus_Cyrl"], "", "Привет, мир!"]
+    assert word_tokenize_batch(texts, "rus_Cyrl") == [load_word_tokenizer("rus_Cyrl").word_tokenize(t) for t in texts]
+    assert word_tokenize_batch(["", "人人生而自由"], "cmn_Hani")[1] == ["人人", "生而自由"]
+
+
+def test_sentences():
+    sents = load_word_tokenizer("cmn_Hani").sent_tokenize(UDHR["cmn_Hani"])
+    assert len(sents) == 2
+    assert len(load_word_tokenizer("hin_Deva").sent_tokenize(UDHR["hin_Deva"] + " " + UDHR["hin_Deva"])) >= 1
