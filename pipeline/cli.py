@@ -1,0 +1,159 @@
+"""The ``babelsieve`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from babelsieve.pipeline.config import ConfigError, load_config
+
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="babelsieve")
+def main() -> None:
+    """babelsieve: turn Common Crawl WARC files into a multilingual pretraining dataset.
+
+    \b
+    Start here:
+      babelsieve run                    dry run on the bundled sample WARC -> ./babelsieve-out
+      babelsieve inspect babelsieve-out documents per language and a few rows
+    \b
+    A real run:
+      babelsieve run configs/fineweb2.yaml --input 's3://commoncrawl/crawl-data/CC-MAIN-2024-10/warc.paths.gz' \\
+          --shards 0:100 --output s3://bucket/fw2 --engine ray
+    """
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "inputs", multiple=True, metavar="PATH_OR_URL",
+              help="WARC file, glob, fsspec URL or warc.paths(.gz) listing. Repeatable. Overrides inputs.paths.")
+@click.option("--output", "-o", metavar="URL", help="Output directory or URL (default from the config: ./babelsieve-out).")
+@click.option("--engine", "-e", type=click.Choice(["local", "ray", "spark"]), help="Where tasks run (default: local).")
+@click.option("--shards", metavar="START:STOP", help="Only this range of the expanded input shards, e.g. 0:100.")
+@click.option("--workers", "-w", type=int, help="Local worker processes (default: all cores).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override any config key, e.g. --set extract.time_limit_s=5 --set langid.backend=lid176.")
+@click.option("--keep-going", is_flag=True, help="Exit 0 even if some shards failed (they are still reported).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs and CI).")
+def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None, shards: str | None,
+        workers: int | None, sets: tuple[str, ...], keep_going: bool, no_progress: bool) -> None:
+    """Run the pipeline (extract -> dedup -> filter -> finalize [-> rebalance]).
+
+    With no CONFIG, uses the bundled dry-run config and sample WARC (no network needed).
+    A rerun into the same --output skips every task whose manifest is complete, so an
+    interrupted run resumes where it stopped. Exit status: 0 when every task succeeded,
+    1 when a task failed (the other tasks still complete; use --keep-going to exit 0), 2 for a
+    configuration error.
+    """
+    from babelsieve.pipeline.runner import print_summary, run_pipeline
+    from babelsieve.pipeline.tasks import ConfigMismatchError
+
+    all_sets = list(sets)
+    if workers:
+        all_sets.append(f"engine_options.workers={workers}")
+    try:
+        cfg = load_config(config, inputs=list(inputs) or None, output=output, engine=engine, sets=all_sets,
+                          shards=shards)
+        if not config and not inputs and not cfg.inputs.paths:
+            cfg.inputs.paths = [_bundled_sample()]
+    except ConfigError as e:
+        console.print(f"[red]error:[/] {e}")
+        sys.exit(2)
+    console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {cfg.output} (engine {cfg.engine}, "
+                  f"config hash {cfg.content_hash()})")
+    try:
+        summary = run_pipeline(cfg, console=console, show_progress=not no_progress)
+    except (ConfigMismatchError, ValueError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/] {e}")
+        sys.exit(2)
+    print_summary(summary, console)
+    if summary.failed_tasks and not keep_going:
+        console.print(f"[red]{summary.failed_tasks} task(s) failed[/] (rerun to retry them; --keep-going to exit 0)")
+        sys.exit(1)
+
+
+def _bundled_sample() -> str:
+    from importlib import resources
+
+    return str(resources.files("babelsieve.pipeline").joinpath("data/sample.warc.gz"))
+
+
+@main.command()
+@click.argument("path")
+@click.option("--rows", "-n", default=3, show_default=True, help="Rows to show per language.")
+@click.option("--stage", default=None, help="Stage folder to inspect (default: the last one present).")
+def inspect(path: str, rows: int, stage: str | None) -> None:
+    """Documents per language in a run's output (or one Parquet file), and a few rows."""
+    import polars as pl
+
+    from babelsieve.pipeline import storage
+
+    if path.endswith(".parquet"):
+        files = [path]
+    else:
+        stages = [stage] if stage else ["rebalance", "finalize", "filter", "dedup", "extract"]
+        files = []
+        for s in stages:
+            files = storage.list_files(storage.join(path, s), ".parquet")
+            if files:
+                stage = s
+                break
+        if not files:
+            console.print(f"[red]error:[/] no Parquet files under {path}")
+            sys.exit(2)
+    frames = []
+    for f in files:
+        try:
+            frames.append(pl.read_parquet(storage.read_bytes(f)))
+        except Exception as e:  # noqa: BLE001 - one unreadable file is reported, the rest shown
+            console.print(f"[yellow]skipped unreadable file[/] {f}: {e}")
+    if not frames:
+        sys.exit(2)
+    df = pl.concat(frames, how="diagonal_relaxed")
+    out = Console()
+    table = Table(title=f"{path} ({stage or 'file'}): {df.height:,} documents")
+    table.add_column("lang_script")
+    table.add_column("documents", justify="right")
+    table.add_column("chars", justify="right")
+    counts = (df.group_by("lang_script").agg(pl.len().alias("n"), pl.col("text").str.len_chars().sum().alias("c"))
+              .sort(["n", "lang_script"], descending=[True, False]))
+    for r in counts.iter_rows(named=True):
+        table.add_row(r["lang_script"], f"{r['n']:,}", f"{r['c']:,}")
+    out.print(table)
+    for r in counts.head(5).iter_rows(named=True):
+        sample = df.filter(pl.col("lang_script") == r["lang_script"]).head(rows)
+        for d in sample.iter_rows(named=True):
+            text = " ".join((d["text"] or "").split())[:160]
+            out.print(f"[bold]{r['lang_script']}[/] {d['url']}\n    {text}")
+
+
+def _register_optional_commands() -> None:
+    """Subcommands that live with their layer (langid, filters, dedup, report)."""
+    import importlib
+
+    for module, attr, name in (
+        ("babelsieve.langid.cli", "languages", "languages"),
+        ("babelsieve.langid.cli", "models", "models"),
+        ("babelsieve.langid.cli", "langid", "langid"),
+        ("babelsieve.pipeline.refilter", "refilter_command", "refilter"),
+        ("babelsieve.pipeline.rehydrate", "rehydrate_command", "rehydrate"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        main.add_command(getattr(mod, attr), name)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    main()

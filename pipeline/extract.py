@@ -1,0 +1,205 @@
+"""Extract stage: one task per WARC shard.
+
+WARC records -> HTTP 200 HTML responses -> URL filter -> charset decoding -> trafilatura
+(favour precision) -> language ID -> per-language minimum score -> Parquet partitioned by
+``lang_script``. Removed documents (URL filter, language score) are kept under
+``removed/extract/<reason>/``; records that are not documents (requests, non-HTML, errors)
+are counted with their reason in the task's statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from babelsieve.pipeline import storage
+from babelsieve.pipeline.documents import (
+    DOCUMENT_SCHEMA,
+    REMOVED_EXTRA,
+    language_dir,
+    partition_by_language,
+    table_from_rows,
+    write_table,
+)
+from babelsieve.pipeline.html_text import ExtractionTimeout, TextExtractor, decode_html, is_html
+from babelsieve.pipeline.inputs import dump_from_path, expand_inputs, storage_options_for
+from babelsieve.pipeline.tasks import Stage, Task, TaskOutput
+from babelsieve.pipeline.warc import NotAWarcError, iter_records, parse_http_response
+
+REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA)
+_MAX_PROBLEMS_LISTED = 50
+_IS_PART_OF = re.compile(r"isPartOf:\s*(\S+)")
+
+
+class ExtractStage(Stage):
+    name = "extract"
+
+    def plan(self) -> list[Task]:
+        shards = expand_inputs(self.config.inputs.paths, self.config.inputs.shards, self.storage_options)
+        if not shards:
+            raise ValueError("no input shards: give --input PATH_OR_URL or inputs.paths in the config")
+        # Task ids are positions in the full listing, so a shard range keeps the same names.
+        offset = 0
+        if self.config.inputs.shards:
+            start = self.config.inputs.shards.split(":")[0].strip()
+            offset = int(start) if start else 0
+        return [Task(self.name, f"{offset + i:05d}", (url,)) for i, url in enumerate(shards)]
+
+    def run(self, task: Task) -> TaskOutput:
+        (url,) = task.inputs
+        cfg = self.config.extract
+        opts = storage_options_for(url, self.storage_options)
+        extractor = TextExtractor(cfg.favour_precision, cfg.deduplicate, cfg.time_limit_s)
+        blocklist = None
+        if cfg.url_filter:
+            from babelsieve.filters.url_filter import url_blocklist
+
+            blocklist = url_blocklist()
+        dump = dump_from_path(url) or self.config.inputs.dump or ""
+        skipped: Counter[str] = Counter()
+        problems: list[Any] = []
+        docs: list[dict[str, Any]] = []
+        removed: list[dict[str, Any]] = []
+        n_records = n_responses = 0
+
+        fs, path = storage.filesystem(url, opts)
+        with fs.open(path, "rb") as f:
+            try:
+                for rec in iter_records(f, problems):
+                    n_records += 1
+                    if rec.type == "warcinfo" and not dump:
+                        m = _IS_PART_OF.search(rec.block.decode("utf-8", "replace"))
+                        dump = dump_from_path(m.group(1)) or m.group(1) if m else dump
+                        continue
+                    if rec.type != "response":
+                        continue
+                    n_responses += 1
+                    http = parse_http_response(rec.block)
+                    if http is None:
+                        skipped["not_http"] += 1
+                        continue
+                    if http.status != 200:
+                        skipped[f"http_{http.status}"] += 1
+                        continue
+                    ctype = http.headers.get("content-type", "")
+                    if not is_html(ctype):
+                        skipped["not_html"] += 1
+                        continue
+                    target = rec.headers.get("warc-target-uri", "").strip().strip("<>")
+                    row = {
+                        "id": rec.headers.get("warc-record-id", ""),
+                        "dump": dump,
+                        "url": target,
+                        "date": rec.headers.get("warc-date", ""),
+                        "file_path": url,
+                    }
+                    if len(http.body) > cfg.max_html_bytes:
+                        skipped["html_too_large"] += 1
+                        problems.append(_problem(rec.offset, "html_too_large", f"{len(http.body)} bytes ({target})"))
+                        continue
+                    html, _ = decode_html(http.body, ctype)
+                    if blocklist is not None:
+                        reason = blocklist.reason(target)
+                        if reason:
+                            removed.append({**row, "text": html, "removal_reason": f"url:{reason}"})
+                            continue
+                    try:
+                        text = extractor.extract(html)
+                    except ExtractionTimeout:
+                        skipped["extraction_timeout"] += 1
+                        problems.append(_problem(rec.offset, "extraction_timeout", target))
+                        continue
+                    except MemoryError:
+                        skipped["extraction_memory"] += 1
+                        problems.append(_problem(rec.offset, "extraction_memory", target))
+                        continue
+                    except (RecursionError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+                        # trafilatura/lxml failures on a malformed page: that record only.
+                        skipped["extraction_error"] += 1
+                        problems.append(_problem(rec.offset, "extraction_error", f"{type(e).__name__}: {e} ({target})"))
+                        continue
+                    if not text or len(text) < cfg.min_text_chars:
+                        skipped["extraction_empty"] += 1
+                        continue
+                    docs.append({**row, "text": text})
+            except NotAWarcError as e:
+                raise NotAWarcError(f"{url}: {e}") from None
+
+        kept, lid_removed = identify_languages(docs, self.config)
+        removed.extend(lid_removed)
+        return self._publish(task, kept, removed, {
+            "records": n_records,
+            "responses": n_responses,
+            "docs_in": n_responses,
+            "docs_out": len(kept),
+            "removed": dict(Counter(r["removal_reason"].split(":")[0] for r in removed)),
+            "skipped": dict(skipped),
+            "problems": [p if isinstance(p, dict) else _problem(p.offset, p.reason, p.detail) for p in problems][
+                :_MAX_PROBLEMS_LISTED
+            ],
+            "problem_counts": dict(Counter((p["reason"] if isinstance(p, dict) else p.reason) for p in problems)),
+            "languages": dict(sorted(Counter(d["lang_script"] for d in kept).items())),
+        })
+
+    def _publish(self, task: Task, kept: list[dict[str, Any]], removed: list[dict[str, Any]], stats: dict[str, Any]) -> TaskOutput:
+        files = []
+        table = table_from_rows(kept)
+        for lang, part in partition_by_language(table):
+            entry = write_table(language_dir(self.out("extract"), lang) + f"/{task.task_id}.parquet", part, self.storage_options)
+            files.append({**entry, "kind": "documents", "lang_script": lang})
+        by_reason: dict[str, list[dict[str, Any]]] = {}
+        for r in removed:
+            by_reason.setdefault(r["removal_reason"].split(":")[0], []).append(r)
+        for reason in sorted(by_reason):
+            rows = by_reason[reason]
+            for r in rows:
+                r.setdefault("lang_script", "und")
+                r.setdefault("language", "und")
+            entry = write_table(
+                self.out("removed", "extract", reason, f"{task.task_id}.parquet"),
+                table_from_rows(rows, REMOVED_SCHEMA),
+                self.storage_options,
+            )
+            files.append({**entry, "kind": "removed", "reason": reason})
+        return TaskOutput(files=files, stats=stats)
+
+
+def _problem(offset: int, reason: str, detail: str) -> dict[str, Any]:
+    return {"offset": offset, "reason": reason, "detail": detail[:300]}
+
+
+def identify_languages(docs: list[dict[str, Any]], config: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Label documents in one batch and apply each language's minimum score.
+
+    Returns (kept, removed); removed rows carry ``removal_reason='language_score'``.
+    """
+    lid = config.langid
+    if lid.backend == "none" or not docs:
+        for d in docs:
+            d.update(language="und", language_script="", language_score=0.0, top_langs="{}", lang_script="und")
+        return docs, []
+    from babelsieve.langid import identify
+    from babelsieve.langid.language_table import get_language
+
+    preds = identify([d["text"] for d in docs], backend=lid.backend, model=lid.model, threshold=lid.top_langs_threshold)
+    kept, removed = [], []
+    for d, p in zip(docs, preds):
+        code, _, script = p.label.partition("_")
+        d.update(
+            language=code,
+            language_script=script,
+            language_score=round(float(p.score), 6),
+            top_langs=json.dumps({f"{k}_score": round(float(v), 6) for k, v in p.top_langs.items()}, sort_keys=True),
+            lang_script=p.label,
+        )
+        minimum = lid.min_score.get(p.label)
+        if minimum is None:
+            entry = get_language(p.label)
+            minimum = entry.min_score_for(p.backend) if hasattr(entry, "min_score_for") else entry.language_score
+        if d["language_score"] < minimum:
+            removed.append({**d, "removal_reason": f"language_score:{p.label}<{minimum}"})
+        else:
+            kept.append(d)
+    return kept, removed

@@ -1,0 +1,174 @@
+"""Run the configured stages in order on the configured engine, with progress and a summary."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from babelsieve.pipeline import storage
+from babelsieve.pipeline.config import PipelineConfig
+from babelsieve.pipeline.engines import Engine, get_engine
+from babelsieve.pipeline.tasks import STAGE_GROUPS, ConfigMismatchError, check_manifest, read_manifest, stage_class
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    tasks: int = 0
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    docs_in: int = 0
+    docs_out: int = 0
+    removed: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    problems: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, res: dict[str, Any]) -> None:
+        status = res["status"]
+        setattr(self, status, getattr(self, status) + 1)
+        if status == "failed":
+            self.failures.append({"task": res["task_id"], "inputs": res.get("inputs", []), "error": res.get("error", "")})
+            return
+        st = res.get("stats", {})
+        self.docs_in += int(st.get("docs_in", 0))
+        self.docs_out += int(st.get("docs_out", 0))
+        self.removed.update(st.get("removed", {}))
+        self.skipped.update(st.get("skipped", {}))
+        self.problems.update(st.get("problem_counts", {}))
+
+
+@dataclass
+class RunSummary:
+    stages: list[StageSummary] = field(default_factory=list)
+
+    @property
+    def failed_tasks(self) -> int:
+        return sum(s.failed for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": [
+                {
+                    "stage": s.stage, "tasks": s.tasks, "done": s.done, "cached": s.cached, "failed": s.failed,
+                    "docs_in": s.docs_in, "docs_out": s.docs_out, "removed": dict(s.removed),
+                    "skipped": dict(s.skipped), "problems": dict(s.problems), "seconds": round(s.seconds, 2),
+                    "failures": s.failures,
+                }
+                for s in self.stages
+            ]
+        }
+
+
+def expand_stages(config: PipelineConfig) -> list[str]:
+    """User-level stage names -> task stages, in pipeline order."""
+    # Importing stage modules registers their task stages (dedup has four).
+    _register_optional_stages()
+    out: list[str] = []
+    for name in config.stages:
+        group = STAGE_GROUPS.get(name)
+        if not group:
+            raise ValueError(f"stage {name!r} is not available in this installation")
+        out.extend(group)
+    return out
+
+
+def _register_optional_stages() -> None:
+    import importlib
+
+    for mod in ("babelsieve.pipeline.dedup", "babelsieve.pipeline.filter_stage", "babelsieve.pipeline.finalize_stage",
+                "babelsieve.pipeline.rebalance"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+def _check_run_marker(config: PipelineConfig) -> None:
+    url = storage.join(config.output, "_run.json")
+    if storage.exists(url, config.storage_options):
+        previous = storage.read_json(url, config.storage_options)
+        if previous.get("config_hash") != config.content_hash():
+            raise ConfigMismatchError(
+                f"{config.output} was written by a run with config hash {previous.get('config_hash')}; this "
+                f"config hashes to {config.content_hash()}. Refusing to mix outputs: use another --output."
+            )
+        return
+    storage.publish_json(url, {"config_hash": config.content_hash(), "config": config.model_dump(mode="json")},
+                         config.storage_options)
+
+
+def run_pipeline(config: PipelineConfig, console: Console | None = None, engine: Engine | None = None,
+                 show_progress: bool = True) -> RunSummary:
+    """Run every configured stage; failed tasks are reported, never fatal to the run."""
+    console = console or Console(stderr=True)
+    _check_run_marker(config)
+    engine = engine or get_engine(config)
+    summary = RunSummary()
+    try:
+        for stage_name in expand_stages(config):
+            stage = stage_class(stage_name)(config)
+            t0 = time.perf_counter()
+            tasks = stage.plan()
+            ss = StageSummary(stage_name, tasks=len(tasks))
+            todo = []
+            for t in tasks:  # skip completed tasks on the driver: no worker start-up for a finished stage
+                m = read_manifest(config, t.stage, t.task_id)
+                if check_manifest(config, m):
+                    assert m is not None
+                    ss.add({"task_id": t.task_id, "status": "cached", "stats": m.get("stats", {})})
+                else:
+                    todo.append(t)
+            results: list[dict[str, Any]] = []
+            if todo:
+                with Progress(
+                    TextColumn(f"[bold]{stage_name:<16}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    console=console, disable=not show_progress, transient=False,
+                ) as progress:
+                    bar = progress.add_task(stage_name, total=len(todo), rate="")
+
+                    def on_result(res: dict[str, Any]) -> None:
+                        ss.add(res)
+                        elapsed = max(time.perf_counter() - t0, 1e-9)
+                        progress.update(bar, advance=1, rate=f"{ss.docs_in / elapsed:,.1f} docs/s")
+
+                    results = engine.run_tasks(todo, on_result)
+            stage.finish(results)
+            ss.seconds = time.perf_counter() - t0
+            summary.stages.append(ss)
+    finally:
+        engine.close()
+    storage.publish_json(storage.join(config.output, "_summary.json"), summary.to_dict(), config.storage_options)
+    return summary
+
+
+def print_summary(summary: RunSummary, console: Console) -> None:
+    table = Table(title="babelsieve run summary")
+    for col in ("stage", "tasks", "done", "cached", "failed", "docs in", "docs out", "removed", "skipped", "seconds"):
+        table.add_column(col, justify="right" if col not in ("stage",) else "left")
+    for s in summary.stages:
+        table.add_row(
+            s.stage, str(s.tasks), str(s.done), str(s.cached), str(s.failed), f"{s.docs_in:,}", f"{s.docs_out:,}",
+            f"{sum(s.removed.values()):,}", f"{sum(s.skipped.values()):,}", f"{s.seconds:.1f}",
+        )
+    console.print(table)
+    for s in summary.stages:
+        if s.removed:
+            console.print(f"[bold]{s.stage}[/] removed: " + ", ".join(f"{k}={v}" for k, v in sorted(s.removed.items())))
+        if s.skipped:
+            console.print(f"[bold]{s.stage}[/] skipped records: " + ", ".join(f"{k}={v}" for k, v in sorted(s.skipped.items())))
+        if s.problems:
+            console.print(f"[bold]{s.stage}[/] input problems: " + ", ".join(f"{k}={v}" for k, v in sorted(s.problems.items())))
+        for f in s.failures:
+            first = f["error"].splitlines()[0] if f["error"] else ""
+            console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(f['inputs'][:1])}: {first}")
