@@ -39,10 +39,12 @@ def main() -> None:
 @click.option("--workers", "-w", type=int, help="Local worker processes (default: all cores).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, e.g. --set extract.time_limit_s=5 --set langid.backend=lid176.")
+@click.option("--only", "only", multiple=True, metavar="STAGE",
+              help="Run only this configured stage (repeatable), e.g. --only extract; earlier stages must be done.")
 @click.option("--keep-going", is_flag=True, help="Exit 0 even if some shards failed (they are still reported).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs and CI).")
 def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None, shards: str | None,
-        workers: int | None, sets: tuple[str, ...], keep_going: bool, no_progress: bool) -> None:
+        workers: int | None, sets: tuple[str, ...], only: tuple[str, ...], keep_going: bool, no_progress: bool) -> None:
     """Run the pipeline (extract -> dedup -> filter -> finalize [-> rebalance]).
 
     With no CONFIG, uses the bundled dry-run config and sample WARC (no network needed).
@@ -68,7 +70,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {cfg.output} (engine {cfg.engine}, "
                   f"config hash {cfg.content_hash()})")
     try:
-        summary = run_pipeline(cfg, console=console, show_progress=not no_progress)
+        summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
     except (ConfigMismatchError, ValueError, FileNotFoundError) as e:
         console.print(f"[red]error:[/] {e}")
         sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -108,14 +109,27 @@ def _check_run_marker(config: PipelineConfig) -> None:
 
 
 def run_pipeline(config: PipelineConfig, console: Console | None = None, engine: Engine | None = None,
-                 show_progress: bool = True) -> RunSummary:
-    """Run every configured stage; failed tasks are reported, never fatal to the run."""
+                 show_progress: bool = True, only: list[str] | None = None) -> RunSummary:
+    """Run every configured stage; failed tasks are reported, never fatal to the run.
+
+    ``only`` restricts the run to some of the configured stages (user-level names such as
+    ``extract`` or ``dedup``), e.g. one Airflow task per stage; earlier stages must be complete.
+    """
+    if only:
+        unknown = sorted(set(only) - set(config.stages))
+        if unknown:
+            raise ValueError(f"--only {','.join(unknown)}: not among the configured stages {config.stages}")
     console = console or Console(stderr=True)
     _check_run_marker(config)
     engine = engine or get_engine(config)
     summary = RunSummary()
     try:
+        selected = set()
+        for name in only or config.stages:
+            selected.update(STAGE_GROUPS.get(name, []) if name in STAGE_GROUPS else [name])
         for stage_name in expand_stages(config):
+            if only and stage_name not in selected:
+                continue
             stage = stage_class(stage_name)(config)
             t0 = time.perf_counter()
             tasks = stage.plan()
@@ -129,6 +143,7 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
                 else:
                     todo.append(t)
             results: list[dict[str, Any]] = []
+            log: list[str] = []
             if todo:
                 with Progress(
                     TextColumn(f"[bold]{stage_name:<16}"), BarColumn(), MofNCompleteColumn(),
@@ -139,10 +154,13 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
 
                     def on_result(res: dict[str, Any]) -> None:
                         ss.add(res)
+                        log.append(_log_line(res))
                         elapsed = max(time.perf_counter() - t0, 1e-9)
                         progress.update(bar, advance=1, rate=f"{ss.docs_in / elapsed:,.1f} docs/s")
 
                     results = engine.run_tasks(todo, on_result)
+            if log:
+                _append_log(config, stage_name, log)
             stage.finish(results)
             ss.seconds = time.perf_counter() - t0
             summary.stages.append(ss)
@@ -150,6 +168,23 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
         engine.close()
     storage.publish_json(storage.join(config.output, "_summary.json"), summary.to_dict(), config.storage_options)
     return summary
+
+
+def _log_line(res: dict[str, Any]) -> str:
+    st = res.get("stats", {})
+    return json.dumps({
+        "time": round(time.time(), 3), "stage": res.get("stage"), "task_id": res.get("task_id"),
+        "inputs": res.get("inputs", []), "status": res.get("status"), "seconds": round(res.get("seconds", 0.0), 3),
+        "docs_in": st.get("docs_in"), "docs_out": st.get("docs_out"), "removed": st.get("removed", {}),
+        "skipped": st.get("skipped", {}), "error": (res.get("error") or "").splitlines()[0] if res.get("error") else None,
+    }, sort_keys=True)
+
+
+def _append_log(config: PipelineConfig, stage: str, lines: list[str]) -> None:
+    """Structured log: one JSON line per task attempt, one file per stage and run attempt."""
+    name = f"{stage}-{int(time.time() * 1000)}.jsonl"
+    storage.publish_bytes(storage.join(config.output, "_logs", name), ("\n".join(lines) + "\n").encode(),
+                          config.storage_options)
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
