@@ -69,12 +69,14 @@ class RunSummary:
         }
 
 
-def expand_stages(config: PipelineConfig) -> list[str]:
-    """User-level stage names -> task stages, in pipeline order."""
+def expand_stages(config: PipelineConfig, only: list[str] | None = None) -> list[str]:
+    """User-level stage names (all configured, or ``only`` these) -> task stages, in pipeline order."""
     # Importing stage modules registers their task stages (dedup has four).
     _register_optional_stages()
     out: list[str] = []
     for name in config.stages:
+        if only and name not in only:
+            continue
         group = STAGE_GROUPS.get(name)
         if not group:
             raise ValueError(f"stage {name!r} is not available in this installation")
@@ -124,12 +126,7 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
     engine = engine or get_engine(config)
     summary = RunSummary()
     try:
-        selected = set()
-        for name in only or config.stages:
-            selected.update(STAGE_GROUPS.get(name, []) if name in STAGE_GROUPS else [name])
-        for stage_name in expand_stages(config):
-            if only and stage_name not in selected:
-                continue
+        for stage_name in expand_stages(config, only):
             stage = stage_class(stage_name)(config)
             t0 = time.perf_counter()
             tasks = stage.plan()
