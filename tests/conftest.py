@@ -1,0 +1,62 @@
+"""Shared fixtures: paths to the real test data and small WARC builders."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BABELSIEVE_SHARED_DATA", REPO.parent / "shared" / "data"))
+SAMPLE_WARC = REPO / "pipeline" / "data" / "sample.warc.gz"
+BABELSIEVE = str(Path(sys.executable).with_name("babelsieve"))
+
+
+def shared(name: str) -> Path:
+    p = SHARED_DATA / name
+    if not p.exists():
+        pytest.fail(f"test data missing: {p} (the tests need ../shared/data beside the repo)")
+    return p
+
+
+def gzip_members(data: bytes) -> list[bytes]:
+    """Split a .warc.gz into its raw gzip members (one WARC record each)."""
+    out, pos = [], 0
+    while pos < len(data):
+        d = zlib.decompressobj(31)
+        d.decompress(data[pos:])
+        end = len(data) - len(d.unused_data)
+        out.append(data[pos:end])
+        pos = end
+    return out
+
+
+def split_warc(src: Path, dest_dir: Path, n: int) -> list[Path]:
+    """Split a real .warc.gz into ``n`` shards of whole gzip members (warcinfo kept in each)."""
+    members = gzip_members(src.read_bytes())
+    head, rest = members[0], members[1:]
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    per = -(-len(rest) // n)
+    for i in range(n):
+        p = dest_dir / f"shard-{i:02d}.warc.gz"
+        p.write_bytes(head + b"".join(rest[i * per : (i + 1) * per]))
+        paths.append(p)
+    return paths
+
+
+def make_warc(records: list[tuple[str, bytes, str]]) -> bytes:
+    """A .warc.gz of HTTP 200 responses: (url, body bytes, content-type)."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    buf = io.BytesIO()
+    w = WARCWriter(buf, gzip=True)
+    for url, body, ctype in records:
+        http = StatusAndHeaders("200 OK", [("Content-Type", ctype)], protocol="HTTP/1.1")
+        w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+    return buf.getvalue()
