@@ -137,7 +137,8 @@ class LIDBackend:
         f = self.model.f
         thr = max(threshold, 0.0)
         for i in range(0, len(texts), _BATCH):
-            chunk = texts[i : i + _BATCH]
+            # the "\n" is the end-of-sentence token that fasttext's Python predict() appends too
+            chunk = [t + "\n" for t in texts[i : i + _BATCH]]
             res = f.multilinePredict(chunk, -1, thr, "strict")
             # res: (list of label lists, list of prob arrays)
             for j, (labels, probs) in enumerate(zip(res[0], res[1])):

@@ -1,0 +1,134 @@
+"""Language-ID throughput on one core: babelsieve ``identify`` (batched) vs datatrove ``LanguageFilter``.
+
+Same documents for both: the UDHR dev lines (/work/shared/data/lid-dev-udhr.jsonl) + the texts that
+trafilatura extracts from the HTML responses of /work/shared/data/sample-multilingual.warc.gz.
+Same model for both: the embedded lid.176.ftz. datatrove 0.10.1's ``FT176LID`` would download
+``lid.176.bin`` from dl.fbaipublicfiles.com on first use; we point it at the same lid.176.ftz by setting
+its loaded model (``LanguageFilter.model._model = fasttext.FastText._FastText(path)``), so no download
+and identical predictions. datatrove is configured as in FineWeb2 (``label_only=True``,
+``keep_top_pairs_threshold=0.01``), ours with ``threshold=0.01`` (top_langs).
+
+Reproduce:
+    /work/venv/bin/python benchmarks/bench_langid.py            # pins itself to CPU 0
+    /work/venv/bin/python benchmarks/bench_langid.py --repeat 5 --udhr PATH --warc PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+DATA = Path("/work/shared/data")
+
+
+def load_docs(udhr: Path, warc: Path, max_warc_docs: int = 1000) -> list[str]:
+    texts = []
+    if udhr.is_file():
+        with open(udhr, encoding="utf-8") as f:
+            texts += [json.loads(line)["text"] for line in f if line.strip()]
+    if warc.is_file():
+        import trafilatura
+        from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+        n = 0
+        with open(warc, "rb") as f:
+            for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
+                ctype = (rec.http_headers.get("Content-Type") or "") if rec.http_headers else ""
+                if "html" not in ctype.lower():
+                    continue
+                body = rec.reader.read()
+                try:
+                    txt = trafilatura.extract(body, favor_precision=True)
+                except Exception:
+                    txt = None
+                if txt:
+                    texts.append(txt)
+                    n += 1
+                if n >= max_warc_docs:
+                    break
+    return texts
+
+
+def bench_ours(texts: list[str], batch: int) -> tuple[float, list]:
+    from babelsieve.langid import identify
+
+    identify(texts[:10], backend="lid176")  # load the model outside the timing
+    t0 = time.perf_counter()
+    preds = []
+    for i in range(0, len(texts), batch):
+        preds += identify(texts[i : i + batch], backend="lid176", threshold=0.01)
+    return time.perf_counter() - t0, preds
+
+
+def bench_datatrove(texts: list[str]) -> tuple[float, list]:
+    import fasttext.FastText as ft
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import LanguageFilter
+
+    from babelsieve.langid.models import lid176_path
+
+    ft.eprint = lambda *a, **k: None
+    lf = LanguageFilter(backend="ft176", label_only=True, keep_top_pairs_threshold=0.01)
+    lf.model._model = ft._FastText(str(lid176_path()))  # instead of downloading lid.176.bin
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
+    lf.filter(Document(text="warm up", id="w"))
+    t0 = time.perf_counter()
+    for d in docs:
+        lf.filter(d)
+    secs = time.perf_counter() - t0
+    return secs, [(d.metadata["language"], d.metadata["language_score"]) for d in docs]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--udhr", type=Path, default=DATA / "lid-dev-udhr.jsonl")
+    ap.add_argument("--warc", type=Path, default=DATA / "sample-multilingual.warc.gz")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--cpu", type=int, default=0, help="core to pin to (-1: no pinning)")
+    args = ap.parse_args()
+    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+    udhr = load_docs(args.udhr, Path("/nonexistent"))
+    web = load_docs(Path("/nonexistent"), args.warc)
+    for name, texts in (("UDHR lines", udhr), ("WARC pages (trafilatura)", web), ("all", udhr + web)):
+        if texts:
+            print(f"== {name}")
+            run(texts, args)
+
+
+def run(texts: list[str], args) -> None:
+    chars = sum(len(t) for t in texts)
+    print(f"documents: {len(texts)} ({chars / 1e6:.2f} M chars, mean {chars / len(texts):.0f} chars/doc); "
+          f"pinned to CPU {args.cpu}")
+
+    ours, theirs = [], []
+    for _ in range(args.repeat):
+        s, preds = bench_ours(texts, args.batch)
+        ours.append(s)
+        s, dt = bench_datatrove(texts)
+        theirs.append(s)
+    o, t = min(ours), min(theirs)
+
+    # agreement: same top-1 lid.176 probability (texts <= MAX_CHARS: identical input)
+    from babelsieve.langid.lid import MAX_CHARS
+
+    same = [abs(p.score - sc) < 1e-5 for p, (lab, sc), txt in zip(preds, dt, texts)
+            if len(txt) <= MAX_CHARS and p.label != "zxx_Zzzz" and not p.label.startswith("und_")]
+    print(f"{'':<34}{'docs/s/core':>12}{'s (best of ' + str(args.repeat) + ')':>18}")
+    print(f"{'babelsieve identify (batched)':<34}{len(texts) / o:12.0f}{o:18.3f}")
+    print(f"{'datatrove LanguageFilter ft176':<34}{len(texts) / t:12.0f}{t:18.3f}")
+    print(f"ratio babelsieve / datatrove: {t / o:.2f}x   (runs: ours {statistics.mean(ours):.3f}s mean, "
+          f"datatrove {statistics.mean(theirs):.3f}s mean)")
+    print(f"top-1 score identical to datatrove on {sum(same)}/{len(same)} comparable documents")
+
+
+if __name__ == "__main__":
+    main()
