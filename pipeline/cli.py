@@ -69,6 +69,12 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
         sys.exit(2)
     console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {cfg.output} (engine {cfg.engine}, "
                   f"config hash {cfg.content_hash()})")
+    if "extract" in cfg.stages and cfg.langid.backend == "auto" and not cfg.langid.model:
+        from babelsieve.langid.lid import default_backend_name
+
+        if default_backend_name() == "lid176":
+            console.print("language ID: embedded fastText lid.176 (GlotLID v3 not in the cache; "
+                          "`babelsieve models pull glotlid` to use it)")
     try:
         summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
     except (ConfigMismatchError, ValueError, FileNotFoundError) as e:

@@ -170,6 +170,21 @@ def _problem(offset: int, reason: str, detail: str) -> dict[str, Any]:
     return {"offset": offset, "reason": reason, "detail": detail[:300]}
 
 
+_GLOTLID_MODELS: dict[str, Any] = {}
+
+
+def _glotlid_from(url: str) -> Any:
+    """A GlotLID backend for a model file given by path or URL (cached per process)."""
+    if url not in _GLOTLID_MODELS:
+        from babelsieve.langid.lid import GlotLIDBackend
+        from babelsieve.langid.models import pull_glotlid
+
+        local = "://" not in url or url.startswith("file://")
+        path = url.removeprefix("file://") if local else str(pull_glotlid(url=url))
+        _GLOTLID_MODELS[url] = GlotLIDBackend(path)
+    return _GLOTLID_MODELS[url]
+
+
 def identify_languages(docs: list[dict[str, Any]], config: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Label documents in one batch and apply each language's minimum score.
 
@@ -180,10 +195,13 @@ def identify_languages(docs: list[dict[str, Any]], config: Any) -> tuple[list[di
         for d in docs:
             d.update(language="und", language_script="", language_score=0.0, top_langs="{}", lang_script="und")
         return docs, []
-    from babelsieve.langid import identify
     from babelsieve.langid.language_table import get_language
+    from babelsieve.langid.lid import identify
 
-    preds = identify([d["text"] for d in docs], backend=lid.backend, model=lid.model, threshold=lid.top_langs_threshold)
+    backend: Any = None if lid.backend == "auto" else lid.backend
+    if lid.model:
+        backend = _glotlid_from(lid.model)
+    preds = identify([d["text"] for d in docs], backend=backend, threshold=lid.top_langs_threshold)
     kept, removed = [], []
     for d, p in zip(docs, preds):
         code, _, script = p.label.partition("_")
@@ -197,7 +215,8 @@ def identify_languages(docs: list[dict[str, Any]], config: Any) -> tuple[list[di
         minimum = lid.min_score.get(p.label)
         if minimum is None:
             entry = get_language(p.label)
-            minimum = entry.min_score_for(p.backend) if hasattr(entry, "min_score_for") else entry.language_score
+            # FineWeb2's minimums are GlotLID probabilities; lid.176 has its own (language table).
+            minimum = entry.language_score if p.backend == "glotlid" else entry.lid176_score
         if d["language_score"] < minimum:
             removed.append({**d, "removal_reason": f"language_score:{p.label}<{minimum}"})
         else:

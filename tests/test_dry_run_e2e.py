@@ -19,7 +19,7 @@ def run_dir(tmp_path_factory):
     shards = split_warc(shared("sample-multilingual.warc.gz"), base / "in", 4)
     out = base / "out"
     cmd = [BABELSIEVE, "run", "--output", str(out), "--no-progress", "--workers", "2", "--only", "extract",
-           "--set", "extract.url_filter=false", "--set", "langid.backend=none"]
+           "--set", "extract.url_filter=false"]
     for s in shards:
         cmd += ["--input", str(s)]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -84,6 +84,20 @@ def test_summary_reports_skipped_records(run_dir):
     assert extract["skipped"]["http_404"] == 1 and extract["skipped"]["http_301"] == 1
     assert extract["skipped"]["not_html"] == 18
     assert "skipped records" in stderr
+
+
+def test_documents_are_labelled_and_partitioned_by_language(run_dir):
+    _, _, out, _ = run_dir
+    df = _docs(out)
+    by_url = dict(zip(df["url"].to_list(), df["lang_script"].to_list()))
+    assert by_url["https://creeny.wordpress.com/2020/01/24/nebelsuppe-6/"] == "deu_Latn"
+    assert df["lang_script"].n_unique() >= 20
+    for part in (out / "extract").iterdir():
+        lab = part.name.removeprefix("lang_script=")
+        sub = pl.read_parquet(str(part / "*.parquet"))
+        assert set(sub["lang_script"].to_list()) == {lab}
+        code, script = lab.split("_")
+        assert set(sub["language"].to_list()) == {code} and set(sub["language_script"].to_list()) == {script}
 
 
 def test_schema_is_fineweb2_shaped(run_dir):
