@@ -151,6 +151,10 @@ def _register_optional_commands() -> None:
         ("babelsieve.langid.cli", "langid", "langid"),
         ("babelsieve.pipeline.refilter", "refilter_command", "refilter"),
         ("babelsieve.pipeline.rehydrate", "rehydrate_command", "rehydrate"),
+        ("babelsieve.pipeline.report.cli", "report_command", "report"),
+        ("babelsieve.pipeline.status", "status_command", "status"),
+        ("babelsieve.pipeline.status", "logs_command", "logs"),
+        ("babelsieve.pipeline.plan", "plan_command", "plan"),
     ):
         try:
             mod = importlib.import_module(module)
