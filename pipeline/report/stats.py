@@ -178,14 +178,6 @@ def _lang_from_path(path: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _sum_counts(v: Any) -> int:
-    if isinstance(v, dict):
-        return int(sum(int(x or 0) for x in v.values() if isinstance(x, (int, float))))
-    if isinstance(v, (int, float)):
-        return int(v)
-    return 0
-
-
 # --------------------------------------------------------------------------------------- Parquet scan
 
 
@@ -377,7 +369,8 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
         removal = (removal.drop("docs_in").join(languages.select(["stage", "lang_script", "docs_in"]),
                                                 on=["stage", "lang_script"], how="left")
                    .with_columns((pl.col("removed") / pl.col("docs_in")).alias("rate"))
-                   .select(list(_SCHEMAS["removal"])).sort(["stage", "lang_script", "reason"]))
+                   .select(list(_SCHEMAS["removal"])))
+        removal = _by_stage(removal, rank, ["lang_script", "reason"])
 
     # -------- per stage
     stage_rows = []
@@ -415,7 +408,8 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
                               .with_columns((pl.col("_b") / SCORE_BINS).alias("bin_lo"),
                                             ((pl.col("_b") + 1) / SCORE_BINS).alias("bin_hi"))
                               .rename({"_stage": "stage"}).select(list(_SCHEMAS["language_score"]))
-                              .cast({"documents": pl.Int64}).sort(["stage", "set", "lang_script", "bin_lo"]))
+                              .cast({"documents": pl.Int64}))
+            language_score = _by_stage(language_score, rank, ["set", "lang_script", "bin_lo"])
     if scanned.height and "minhash_cluster_size" in scanned.columns:
         cs = scanned.filter((pl.col("_kind") == "documents") & pl.col("minhash_cluster_size").is_not_null())
         if cs.height:
@@ -423,8 +417,8 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
                              .agg(pl.len().alias("documents"))
                              .rename({"_stage": "stage", "minhash_cluster_size": "cluster_size"})
                              .select(list(_SCHEMAS["cluster_sizes"]))
-                             .cast({"cluster_size": pl.Int64, "documents": pl.Int64})
-                             .sort(["stage", "lang_script", "cluster_size"]))
+                             .cast({"cluster_size": pl.Int64, "documents": pl.Int64}))
+            cluster_sizes = _by_stage(cluster_sizes, rank, ["lang_script", "cluster_size"])
 
     # -------- rehydration / rebalancing: documents before and after the rebalance stage
     reh_rows = []
@@ -459,6 +453,12 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     }
     result.update(read_stage_stats(output, storage_options))
     return result
+
+
+def _by_stage(df: pl.DataFrame, rank: dict[str, int], then: list[str]) -> pl.DataFrame:
+    """Sort by pipeline order of ``stage``, then by ``then``."""
+    return (df.with_columns(pl.col("stage").replace_strict(rank, default=len(rank), return_dtype=pl.Int64).alias("_o"))
+            .sort(["_o", *then]).drop("_o"))
 
 
 def _removal(files: pl.DataFrame, scanned: pl.DataFrame) -> pl.DataFrame:

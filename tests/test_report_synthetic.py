@@ -1,0 +1,291 @@
+"""Statistics of stages not produced by this installation yet (dedup, filter, finalize, rebalance).
+
+:func:`add_synthetic_stages` writes manifests and Parquet files in the layout DESIGN.md and the
+stage issues describe (``<stage>/lang_script=xxx_Yyyy/<task>.parquet``, ``removed/<stage>/<reason>/``,
+``_stats/filter/``, ``minhash_cluster_size``, ``sig_*`` columns), and returns the numbers a correct
+merge must find. The report tests reuse it on top of a real extract run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from babelsieve.pipeline import storage
+from babelsieve.pipeline.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, table_from_rows, write_table
+from babelsieve.pipeline.report.stats import collect_run_stats, read_manifests
+
+LANGS = ["rus_Cyrl", "deu_Latn", "fra_Latn", "cmn_Hani"]
+REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA)
+FILTERED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("sig_n_words", pa.int64()))
+
+
+def _manifest(out: str, stage: str, task_id: str, files: list[dict[str, Any]], stats: dict[str, Any], config_hash: str,
+              inputs: list[str] | None = None, seconds: float = 0.5) -> None:
+    storage.publish_json(storage.join(out, "_manifests", stage, f"{task_id}.json"), {
+        "version": 1, "stage": stage, "task_id": task_id, "inputs": inputs or [], "params": {},
+        "config_hash": config_hash, "files": files, "stats": stats, "seconds": seconds,
+    })
+
+
+def make_synthetic_extract(out: str, n_tasks: int = 2, docs_per_task: int = 30) -> None:
+    """A stand-in extract stage (documents labelled in LANGS, some removed by language score) + _run.json."""
+    from babelsieve.pipeline.config import load_config
+
+    cfg = load_config(None, output=out)
+    h = cfg.content_hash()
+    storage.publish_json(storage.join(out, "_run.json"), {"config_hash": h, "config": cfg.model_dump(mode="json")})
+    i = 0
+    for t in range(n_tasks):
+        tid = f"{t:05d}"
+        rows, removed = [], []
+        for _ in range(docs_per_task):
+            lang = LANGS[i % len(LANGS)]
+            score = 0.30 + 0.70 * ((i * 37) % 100) / 100
+            code, script = lang.split("_")
+            d = {"text": f"document {i} " + "word " * (5 + i % 20), "id": f"<urn:uuid:{i}>", "dump": "synthetic",
+                 "url": f"https://example.org/{i}", "date": "2024-01-01", "file_path": f"shard-{t}.warc.gz",
+                 "language": code, "language_script": script, "language_score": round(score, 4),
+                 "top_langs": "{}", "lang_script": lang}
+            (removed if score < 0.45 else rows).append(d)
+            i += 1
+        files = []
+        for lang in sorted({r["lang_script"] for r in rows}):
+            part = [r for r in rows if r["lang_script"] == lang]
+            e = write_table(language_dir(storage.join(out, "extract"), lang) + f"/{tid}.parquet", table_from_rows(part))
+            files.append({**e, "kind": "documents", "lang_script": lang})
+        for r in removed:
+            r["removal_reason"] = f"language_score:{r['lang_script']}<0.45"
+        e = write_table(storage.join(out, "removed", "extract", "language_score", f"{tid}.parquet"),
+                        table_from_rows(removed, REMOVED_SCHEMA))
+        files.append({**e, "kind": "removed", "reason": "language_score"})
+        _manifest(out, "extract", tid, files, {
+            "records": docs_per_task + 3, "responses": docs_per_task + 1, "docs_in": docs_per_task + 1,
+            "docs_out": len(rows), "removed": {"language_score": len(removed)}, "skipped": {"not_html": 1},
+            "problems": [], "problem_counts": {}, "languages": dict(Counter(r["lang_script"] for r in rows)),
+        }, h, inputs=[f"shard-{t}.warc.gz"], seconds=2.0 + t)
+
+
+def _docs_of(out: str, stage: str) -> list[dict[str, Any]]:
+    rows = []
+    for m in read_manifests(out):
+        if m["stage"] != stage:
+            continue
+        for f in m["files"]:
+            if f.get("kind") == "documents":
+                rows.extend(pl.read_parquet(storage.read_bytes(f["path"])).to_dicts())
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def add_synthetic_stages(out: str | Path, relabel: bool | None = None) -> dict[str, Any]:
+    """Write dedup (4 task stages), filter (+ _stats), finalize and rebalance outputs from the extract output.
+
+    ``relabel``: give documents labelled ``und`` (language ID off) a language from LANGS, cycling, so
+    per-language plots have something to show. Returns the expected figures.
+    """
+    out = str(out)
+    run = storage.read_json(storage.join(out, "_run.json"))
+    h = run["config_hash"]
+    docs = _docs_of(out, "extract")
+    assert docs, "no extract documents to build on"
+    if relabel is None:
+        relabel = all(d["lang_script"] == "und" for d in docs)
+    for i, d in enumerate(docs):
+        if relabel:
+            lang = LANGS[i % len(LANGS)]
+            d.update(lang_script=lang, language=lang.split("_")[0], language_script=lang.split("_")[1],
+                     language_score=round(0.5 + 0.5 * ((i * 37) % 100) / 100, 4))
+    exp: dict[str, Any] = {"relabelled": relabel}
+    extract_tasks = sorted(m["task_id"] for m in read_manifests(out) if m["stage"] == "extract")
+
+    # dedup_signatures: one task per extract task; dedup_buckets: 2 partitions; dedup_clusters: 1 task.
+    per_task = max(1, len(docs) // len(extract_tasks))
+    for k, tid in enumerate(extract_tasks):
+        chunk = docs[k * per_task:(k + 1) * per_task] if k < len(extract_tasks) - 1 else docs[k * per_task:]
+        sig = pa.table({"id": [d["id"] for d in chunk], "band": [0] * len(chunk)})
+        e = write_table(storage.join(out, "dedup", "signatures", f"{tid}.parquet"), sig)
+        _manifest(out, "dedup_signatures", tid, [{**e, "kind": "signatures"}],
+                  {"docs_in": len(chunk), "docs_out": len(chunk)}, h, seconds=0.25)
+    for p in ("p000", "p001"):
+        e = write_table(storage.join(out, "dedup", "buckets", f"{p}.parquet"), pa.table({"a": [1], "b": [2]}))
+        _manifest(out, "dedup_buckets", p, [{**e, "kind": "buckets"}], {}, h, seconds=0.1)
+    e = write_table(storage.join(out, "dedup", "clusters", "00000.parquet"), pa.table({"a": [1]}))
+    _manifest(out, "dedup_clusters", "00000", [{**e, "kind": "clusters"}], {}, h, seconds=0.2)
+
+    # dedup_annotate: per language, every 5th document is a duplicate of a kept one.
+    by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in docs:
+        by_lang[d["lang_script"]].append(d)
+    annotated: dict[str, list[dict[str, Any]]] = {}
+    exp["annotate"] = {}
+    exp["cluster_sizes"] = Counter()
+    for lang in sorted(by_lang):
+        kept = []
+        for j, d in enumerate(by_lang[lang]):
+            if j % 5 == 4:
+                continue
+            d = dict(d, minhash_cluster_size=1 + (3 if j % 5 == 0 else 0) + (10 if j % 10 == 0 else 0))
+            kept.append(d)
+            exp["cluster_sizes"][d["minhash_cluster_size"]] += 1
+        annotated[lang] = kept
+        exp["annotate"][lang] = len(kept)
+        e = write_table(language_dir(storage.join(out, "dedup_annotate"), lang) + "/00000.parquet", table_from_rows(kept))
+        _manifest(out, "dedup_annotate", f"{lang}-00000", [{**e, "kind": "documents", "lang_script": lang}],
+                  {"docs_in": len(by_lang[lang]), "docs_out": len(kept),
+                   "removed": {"minhash_duplicate": len(by_lang[lang]) - len(kept)}}, h, seconds=0.3)
+
+    # filter: signals (sig_n_words), two filters; removed docs kept aside; per-language stats Parquet.
+    exp["filter_in"], exp["filter_out"], exp["filter_removed"] = {}, {}, Counter()
+    filtered: dict[str, list[dict[str, Any]]] = {}
+    for lang, rows in annotated.items():
+        kept, removed = [], defaultdict(list)
+        for j, d in enumerate(rows):
+            d = dict(d, sig_n_words=len(d["text"].split()))
+            if j % 4 == 1:
+                removed["gopher_repetition"].append(dict(d, removal_reason="gopher_repetition"))
+            elif j % 7 == 2:
+                removed["fineweb_quality"].append(dict(d, removal_reason="fineweb_quality:line_punct_ratio"))
+            else:
+                kept.append(d)
+        filtered[lang] = kept
+        files = []
+        e = write_table(language_dir(storage.join(out, "filter"), lang) + "/00000.parquet",
+                        table_from_rows(kept, FILTERED_SCHEMA))
+        files.append({**e, "kind": "documents", "lang_script": lang})
+        for reason, rs in sorted(removed.items()):
+            e = write_table(storage.join(out, "removed", "filter", reason, f"{lang}-00000.parquet"),
+                            table_from_rows(rs, REMOVED_SCHEMA))
+            entry = {**e, "kind": "removed", "reason": reason}
+            if reason == "gopher_repetition":  # one with its language in the manifest, one without
+                entry["lang_script"] = lang
+            files.append(entry)
+            exp["filter_removed"][(lang, reason)] = len(rs)
+        exp["filter_in"][lang], exp["filter_out"][lang] = len(rows), len(kept)
+        _manifest(out, "filter", f"{lang}-00000", files,
+                  {"docs_in": len(rows), "docs_out": len(kept), "removed": {k: len(v) for k, v in removed.items()},
+                   "words": {lang: sum(d["sig_n_words"] for d in kept)}}, h, seconds=0.4)
+        stats = pl.DataFrame({"lang_script": [lang] * 2, "filter": ["gopher_repetition", "fineweb_quality"],
+                              "docs_in": [len(rows)] * 2,
+                              "removed": [len(removed["gopher_repetition"]), len(removed["fineweb_quality"])]})
+        buf = io.BytesIO()
+        stats.write_parquet(buf)
+        storage.publish_bytes(storage.join(out, "_stats", "filter", f"{lang}.parquet"), buf.getvalue())
+    exp["words"] = {lang: sum(d["sig_n_words"] for d in rows) for lang, rows in filtered.items()}
+
+    # finalize: same documents; rebalance: rehydration repeats each document min(cluster size, 3) times.
+    exp["rebalance_before"], exp["rebalance_after"] = {}, {}
+    for lang, rows in filtered.items():
+        e = write_table(language_dir(storage.join(out, "finalize"), lang) + "/00000.parquet",
+                        table_from_rows(rows, FILTERED_SCHEMA))
+        _manifest(out, "finalize", f"{lang}-00000", [{**e, "kind": "documents", "lang_script": lang}],
+                  {"docs_in": len(rows), "docs_out": len(rows)}, h, seconds=0.2)
+        up = [d for d in rows for _ in range(min(d["minhash_cluster_size"], 3))]
+        e = write_table(language_dir(storage.join(out, "rebalance"), lang) + "/00000.parquet",
+                        table_from_rows(up, FILTERED_SCHEMA))
+        _manifest(out, "rebalance", f"{lang}-00000", [{**e, "kind": "documents", "lang_script": lang}],
+                  {"docs_in": len(rows), "docs_out": len(up)}, h, seconds=0.1)
+        exp["rebalance_before"][lang], exp["rebalance_after"][lang] = len(rows), len(up)
+    return exp
+
+
+# --------------------------------------------------------------------------------------- tests
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("synth") / "out")
+    make_synthetic_extract(out)
+    exp = add_synthetic_stages(out)
+    return out, exp, collect_run_stats(out)
+
+
+def test_every_table_is_present_with_its_schema(synth):
+    _, _, stats = synth
+    for key in ("tasks", "files", "stages", "stage_reasons", "languages", "removal", "language_score",
+                "cluster_sizes", "rehydration", "logs", "scan"):
+        assert isinstance(stats[key], pl.DataFrame), key
+    assert stats["stages"]["stage"].to_list() == [
+        "extract", "dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate", "filter", "finalize",
+        "rebalance"]
+
+
+def test_documents_in_and_out_per_stage_and_language(synth):
+    out, exp, stats = synth
+    langs = stats["languages"]
+
+    def get(stage, lang, col):
+        return langs.filter((pl.col("stage") == stage) & (pl.col("lang_script") == lang))[col].item()
+
+    for lang, n in exp["annotate"].items():
+        assert get("dedup_annotate", lang, "docs_out") == n
+        assert get("filter", lang, "docs_in") == n  # filter's input is dedup's output
+        assert get("filter", lang, "docs_out") == exp["filter_out"][lang]
+        assert get("filter", lang, "removed") == exp["filter_in"][lang] - exp["filter_out"][lang]
+        assert get("filter", lang, "words") == exp["words"][lang]
+    # extract: language-score removals carry their language; in = out + removed
+    ex = langs.filter(pl.col("stage") == "extract")
+    assert (ex["docs_in"] == ex["docs_out"] + ex["removed"]).all()
+    manifests = [m for m in read_manifests(out) if m["stage"] == "extract"]
+    assert ex["docs_out"].sum() == sum(m["stats"]["docs_out"] for m in manifests)
+    assert ex["removed"].sum() == sum(m["stats"]["removed"]["language_score"] for m in manifests)
+
+
+def test_removal_per_filter_and_language_with_rates(synth):
+    _, exp, stats = synth
+    rem = stats["removal"].filter(pl.col("stage") == "filter")
+    got = {(r["lang_script"], r["reason"]): r["removed"] for r in rem.iter_rows(named=True)}
+    assert got == dict(exp["filter_removed"])
+    for r in rem.iter_rows(named=True):
+        assert r["rate"] == pytest.approx(r["removed"] / exp["filter_in"][r["lang_script"]])
+
+
+def test_histograms_cluster_sizes_and_rehydration(synth):
+    _, exp, stats = synth
+    cs = stats["cluster_sizes"].filter(pl.col("stage") == "dedup_annotate")
+    assert dict(cs.group_by("cluster_size").agg(pl.col("documents").sum()).iter_rows()) == dict(exp["cluster_sizes"])
+    ls = stats["language_score"]
+    kept = ls.filter((pl.col("stage") == "extract") & (pl.col("set") == "kept"))["documents"].sum()
+    removed = ls.filter((pl.col("stage") == "extract") & (pl.col("set") == "removed"))["documents"].sum()
+    ex = stats["languages"].filter(pl.col("stage") == "extract")
+    assert kept == ex["docs_out"].sum() and removed == ex["removed"].sum()
+    assert ls["bin_lo"].min() >= 0 and ls["bin_hi"].max() <= 1
+    reh = stats["rehydration"]
+    for r in reh.iter_rows(named=True):
+        assert r["docs_before"] == exp["rebalance_before"][r["lang_script"]]
+        assert r["docs_after"] == exp["rebalance_after"][r["lang_script"]]
+        assert r["expansion"] == pytest.approx(r["docs_after"] / r["docs_before"])
+    assert reh["stage"].unique().to_list() == ["finalize"]
+
+
+def test_stage_statistics_files_and_scan_limit(synth):
+    out, _, stats = synth
+    assert "stats/filter" in stats
+    assert set(stats["stats/filter"]["lang_script"].to_list()) == set(LANGS)
+    limited = collect_run_stats(out, max_scan_files=1)
+    scan = limited["scan"]
+    assert (scan["files_scanned"] <= 1).all() and (scan["files_total"] >= scan["files_scanned"]).all()
+    fast = collect_run_stats(out, scan_parquet=False)
+    assert fast["language_score"].height == 0 and fast["scan"].height == 0
+    # Without the scan, removed files whose manifest entry names no language count as `und`; documents agree.
+    def docs(df):
+        return sorted(df.filter(pl.col("docs_out") > 0).select(["stage", "lang_script", "docs_out"]).rows())
+    assert docs(fast["languages"]) == docs(stats["languages"])
+
+
+def test_bad_manifest_and_log_lines_are_skipped(tmp_path):
+    out = str(tmp_path / "out")
+    make_synthetic_extract(out, n_tasks=1, docs_per_task=8)
+    storage.publish_bytes(storage.join(out, "_manifests", "extract", "broken.json"), b"{not json")
+    storage.publish_bytes(storage.join(out, "_logs", "extract-1.jsonl"),
+                          b'{"stage": "extract", "task_id": "00000", "status": "done", "time": 1}\nnot json\n[1]\n')
+    stats = collect_run_stats(out)
+    assert stats["tasks"].height == 1
+    assert stats["logs"].height == 1
+    assert json.loads(json.dumps(stats["stages"].to_dicts()))  # plain JSON-able values
