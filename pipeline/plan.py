@@ -281,7 +281,7 @@ def plan_command(config: str | None, shards: int, workers: int | None, from_outp
         try:
             cfg = load_config(config, sets=list(sets))
         except ConfigError as e:
-            err.print(f"[red]error:[/] {e}")
+            err.print(f"[red]error:[/] {e}", soft_wrap=True)
             sys.exit(2)
     sample = from_output or (cfg.output if cfg else None)
     if not sample:
@@ -292,7 +292,7 @@ def plan_command(config: str | None, shards: int, workers: int | None, from_outp
     try:
         p = project(sample, shards, k, cfg, opts)
     except (ValueError, FileNotFoundError) as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(p, indent=1, sort_keys=True))

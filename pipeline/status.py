@@ -205,7 +205,7 @@ def status_command(output: str, as_json: bool, no_plan: bool, storage_option: tu
     try:
         st = run_status(output, opts, plan=not no_plan)
     except FileNotFoundError as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(st, indent=1, sort_keys=True))

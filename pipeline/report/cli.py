@@ -68,7 +68,7 @@ def report_command(output: str, no_card: bool, max_scan_files: int, no_status: b
     try:
         res = write_report(output, opts, max_scan_files=max_scan_files or None, card=not no_card, status=status)
     except FileNotFoundError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
         sys.exit(2)
     for name, what in res["plots"].items():
         console.print(f"  {name:<16} {'plot' if what == 'image' else '[dim]' + what + '[/]'}")

@@ -1,0 +1,136 @@
+"""`babelsieve status` and `babelsieve logs` on interrupted, failed and finished runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import fsspec
+import pytest
+
+from babelsieve.pipeline.status import run_status
+from conftest import BABELSIEVE, SAMPLE_WARC, split_warc
+
+ARGS = ["--no-progress", "--workers", "2", "--only", "extract", "--set", "langid.backend=none"]
+
+
+def _run_cmd(out, shards):
+    cmd = [BABELSIEVE, "run", "--output", str(out), *ARGS]
+    for s in shards:
+        cmd += ["--input", str(s)]
+    return cmd
+
+
+def _status(out, *extra) -> dict:
+    r = subprocess.run([BABELSIEVE, "status", str(out), "--json", *extra], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _stage(st: dict, name: str) -> dict:
+    return next(s for s in st["stages"] if s["stage"] == name)
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory):
+    """3 WARC shards; task 00001 fails (injected fault, no retry for a raising task)."""
+    base = tmp_path_factory.mktemp("status")
+    shards = split_warc(SAMPLE_WARC, base / "in", 3)
+    out = base / "out"
+    env = {**os.environ, "BABELSIEVE_FAULT": "extract:00001"}
+    r = subprocess.run(_run_cmd(out, shards), capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stderr  # the run reports the failed task
+    return out, shards
+
+
+def test_failed_task_is_reported_failed_the_others_done(failed_run):
+    out, shards = failed_run
+    st = _status(out)
+    ex = _stage(st, "extract")
+    assert (ex["planned"], ex["done"], ex["failed"], ex["pending"]) == (3, 2, 1, 0)
+    assert ex["state"] == "failed"
+    (f,) = ex["failed_tasks"]
+    assert f["task_id"] == "00001"
+    assert "injected fault" in f["error"]
+    assert f["inputs"] == [str(shards[1])]
+    assert st["complete"] is False
+    # every configured stage is listed, in order, after extract
+    assert [s["group"] for s in st["stages"]][0] == "extract"
+    assert {"dedup", "filter", "finalize"} <= {s["group"] for s in st["stages"]}
+
+
+def test_table_output_names_the_failed_task(failed_run):
+    out, _ = failed_run
+    r = subprocess.run([BABELSIEVE, "status", str(out)], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "FAILED extract/00001" in r.stdout
+    assert "incomplete: 2 done, 1 failed" in r.stdout
+
+
+def test_logs_failed_view(failed_run):
+    out, _ = failed_run
+    r = subprocess.run([BABELSIEVE, "logs", str(out), "--failed", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [(x["stage"], x["task_id"], x["status"]) for x in lines] == [("extract", "00001", "failed")]
+    r = subprocess.run([BABELSIEVE, "logs", str(out)], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0 and "00000" in r.stdout and "00002" in r.stdout and "failed" in r.stdout
+
+
+def test_interrupted_run_missing_manifest_is_pending(failed_run, tmp_path):
+    """A task whose manifest is missing (killed before publishing it) is pending, whatever the log says."""
+    out, _ = failed_run
+    copy = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
+    (copy / "_manifests" / "extract" / "00002.json").unlink()
+    st = run_status(str(copy))
+    ex = _stage(st, "extract")
+    assert (ex["planned"], ex["done"], ex["failed"], ex["pending"]) == (3, 1, 1, 1)
+    assert ex["pending_tasks"] == ["00002"]
+    assert ex["state"] == "failed"
+    # nothing done at all: the run has only started
+    for m in (copy / "_manifests" / "extract").glob("*.json"):
+        m.unlink()
+    for log in (copy / "_logs").glob("*.jsonl"):
+        log.unlink()
+    ex = _stage(run_status(str(copy)), "extract")
+    assert (ex["planned"], ex["done"], ex["failed"], ex["pending"], ex["state"]) == (3, 0, 0, 3, "not started")
+
+
+def test_rerun_completes_and_status_follows(failed_run, tmp_path):
+    out, shards = failed_run
+    copy = tmp_path / "out"
+    subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
+    r = subprocess.run(_run_cmd(copy, shards), capture_output=True, text=True)  # fault marker: fires only once
+    assert r.returncode == 0, r.stderr
+    ex = _stage(_status(copy), "extract")
+    assert (ex["planned"], ex["done"], ex["failed"], ex["pending"], ex["state"]) == (3, 3, 0, 0, "done")
+
+
+def test_status_without_replanning(failed_run):
+    out, _ = failed_run
+    ex = _stage(_status(out, "--no-plan"), "extract")
+    assert (ex["planned"], ex["done"], ex["failed"], ex["pending"]) == (None, 2, 1, None)
+
+
+def test_status_of_an_output_on_object_storage(failed_run):
+    out, _ = failed_run
+    mem = fsspec.filesystem("memory")
+    root = "memory://bs-status-test/out"
+    for p in out.rglob("*"):
+        if p.is_file():
+            mem.pipe_file(root + "/" + str(p.relative_to(out)), p.read_bytes())
+    try:
+        ex = _stage(run_status(root), "extract")
+        assert (ex["planned"], ex["done"], ex["failed"], ex["pending"]) == (3, 2, 1, 0)
+    finally:
+        mem.rm("/bs-status-test", recursive=True)
+
+
+def test_status_of_a_directory_without_a_run(tmp_path):
+    r = subprocess.run([BABELSIEVE, "status", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "no _run.json" in r.stderr
