@@ -168,6 +168,9 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
             "clustering_plus_signatures_bytes": round(n_full * (CLUSTER_BYTES_PER_DOC + sig_bytes_per_doc)),
             "all_signatures_bytes": round(sum(langs["docs_out"].to_list()) * f * sig_bytes_per_doc),
         })
+    if largest and largest["lang_script"] == "und":
+        warnings.append("the sample's largest 'language' is und (language ID off or failing): the dedup memory "
+                        "projection treats those documents as one language")
     sig = st.filter(pl.col("stage") == "dedup_signatures")
     if sig.height and sig["docs_in"][0]:
         mem["measured_signature_file_bytes_per_doc"] = sig["bytes_out"][0] / sig["docs_in"][0]

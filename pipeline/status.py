@@ -67,14 +67,17 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
     # Configured task stages in order; unknown/uninstalled groups are reported as such.
     _register_optional_stages()
     stage_list: list[tuple[str, str, str | None]] = []  # (group, task stage, note)
+    seen = stage_order(list(set(done) | set(stale) | {k[0] for k in latest}))
     for group in (config.stages if config else (run.get("config") or {}).get("stages") or []):
         members = STAGE_GROUPS.get(group)
         if not members:
-            stage_list.append((group, group, "stage not installed (its module is missing)"))
+            # Not installed here (e.g. status read on another machine): show what storage holds for it.
+            found = [s for s in seen if s == group or s.startswith(group + "_")] or [group]
+            stage_list.extend((group, s, "stage not installed here: pending unknown") for s in found)
         else:
             stage_list.extend((group, s, None) for s in members)
     known = {s for _, s, _ in stage_list}
-    for s in stage_order(list(set(done) | {k[0] for k in latest})):
+    for s in seen:
         if s not in known:  # ran with --only or an older config: still show it
             stage_list.append((s, s, "not in the saved config's stages"))
 
@@ -162,7 +165,8 @@ def print_status(st: dict[str, Any], console: Any) -> None:
     title = f"babelsieve status: {st['output']} (config {st['config_hash']})"
     table = Table(title=title)
     for col in ("stage", "state", "planned", "done", "failed", "pending", "core-s", "note"):
-        table.add_column(col, justify="right" if col in ("planned", "done", "failed", "pending", "core-s") else "left")
+        table.add_column(col, justify="right" if col in ("planned", "done", "failed", "pending", "core-s") else "left",
+                         no_wrap=col != "note")
     colors = {"done": "green", "failed": "red", "partial": "yellow", "not started": "dim", "unknown": "dim"}
     for s in st["stages"]:
         def n(v: Any) -> str:
@@ -210,7 +214,7 @@ def status_command(output: str, as_json: bool, no_plan: bool, storage_option: tu
     if as_json:
         click.echo(json.dumps(st, indent=1, sort_keys=True))
     else:
-        print_status(st, Console())
+        print_status(st, Console(width=None if sys.stdout.isatty() else 160))
 
 
 @click.command("logs")
@@ -252,4 +256,4 @@ def logs_command(output: str, failed: bool, stage: str | None, as_json: bool, ta
         table.add_row(when, r["stage"] or "", r["task_id"] or "", status, f"{r['seconds'] or 0:.1f}",
                       "" if r["docs_in"] is None else f"{r['docs_in']:,}",
                       "" if r["docs_out"] is None else f"{r['docs_out']:,}", r["error"] or "")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

@@ -107,7 +107,7 @@ def render(stats: dict[str, pl.DataFrame], plots: list[Plot], run: dict[str, Any
     if status:
         parts.append("<h2>Status</h2>")
         rows = pl.DataFrame(status["stages"]) if status.get("stages") else pl.DataFrame()
-        parts.append(table(rows, ["stage", "planned", "done", "failed", "pending", "note"]))
+        parts.append(table(rows, ["stage", "state", "planned", "done", "failed", "pending", "note"]))
     parts.append("<h2>Stages</h2>")
     parts.append(table(st, ["stage", "tasks", "seconds", "max_task_seconds", "docs_in", "docs_out", "removed",
                             "skipped", "files", "bytes_out", "docs_per_core_second"], {"bytes_out": "bytes"}))
