@@ -217,3 +217,30 @@ def test_collect_run_stats_on_the_real_run(runs):
     assert ex["docs_out"] == sum(m["stats"]["docs_out"] for m in ms)
     assert ex["seconds"] == pytest.approx(sum(m["seconds"] for m in ms))
     assert stats["logs"].filter(pl.col("stage") == "extract")["status"].to_list() == ["done"]
+
+
+def test_language_score_histogram_of_a_real_language_id_run(tmp_path):
+    """Default language ID (embedded lid.176 offline): the histogram is the Parquet `language_score` column."""
+    out = tmp_path / "out"
+    r = subprocess.run([BABELSIEVE, "run", "--output", str(out), "--input", str(SAMPLE_WARC), "--no-progress",
+                        "--workers", "1", "--only", "extract"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    stats = collect_run_stats(str(out))
+    kept = pl.concat([pl.read_parquet(p) for p in (out / "extract").rglob("*.parquet")])
+    removed_files = list((out / "removed" / "extract" / "language_score").glob("*.parquet"))
+    removed = pl.concat([pl.read_parquet(p) for p in removed_files]) if removed_files else kept.head(0)
+    ls = stats["language_score"]
+    for name, df in (("kept", kept), ("removed", removed)):
+        got = ls.filter(pl.col("set") == name)
+        assert got["documents"].sum() == df.filter(pl.col("lang_script") != "und").height
+        # bin by bin, against an independent binning of the column
+        expect = (df.filter(pl.col("lang_script") != "und")
+                  .with_columns((pl.col("language_score") * 20).floor().clip(0, 19).cast(pl.Int64).alias("b"))
+                  .group_by("b").agg(pl.len().alias("n")))
+        per_bin = got.group_by("bin_lo").agg(pl.col("documents").sum())
+        assert {round(b * 20): n for b, n in per_bin.iter_rows()} == dict(expect.iter_rows())
+    r = subprocess.run([BABELSIEVE, "report", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    dom = render_in_browser(out / "report" / "index.html", tmp_path)
+    ok = {img["data-plot"]: img.get("data-ok") for img in dom.imgs}
+    assert ok.get("language_score") == "1" and ok.get("languages") == "1"
