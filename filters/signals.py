@@ -1,0 +1,499 @@
+"""Quality signals: every quantity FineWeb2's filters threshold, as columns (Dolma-style "taggers").
+
+``compute_signals(texts, lang_script)`` returns a :class:`pyarrow.Table` with one row per text and the
+columns of :data:`SIGNAL_COLUMNS`, all prefixed ``sig_``. :func:`babelsieve.filters.decisions.decide`
+then applies thresholds to these columns, so a language can be re-thresholded without recomputing
+anything (``babelsieve refilter``).
+
+Each column mirrors datatrove 0.10.1's arithmetic exactly (``GopherRepetitionFilter``,
+``FineWebQualityFilter``, ``GopherQualityFilter``): same line/paragraph splitting, same word tokens
+(the language's word tokenizer), same numerators and denominators, ratios computed as the same IEEE
+float64 division, so thresholding them gives the same decisions as datatrove.
+
+Columns (``float64`` unless noted; "words" = word-tokenizer tokens of the whole text):
+
+========================================  =========================================================================
+column                                    definition (datatrove source)
+========================================  =========================================================================
+``sig_text_len`` (int64)                  ``len(text)`` in code points (``empty`` when 0)
+``sig_para_dup_frac``                     duplicate paragraphs / paragraphs; paragraphs = ``re.split(r"\\n{2,}", text.strip())``
+``sig_para_dup_char_frac``                chars of duplicate paragraph occurrences / ``len(text)``
+``sig_line_dup_frac``                     duplicate lines / lines; lines = ``re.split("\\n+", text)`` (not stripped)
+``sig_line_dup_char_frac``                chars of duplicate line occurrences / ``len(text)``
+``sig_top_{n}gram_char_frac`` n=2,3,4     (chars of the most frequent n-gram, words joined by " ") * its count / ``len(text)``;
+                                          ties -> the n-gram seen first (``Counter.most_common``); NaN when no n-gram
+``sig_dup_{n}gram_char_frac`` n=5..10     chars of repeated n-grams (words joined by "", datatrove's greedy left-to-right
+                                          scan that skips n words after a repeat) / ``len(text)``
+``sig_nonempty_lines`` (int64)            lines of ``text.split("\\n")`` with ``line.strip() != ""`` (FineWeb ``empty`` when 0)
+``sig_line_punct_frac``                   non-empty lines ending in a terminal punctuation char / non-empty lines (NaN if none)
+``sig_short_line_frac``                   non-empty lines of <= 30 chars / non-empty lines (``short_line_length=30``)
+``sig_line_char_dup_frac``                chars of duplicate non-empty lines / ``len(text.replace("\\n", ""))``
+``sig_newline_word_ratio``                ``text.count("\\n")`` / words (datatrove divides by zero: +inf, or NaN for 0/0)
+``sig_n_words`` (int64)                   words
+``sig_n_non_symbol_words`` (int64)        words with at least one char outside datatrove's ``PUNCTUATION_SET``
+``sig_avg_word_len``                      mean length of non-symbol words (NaN if none)
+``sig_hash_word_ratio``                   ``text.count("#")`` / words
+``sig_ellipsis_word_ratio``               (``text.count("...") + text.count("…")``) / words
+``sig_bullet_line_frac``                  ``text.splitlines()`` lines whose ``lstrip()`` starts with "•" or "-" / lines
+``sig_ellipsis_line_frac``                lines whose ``rstrip()`` ends with "..." or "…" / lines
+``sig_alpha_word_frac``                   words with at least one ``str.isalpha`` char / words
+``sig_stopword_count`` (int64)            distinct stopwords of the language among the words (depends on the stopword list!)
+========================================  =========================================================================
+
+``sig_stopword_count`` is the only column that depends on a setting (the stopword list). When the
+list changes, recompute just that column with :func:`stopword_counts` (tokenizing again, nothing
+else); ``babelsieve refilter --set stopwords=[...]`` does this automatically.
+
+Speed: lines, paragraphs and stopwords use C-level ``set``/``str`` operations per document; every
+word-level quantity is computed for a whole batch at once with numpy: word lengths and code points
+are gathered once, character classes come from lookup tables, and n-grams are identified by a
+double polynomial hash (moduli 2^31-1 and 10^9+7, ~2^61 values) of their exact character string,
+computed from prefix sums, so n-gram equality is string equality (up to a ~1e-15 collision
+probability per pair; n-gram char lengths are compared too) with no per-n-gram Python work. Only the
+greedy scan for repeated n-grams loops in Python, and only over positions whose n-gram occurred
+before in the same document.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from itertools import chain
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = [
+    "SIGNAL_COLUMNS",
+    "SIGNAL_SCHEMA",
+    "SIGNALS_VERSION",
+    "TOP_N_GRAMS",
+    "DUP_N_GRAMS",
+    "compute_signals",
+    "compute_signal_arrays",
+    "stopword_counts",
+    "get_tokenizer",
+]
+
+SIGNALS_VERSION = 1
+TOP_N_GRAMS = (2, 3, 4)
+DUP_N_GRAMS = (5, 6, 7, 8, 9, 10)
+SHORT_LINE_LENGTH = 30  # FineWebQualityFilter default, used by FineWeb2
+
+_INT_COLS = ["sig_text_len", "sig_nonempty_lines", "sig_n_words", "sig_n_non_symbol_words", "sig_stopword_count"]
+SIGNAL_COLUMNS: list[str] = (
+    ["sig_text_len", "sig_para_dup_frac", "sig_para_dup_char_frac", "sig_line_dup_frac", "sig_line_dup_char_frac"]
+    + [f"sig_top_{n}gram_char_frac" for n in TOP_N_GRAMS]
+    + [f"sig_dup_{n}gram_char_frac" for n in DUP_N_GRAMS]
+    + [
+        "sig_nonempty_lines",
+        "sig_line_punct_frac",
+        "sig_short_line_frac",
+        "sig_line_char_dup_frac",
+        "sig_newline_word_ratio",
+        "sig_n_words",
+        "sig_n_non_symbol_words",
+        "sig_avg_word_len",
+        "sig_hash_word_ratio",
+        "sig_ellipsis_word_ratio",
+        "sig_bullet_line_frac",
+        "sig_ellipsis_line_frac",
+        "sig_alpha_word_frac",
+        "sig_stopword_count",
+    ]
+)
+SIGNAL_SCHEMA = pa.schema([pa.field(c, pa.int64() if c in _INT_COLS else pa.float64()) for c in SIGNAL_COLUMNS])
+
+_PARA_RE = re.compile(r"\n{2,}")
+_LINES_RE = re.compile("\n+")
+
+# --- character tables ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _char_tables() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(is_punct[cp], is_alpha[cp], terminal punctuation) over all code points, from datatrove's sets."""
+    from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
+
+    is_punct = np.zeros(0x110000, dtype=bool)
+    is_punct[[ord(c) for c in PUNCTUATION_SET]] = True
+    # str.isalpha per code point, computed once (~0.2 s): the same predicate datatrove applies per char
+    is_alpha = np.fromiter((chr(i).isalpha() for i in range(0x110000)), dtype=bool, count=0x110000)
+    return is_punct, is_alpha, tuple(TERMINAL_PUNCTUATION)
+
+
+# --- polynomial hashing of substrings -------------------------------------------------------------
+
+_P1, _B1 = 2147483647, 911382323
+_P2, _B2 = 1000000007, 972663749
+_POW_CACHE: dict[tuple[int, int, bool], np.ndarray] = {}
+
+
+def _powers(base: int, mod: int, n: int, inverse: bool) -> np.ndarray:
+    key = (base, mod, inverse)
+    arr = _POW_CACHE.get(key)
+    if arr is None or len(arr) < n:
+        b = pow(base, mod - 2, mod) if inverse else base
+        size = max(n, 1 << 16, 0 if arr is None else 2 * len(arr))
+        out = np.empty(size, dtype=np.int64)
+        out[0] = 1
+        m = 1
+        while m < size:  # doubling: out[m:2m] = out[:m] * b^m
+            k = min(m, size - m)
+            out[m : m + k] = out[:k] * pow(b, m, mod) % mod
+            m += k
+        _POW_CACHE[key] = arr = out
+    return arr
+
+
+class _SubstringHasher:
+    """Hash of any substring [a, b) of a code point array, as one int64 (two moduli)."""
+
+    def __init__(self, cps: np.ndarray):
+        n = len(cps)
+        c = cps.astype(np.int64) + 1  # never 0
+        self.g1 = np.zeros(n + 1, dtype=np.int64)
+        self.g2 = np.zeros(n + 1, dtype=np.int64)
+        # prefix sums of c_j * B^j, chunked so int64 cumsum never overflows
+        for g, p, b in ((self.g1, _P1, _B1), (self.g2, _P2, _B2)):
+            terms = c * _powers(b, p, n, False)[:n] % p
+            chunk = 1 << 30
+            acc = 0
+            for s in range(0, n, chunk):
+                part = np.cumsum(terms[s : s + chunk]) + acc
+                part %= p
+                g[s + 1 : s + 1 + len(part)] = part
+                acc = int(part[-1]) if len(part) else acc
+        self.n = n
+
+    def hash(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        i1 = _powers(_B1, _P1, self.n + 1, True)
+        i2 = _powers(_B2, _P2, self.n + 1, True)
+        h1 = (self.g1[b] - self.g1[a]) % _P1 * i1[a] % _P1
+        h2 = (self.g2[b] - self.g2[a]) % _P2 * i2[a] % _P2
+        return h1 * _P2 + h2
+
+
+# --- tokenizer ---------------------------------------------------------------------------------
+
+
+def get_tokenizer(lang_script: str) -> Callable[[list[str]], list[list[str]]]:
+    """Batch word tokenizer of a language: the langid engineer's table (datatrove's assignment)."""
+    from babelsieve.langid.word_tokenizers import load_word_tokenizer
+
+    tok = load_word_tokenizer(lang_script)
+    return tok.word_tokenize_batch
+
+
+def stopword_counts(words_per_doc: Iterable[Sequence[str]], stopwords: Iterable[str]) -> np.ndarray:
+    """Distinct stopwords among each document's words (datatrove: ``len(stop_words & set(words))``)."""
+    sw = frozenset(stopwords)
+    return np.fromiter((len(sw.intersection(w)) for w in words_per_doc), dtype=np.int64)
+
+
+# --- main entry points ---------------------------------------------------------------------------
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num / den
+
+
+def _dup_counts(items: list[str]) -> tuple[int, int]:
+    """datatrove's find_duplicates: (# repeated occurrences, chars of repeated occurrences)."""
+    u = set(items)
+    return len(items) - len(u), sum(map(len, items)) - sum(map(len, u))
+
+
+def _line_signals(texts: Sequence[str], out: dict[str, np.ndarray]) -> None:
+    _, _, term = _char_tables()
+    n = len(texts)
+    para_dup = np.zeros(n)
+    para_dupc = np.zeros(n, dtype=np.int64)
+    n_para = np.ones(n, dtype=np.int64)
+    line_dup = np.zeros(n, dtype=np.int64)
+    line_dupc = np.zeros(n, dtype=np.int64)
+    n_lines = np.ones(n, dtype=np.int64)
+    ne_lines = np.zeros(n, dtype=np.int64)
+    punct = np.zeros(n, dtype=np.int64)
+    short = np.zeros(n, dtype=np.int64)
+    fw_dupc = np.zeros(n, dtype=np.int64)
+    nl = np.zeros(n, dtype=np.int64)
+    hashes = np.zeros(n, dtype=np.int64)
+    ellips = np.zeros(n, dtype=np.int64)
+    sl_n = np.zeros(n, dtype=np.int64)
+    bullets = np.zeros(n, dtype=np.int64)
+    end_ell = np.zeros(n, dtype=np.int64)
+    for i, text in enumerate(texts):
+        paras = _PARA_RE.split(text.strip())
+        n_para[i] = len(paras)
+        para_dup[i], para_dupc[i] = _dup_counts(paras)
+        lines = _LINES_RE.split(text)
+        n_lines[i] = len(lines)
+        line_dup[i], line_dupc[i] = _dup_counts(lines)
+        ne = [ln for ln in text.split("\n") if ln.strip() != ""]
+        ne_lines[i] = len(ne)
+        if ne:
+            punct[i] = sum(1 for ln in ne if ln.endswith(term))
+            short[i] = sum(1 for ln in ne if len(ln) <= SHORT_LINE_LENGTH)
+            fw_dupc[i] = _dup_counts(ne)[1]
+        nl[i] = text.count("\n")
+        hashes[i] = text.count("#")
+        ellips[i] = text.count("...") + text.count("…")
+        sl = text.splitlines()
+        sl_n[i] = len(sl)
+        if sl:
+            bullets[i] = sum(1 for s in sl if s.lstrip().startswith(("•", "-")))
+            end_ell[i] = sum(1 for s in sl if s.rstrip().endswith(("...", "…")))
+    tl = out["sig_text_len"]
+    out["sig_para_dup_frac"] = _div(para_dup, n_para)
+    out["sig_para_dup_char_frac"] = _div(para_dupc, tl)
+    out["sig_line_dup_frac"] = _div(line_dup, n_lines)
+    out["sig_line_dup_char_frac"] = _div(line_dupc, tl)
+    out["sig_nonempty_lines"] = ne_lines
+    out["sig_line_punct_frac"] = _div(punct, ne_lines)
+    out["sig_short_line_frac"] = _div(short, ne_lines)
+    out["sig_line_char_dup_frac"] = _div(fw_dupc, tl - nl)
+    out["_newlines"] = nl
+    out["_hashes"] = hashes
+    out["_ellipsis"] = ellips
+    out["sig_bullet_line_frac"] = _div(bullets, sl_n)
+    out["sig_ellipsis_line_frac"] = _div(end_ell, sl_n)
+
+
+def _greedy_dup_chars(ids: list[int], first: list[int], cand: list[int], clen: list[int], n: int) -> int:
+    """datatrove's find_all_duplicate, visiting only positions whose n-gram occurred before.
+
+    ``ids[p]`` n-gram group of position p, ``first[p]`` first position of that group, ``cand`` the
+    positions that are not first occurrences (ascending), ``clen[p]`` the n-gram's char length.
+    A first occurrence is in datatrove's ``unique`` set iff the scan landed on it (it was not inside a
+    jump); a later occurrence lands as "new" only when every earlier occurrence was jumped over.
+    """
+    skipped: set[int] = set()
+    added_late: set[int] = set()
+    pos = 0
+    chars = 0
+    for c in cand:
+        if c < pos:
+            skipped.add(c)
+            continue
+        g = ids[c]
+        f = first[c]
+        if f not in skipped or g in added_late:
+            chars += clen[c]
+            skipped.update(range(c + 1, c + n))
+            pos = c + n
+        else:
+            added_late.add(g)
+            pos = c + 1
+    return chars
+
+
+def _word_signals(
+    words: list[list[str]],
+    text_len: np.ndarray,
+    out: dict[str, np.ndarray],
+    top_ns: Sequence[int],
+    dup_ns: Sequence[int],
+) -> None:
+    is_punct, is_alpha, _ = _char_tables()
+    n_docs = len(words)
+    counts = np.fromiter(map(len, words), dtype=np.int64, count=n_docs)
+    n_words_total = int(counts.sum())
+    flat = list(chain.from_iterable(words))
+    wlen = np.fromiter(map(len, flat), dtype=np.int64, count=n_words_total)
+    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
+    spaced = " ".join(flat)
+    cps = np.frombuffer(spaced.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    # word k occupies [s_k, s_k + len_k) of the space-joined string
+    ends_nosp = np.cumsum(wlen)
+    starts_nosp = ends_nosp - wlen
+    starts_sp = starts_nosp + np.arange(n_words_total, dtype=np.int64)
+    ends_sp = starts_sp + wlen
+    word_mask = np.ones(len(cps), dtype=bool)
+    if n_words_total > 1:
+        word_mask[ends_sp[:-1]] = False  # the separators
+    cps_nosp = cps[word_mask]
+
+    # per-word char classes via prefix counts over the space-free string (words may be empty-safe)
+    def per_word_any(table: np.ndarray) -> np.ndarray:
+        cs = np.zeros(len(cps_nosp) + 1, dtype=np.int64)
+        np.cumsum(table[cps_nosp], out=cs[1:])
+        return (cs[ends_nosp] - cs[starts_nosp]) > 0
+
+    non_symbol = per_word_any(~is_punct)
+    alpha = per_word_any(is_alpha)
+    doc_bounds = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(counts, out=doc_bounds[1:])
+
+    def per_doc_sum(x: np.ndarray) -> np.ndarray:
+        cs = np.zeros(len(x) + 1, dtype=np.int64 if x.dtype != np.float64 else np.float64)
+        np.cumsum(x, out=cs[1:])
+        return cs[doc_bounds[1:]] - cs[doc_bounds[:-1]]
+
+    n_ns = per_doc_sum(non_symbol.astype(np.int64))
+    ns_len = per_doc_sum(np.where(non_symbol, wlen, 0))
+    out["sig_n_words"] = counts
+    out["sig_n_non_symbol_words"] = n_ns
+    out["sig_avg_word_len"] = _div(ns_len, n_ns)
+    out["sig_alpha_word_frac"] = _div(per_doc_sum(alpha.astype(np.int64)), counts)
+    out["sig_newline_word_ratio"] = _div(out.pop("_newlines"), counts)
+    out["sig_hash_word_ratio"] = _div(out.pop("_hashes"), counts)
+    out["sig_ellipsis_word_ratio"] = _div(out.pop("_ellipsis"), counts)
+
+    need = max(list(top_ns) + list(dup_ns) + [0])
+    if n_words_total == 0 or need == 0:
+        for n in top_ns:
+            out[f"sig_top_{n}gram_char_frac"] = np.full(n_docs, np.nan)
+        for n in dup_ns:
+            out[f"sig_dup_{n}gram_char_frac"] = np.zeros(n_docs)
+        return
+    h_sp = _SubstringHasher(cps)
+    h_nosp = _SubstringHasher(cps_nosp)
+    widx = np.arange(n_words_total, dtype=np.int64)
+
+    def valid_starts(n: int) -> np.ndarray:
+        last = widx[: max(n_words_total - n + 1, 0)]
+        return last[doc_of[last + n - 1] == doc_of[last]] if len(last) else last
+
+    def groups(doc: np.ndarray, length: np.ndarray, key: np.ndarray):
+        order = np.lexsort((key, length, doc))  # stable: equal keys keep position order
+        d, ln, k = doc[order], length[order], key[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (d[1:] != d[:-1]) | (ln[1:] != ln[:-1]) | (k[1:] != k[:-1])
+        gid_sorted = np.cumsum(new) - 1
+        return order, new, gid_sorted
+
+    for n in top_ns:
+        res = np.full(n_docs, np.nan)
+        st = valid_starts(n)
+        if len(st):
+            a, b = starts_sp[st], ends_sp[st + n - 1]
+            length = b - a
+            key = h_sp.hash(a, b)
+            doc = doc_of[st]
+            order, new, gid = groups(doc, length, key)
+            g_first = st[order][new]  # first (smallest) position of each group
+            g_doc = doc[order][new]
+            g_count = np.diff(np.append(np.flatnonzero(new), len(order)))
+            g_len = length[order][new]
+            # per doc: max count, then the earliest first position among max-count groups
+            o2 = np.lexsort((g_first, -g_count, g_doc))
+            lead = np.ones(len(o2), dtype=bool)
+            lead[1:] = g_doc[o2][1:] != g_doc[o2][:-1]
+            best = o2[lead]
+            res[g_doc[best]] = _div(g_len[best] * g_count[best], text_len[g_doc[best]])
+        out[f"sig_top_{n}gram_char_frac"] = res
+
+    for n in dup_ns:
+        res = np.zeros(n_docs)
+        st = valid_starts(n)
+        if len(st):
+            a, b = starts_nosp[st], ends_nosp[st + n - 1]
+            length = b - a
+            key = h_nosp.hash(a, b)
+            doc = doc_of[st]
+            order, new, gid = groups(doc, length, key)
+            first_sorted = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
+            first_pos = np.empty(len(order), dtype=np.int64)
+            first_pos[order] = st[order][first_sorted]
+            is_cand = first_pos != st
+            cand_docs = np.unique(doc[is_cand])
+            if len(cand_docs):
+                gid_pos = np.empty(len(order), dtype=np.int64)
+                gid_pos[order] = gid
+                # local positions per doc: st index offsets
+                st_bounds = np.searchsorted(doc, np.arange(n_docs + 1))
+                for d in cand_docs.tolist():
+                    s0, s1 = st_bounds[d], st_bounds[d + 1]
+                    base = int(st[s0])
+                    ids = gid_pos[s0:s1].tolist()
+                    first = (first_pos[s0:s1] - base).tolist()
+                    cand = np.flatnonzero(is_cand[s0:s1]).tolist()
+                    clen = length[s0:s1].tolist()
+                    res[d] = _greedy_dup_chars(ids, first, cand, clen, n)
+            res = _div(res, text_len)
+        else:
+            res = _div(res, text_len)
+        out[f"sig_dup_{n}gram_char_frac"] = res
+
+
+def compute_signal_arrays(
+    texts: Sequence[str],
+    lang_script: str | None = None,
+    *,
+    stopwords: Iterable[str] | None = None,
+    tokenize: Callable[[list[str]], list[list[str]]] | None = None,
+    words: list[list[str]] | None = None,
+    top_ns: Sequence[int] = TOP_N_GRAMS,
+    dup_ns: Sequence[int] = DUP_N_GRAMS,
+    max_batch_chars: int = 8_000_000,
+) -> dict[str, np.ndarray]:
+    """Signals as a dict of numpy arrays (see :func:`compute_signals`)."""
+    texts = [t if isinstance(t, str) else "" for t in texts]  # None -> "" (an empty document)
+    if stopwords is None:
+        stopwords = _language_stopwords(lang_script) if lang_script else []
+    if words is None:
+        if tokenize is None:
+            if lang_script is None:
+                raise ValueError("compute_signals needs lang_script (for the word tokenizer) or tokenize=/words=")
+            tokenize = get_tokenizer(lang_script)
+        words = tokenize(list(texts))
+    # batches bounded in characters keep the hash arrays small
+    parts: list[dict[str, np.ndarray]] = []
+    i = 0
+    while i < len(texts) or (i == 0 and not parts):
+        j, size = i, 0
+        while j < len(texts) and (j == i or size + len(texts[j]) <= max_batch_chars):
+            size += len(texts[j])
+            j += 1
+        parts.append(_compute_batch(texts[i:j], words[i:j], stopwords, top_ns, dup_ns))
+        i = j
+        if not texts:
+            break
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _compute_batch(texts, words, stopwords, top_ns, dup_ns) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    text_len = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    out["sig_text_len"] = text_len
+    _line_signals(texts, out)
+    _word_signals(words, text_len, out, top_ns, dup_ns)
+    out["sig_stopword_count"] = stopword_counts(words, stopwords)
+    cols = [c for c in SIGNAL_COLUMNS if c in out] + sorted(k for k in out if k not in SIGNAL_COLUMNS)
+    return {c: out[c] for c in cols}
+
+
+def compute_signals(
+    texts: Sequence[str],
+    lang_script: str | None = None,
+    **kwargs,
+) -> pa.Table:
+    """One row of ``sig_*`` columns per text (see the module docstring for each column).
+
+    ``lang_script`` picks the word tokenizer and the stopword list (``stopwords=`` overrides the list,
+    ``tokenize=`` the tokenizer, ``words=`` gives pre-tokenized words). Empty or ``None`` texts give a
+    row too (``sig_text_len`` 0).
+    """
+    arrays = compute_signal_arrays(texts, lang_script, **kwargs)
+    fields = []
+    for k in arrays:
+        fields.append(pa.field(k, pa.int64() if k in _INT_COLS else pa.float64()))
+    return pa.table({k: pa.array(v) for k, v in arrays.items()}, schema=pa.schema(fields))
+
+
+def _language_stopwords(lang_script: str) -> list[str]:
+    from babelsieve.filters.settings import language_settings
+
+    return list(language_settings(lang_script).stopwords)
+
+
+def _nfc(s: str) -> str:  # pragma: no cover - kept for callers that normalise stopwords
+    return unicodedata.normalize("NFC", s)
