@@ -115,8 +115,13 @@ class EngineConfig(_Strict):
     """Scheduling only: never changes what a task writes."""
 
     workers: int | None = Field(None, ge=1, description="Local worker processes (default: all cores)")
-    ray_address: str | None = None
-    spark_master: str | None = None
+    ray_address: str | None = Field(None, description="Ray cluster to join (else RAY_ADDRESS, else a local Ray)")
+    ray_runtime_env: dict[str, Any] | None = Field(
+        None, description="Ray runtime_env for the job, e.g. {py_modules: [...], pip: [...]} on a bare cluster"
+    )
+    spark_master: str | None = Field(None, description="Spark master URL (else SPARK_MASTER / spark-submit's, "
+                                                       "else local[workers])")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings (spark.* keys)")
     max_retries: int = Field(2, ge=0)
     cpus_per_task: float = Field(1.0, gt=0)
     memory_per_task_mb: int | None = None
