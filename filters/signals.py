@@ -128,6 +128,7 @@ def _char_tables() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 _P1, _B1 = 2147483647, 911382323
 _P2, _B2 = 1000000007, 972663749
+_K_DOC, _K_LEN = 1_234_567_891 % 2147483647, 987_654_321
 _POW_CACHE: dict[tuple[int, int, bool], np.ndarray] = {}
 
 
@@ -361,10 +362,16 @@ def _word_signals(
         return last[doc_of[last + n - 1] == doc_of[last]] if len(last) else last
 
     def groups(doc: np.ndarray, length: np.ndarray, key: np.ndarray):
-        order = np.lexsort((key, length, doc))  # stable: equal keys keep position order
-        d, ln, k = doc[order], length[order], key[order]
+        """Group equal (doc, length, string hash) n-grams: one stable int64 argsort.
+
+        doc and length are folded into the first hash component (mod 2^31-1), so n-grams of other
+        documents or other lengths share a key only by a hash collision (~2^-61 per pair)."""
+        h1, h2 = np.divmod(key, _P2)
+        k = ((h1 + doc * _K_DOC + length * _K_LEN) % _P1) * _P2 + h2
+        order = np.argsort(k, kind="stable")  # equal keys keep position order
+        ks = k[order]
         new = np.ones(len(order), dtype=bool)
-        new[1:] = (d[1:] != d[:-1]) | (ln[1:] != ln[:-1]) | (k[1:] != k[:-1])
+        new[1:] = ks[1:] != ks[:-1]
         gid_sorted = np.cumsum(new) - 1
         return order, new, gid_sorted
 
@@ -374,19 +381,21 @@ def _word_signals(
         if len(st):
             a, b = starts_sp[st], ends_sp[st + n - 1]
             length = b - a
-            key = h_sp.hash(a, b)
             doc = doc_of[st]
-            order, new, gid = groups(doc, length, key)
-            g_first = st[order][new]  # first (smallest) position of each group
-            g_doc = doc[order][new]
-            g_count = np.diff(np.append(np.flatnonzero(new), len(order)))
-            g_len = length[order][new]
-            # per doc: max count, then the earliest first position among max-count groups
-            o2 = np.lexsort((g_first, -g_count, g_doc))
-            lead = np.ones(len(o2), dtype=bool)
-            lead[1:] = g_doc[o2][1:] != g_doc[o2][:-1]
-            best = o2[lead]
-            res[g_doc[best]] = _div(g_len[best] * g_count[best], text_len[g_doc[best]])
+            order, new, gid = groups(doc, length, h_sp.hash(a, b))
+            counts_sorted = np.diff(np.append(np.flatnonzero(new), len(order)))[gid]
+            cnt = np.empty(len(order), dtype=np.int64)
+            cnt[order] = counts_sorted  # count of each position's n-gram
+            # docs own contiguous runs of positions; per doc: max count, then the first position
+            # having it (a first occurrence, hence the max-count n-gram seen first = most_common(1))
+            dstart = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
+            dmax = np.maximum.reduceat(cnt, dstart)
+            docs_here = doc[dstart]
+            run = np.repeat(np.arange(len(dstart)), np.diff(np.append(dstart, len(doc))))
+            hit = np.flatnonzero(cnt == dmax[run])
+            _, first_hit = np.unique(run[hit], return_index=True)
+            best = hit[first_hit]
+            res[docs_here] = _div(length[best] * cnt[best], text_len[docs_here])
         out[f"sig_top_{n}gram_char_frac"] = res
 
     for n in dup_ns:
@@ -395,31 +404,28 @@ def _word_signals(
         if len(st):
             a, b = starts_nosp[st], ends_nosp[st + n - 1]
             length = b - a
-            key = h_nosp.hash(a, b)
             doc = doc_of[st]
-            order, new, gid = groups(doc, length, key)
+            order, new, gid = groups(doc, length, h_nosp.hash(a, b))
             first_sorted = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
             first_pos = np.empty(len(order), dtype=np.int64)
             first_pos[order] = st[order][first_sorted]
             is_cand = first_pos != st
-            cand_docs = np.unique(doc[is_cand])
-            if len(cand_docs):
+            if is_cand.any():
+                cand_docs = np.unique(doc[is_cand])
                 gid_pos = np.empty(len(order), dtype=np.int64)
                 gid_pos[order] = gid
-                # local positions per doc: st index offsets
                 st_bounds = np.searchsorted(doc, np.arange(n_docs + 1))
                 for d in cand_docs.tolist():
                     s0, s1 = st_bounds[d], st_bounds[d + 1]
                     base = int(st[s0])
-                    ids = gid_pos[s0:s1].tolist()
-                    first = (first_pos[s0:s1] - base).tolist()
-                    cand = np.flatnonzero(is_cand[s0:s1]).tolist()
-                    clen = length[s0:s1].tolist()
-                    res[d] = _greedy_dup_chars(ids, first, cand, clen, n)
-            res = _div(res, text_len)
-        else:
-            res = _div(res, text_len)
-        out[f"sig_dup_{n}gram_char_frac"] = res
+                    res[d] = _greedy_dup_chars(
+                        gid_pos[s0:s1].tolist(),
+                        (first_pos[s0:s1] - base).tolist(),
+                        np.flatnonzero(is_cand[s0:s1]).tolist(),
+                        length[s0:s1].tolist(),
+                        n,
+                    )
+        out[f"sig_dup_{n}gram_char_frac"] = _div(res, text_len)
 
 
 def compute_signal_arrays(

@@ -69,6 +69,19 @@ def datatrove_filters_fw2(label: str, cfg: dict):
     ]
 
 
+_OUR_WORDS: dict[str, dict[str, list[str]]] = {}  # label -> text -> our tokens (reused by the 2nd test)
+
+
+def our_words(label: str, texts: list[str]) -> list[list[str]]:
+    from babelsieve.filters.signals import get_tokenizer
+
+    cache = _OUR_WORDS.setdefault(label, {})
+    todo = [t for t in dict.fromkeys(texts) if t not in cache]
+    for t, w in zip(todo, get_tokenizer(label)(todo)):
+        cache[t] = w
+    return [cache[t] for t in texts]
+
+
 def run_datatrove(filters, texts: list[str]) -> list[str | None]:
     from datatrove.data import Document
 
@@ -129,7 +142,7 @@ def test_identical_decisions_fineweb2_settings(fixture_docs):
         cfg = fw2_yaml(label)
         texts = [d["text"] for d in docs]
         theirs = run_datatrove(datatrove_filters_fw2(label, cfg), texts)
-        ours = decide(compute_signals(texts, label), language_settings(label)).to_pylist()
+        ours = decide(compute_signals(texts, label, words=our_words(label, texts)), language_settings(label)).to_pylist()
         for d, a, b in zip(docs, theirs, ours):
             total += 1
             fired[a] += 1
@@ -150,8 +163,17 @@ def test_identical_decisions_fineweb2_settings(fixture_docs):
 OTHER = dict(max_doc_words=700, line_punct_exclude_zero=True)
 
 
-def test_identical_decisions_datatrove_default_settings(fixture_docs):
+def test_identical_decisions_datatrove_default_settings(fixture_docs, monkeypatch):
+    """Tokenization is checked by the test above; here datatrove gets our tokens (same tokenizer table)
+    so that only the filter arithmetic runs twice."""
     from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.filters import fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter
+
+    def split_into_words(text, language):
+        return our_words(language, [text])[0]
+
+    for mod in (fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter):
+        monkeypatch.setattr(mod, "split_into_words", split_into_words)
 
     fired: Counter = Counter()
     mismatches = []
@@ -169,7 +191,8 @@ def test_identical_decisions_datatrove_default_settings(fixture_docs):
             line_punct_thr=0.12, short_line_thr=0.67, char_duplicates_ratio=0.01, new_line_ratio=0.3,
             stopwords=tuple(cfg["stopwords"]), **OTHER,
         )
-        ours = decide(compute_signals(texts, label, stopwords=cfg["stopwords"]), ours_settings).to_pylist()
+        sig = compute_signals(texts, label, stopwords=cfg["stopwords"], words=our_words(label, texts))
+        ours = decide(sig, ours_settings).to_pylist()
         for d, a, b in zip(docs, theirs, ours):
             fired[a] += 1
             if a != b:
