@@ -1,0 +1,1 @@
+"""Global MinHash deduplication per language (signatures, band buckets, clusters, annotate)."""
