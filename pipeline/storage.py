@@ -28,9 +28,33 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+# S3 (s3fs): botocore retries throttling (503 SlowDown, 429) and 5xx with exponential backoff;
+# "adaptive" adds client-side rate limiting once the service starts throttling. s3fs retries
+# SlowDown and dropped connections again on top, and the Ray/Spark engines retry a task whose
+# error is still transient after that (engines/worker.py).
+S3_MAX_ATTEMPTS = 10
+
+
+def with_defaults(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``storage_options`` plus our defaults for the URL's protocol (explicit options win).
+
+    For ``s3://``: retries (above) and no listings cache, because other processes (workers on
+    other nodes) write the objects this process checks for. Endpoint and credentials come from
+    the options or the standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+    """
+    opts = dict(storage_options or {})
+    proto = url.split("://", 1)[0] if "://" in url else "file"
+    if proto in ("s3", "s3a"):
+        config_kwargs = dict(opts.get("config_kwargs") or {})
+        config_kwargs.setdefault("retries", {"max_attempts": S3_MAX_ATTEMPTS, "mode": "adaptive"})
+        opts["config_kwargs"] = config_kwargs
+        opts.setdefault("use_listings_cache", False)
+    return opts
+
+
 def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return (filesystem, path-within-filesystem) for a URL or local path."""
-    return url_to_fs(url, **(storage_options or {}))
+    return url_to_fs(url, **with_defaults(url, storage_options))
 
 
 def _protocol(fs: fsspec.AbstractFileSystem) -> str:
