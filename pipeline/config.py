@@ -77,6 +77,9 @@ class DedupConfig(_Strict):
     seed: int = 1
     partitions: int = Field(16, ge=1, description="Hash partitions of the band-bucket shuffle")
     previous_signatures: list[str] = Field(default_factory=list, description="Signature dirs of earlier runs")
+    shingle_hash: Literal["fast", "datatrove"] = Field(
+        "fast", description="'datatrove': xxhash64 of the joined n-gram (bit-identical signatures, slower)"
+    )
 
 
 class FilterConfig(_Strict):

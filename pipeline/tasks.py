@@ -90,10 +90,19 @@ class Stage(ABC):
 # name -> "module:Class"; modules are imported lazily so a worker only loads what it runs.
 STAGE_REGISTRY: dict[str, str] = {
     "extract": "babelsieve.pipeline.extract:ExtractStage",
+    "dedup_signatures": "babelsieve.pipeline.dedup.stages:DedupSignaturesStage",
+    "dedup_buckets": "babelsieve.pipeline.dedup.stages:DedupBucketsStage",
+    "dedup_clusters": "babelsieve.pipeline.dedup.stages:DedupClustersStage",
+    "dedup_annotate": "babelsieve.pipeline.dedup.stages:DedupAnnotateStage",
+    "rebalance": "babelsieve.pipeline.rebalance:RebalanceStage",
 }
 
 # User-facing stage names (config `stages:`) -> the task stages they expand to, in order.
-STAGE_GROUPS: dict[str, list[str]] = {"extract": ["extract"]}
+STAGE_GROUPS: dict[str, list[str]] = {
+    "extract": ["extract"],
+    "dedup": ["dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate"],
+    "rebalance": ["rebalance"],
+}
 
 
 def register_stage(name: str, target: str, group: str | None = None) -> None:
