@@ -94,6 +94,8 @@ STAGE_REGISTRY: dict[str, str] = {
     "dedup_buckets": "babelsieve.pipeline.dedup.stages:DedupBucketsStage",
     "dedup_clusters": "babelsieve.pipeline.dedup.stages:DedupClustersStage",
     "dedup_annotate": "babelsieve.pipeline.dedup.stages:DedupAnnotateStage",
+    "filter": "babelsieve.pipeline.filter_stage:FilterStage",
+    "finalize": "babelsieve.pipeline.finalize_stage:FinalizeStage",
     "rebalance": "babelsieve.pipeline.rebalance:RebalanceStage",
 }
 
@@ -101,6 +103,8 @@ STAGE_REGISTRY: dict[str, str] = {
 STAGE_GROUPS: dict[str, list[str]] = {
     "extract": ["extract"],
     "dedup": ["dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate"],
+    "filter": ["filter"],
+    "finalize": ["finalize"],
     "rebalance": ["rebalance"],
 }
 
