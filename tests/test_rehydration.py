@@ -1,0 +1,64 @@
+"""Rehydration weights: FineWeb2's method reproduces their published files for every language."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from babelsieve.pipeline.rehydrate import expand, published_weights, rehydrate_command, weight_for, weights_from_dir
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fineweb2" / "rehydration"
+
+
+def _ref() -> Path:
+    if not (REF / "distributions").is_dir():
+        pytest.fail(f"reference data missing: {REF}")
+    return REF
+
+
+@pytest.mark.parametrize("max_reps", [5, 10])
+def test_reproduces_published_weights_for_every_language(max_reps):
+    ref = _ref()
+    published = json.loads((ref / f"up_to_{max_reps:02d}_reps.json").read_text())
+    sizes = json.loads((ref / "resulting_ds_sizes.json").read_text())[str(max_reps)]
+    ours, totals = weights_from_dir(ref / "distributions", max_reps)
+    assert len(published) == 1856 and set(ours) == set(published)
+    mismatched = sorted(l for l in published if published[l] != ours[l])
+    wrong_sizes = sorted(l for l in published if sizes[l] != totals[l])
+    print(f"max_reps={max_reps}: {len(published) - len(mismatched)}/{len(published)} languages identical")
+    assert mismatched == [] and wrong_sizes == []
+
+
+def test_shipped_weights_equal_reference():
+    ref = _ref()
+    for m in (5, 10):
+        assert published_weights(m) == json.loads((ref / f"up_to_{m:02d}_reps.json").read_text())
+    with pytest.raises(ValueError, match="max_reps=7"):
+        published_weights(7)
+
+
+def test_step_function_lookup_matches_fineweb2_rehydrater():
+    w = {"1": 1, "2": 3, "3": 4, "5": 6, "17": 10, "145": 1}
+    t = expand(w)
+    got = weight_for(t, np.array([1, 2, 3, 4, 5, 16, 17, 144, 145, 10_000]))
+    assert got.tolist() == [1, 3, 4, 4, 6, 6, 10, 10, 1, 1]
+
+
+def test_cli_weights(tmp_path):
+    ref = _ref()
+    d = tmp_path / "dist"
+    d.mkdir()
+    for lang in ("ita_Latn", "rus_Cyrl"):
+        (d / f"{lang}.json").write_text((ref / "distributions" / f"{lang}.json").read_text())
+    out = tmp_path / "w.json"
+    r = CliRunner().invoke(rehydrate_command, ["weights", str(d), "--max-reps", "10", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    pub = json.loads((ref / "up_to_10_reps.json").read_text())
+    assert json.loads(out.read_text()) == {"ita_Latn": pub["ita_Latn"], "rus_Cyrl": pub["rus_Cyrl"]}
+    (d / "bad.json").write_text('{"cluster_sizes": [1]}')
+    r = CliRunner().invoke(rehydrate_command, ["weights", str(d), "--max-reps", "10", "--out", str(out)])
+    assert r.exit_code != 0 and "bad.json" in r.output
