@@ -1,0 +1,132 @@
+"""``babelsieve refilter OUTPUT --language xxx_Scrp --set key=value``: re-threshold one language.
+
+Reads that language's filter-stage outputs (kept documents under ``filter/lang_script=<lang>/`` and
+removed ones under ``removed/filter/**`` listed in the filter manifests), re-decides from the stored
+``sig_*`` columns with the run's settings plus the ``--set`` overrides, and rewrites that language's
+kept/removed files and ``_stats/filter`` files. Nothing is extracted or re-tokenized, except when
+``--set stopwords=[...]`` changes the stopword list: then only ``sig_stopword_count`` is recomputed
+(word tokenizer + set intersection).
+
+The filter manifests are updated (same config hash) so later stages (finalize) see the new files,
+and an audit record of each refilter is appended to ``_refilter/<lang>.jsonl``. Later stages'
+outputs for that language are *not* recomputed: rerun ``babelsieve run --only finalize`` into a new
+output if needed (the command says so).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+import pyarrow as pa
+
+from babelsieve.pipeline import storage
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
+    from babelsieve.pipeline.config import _parse_scalar
+
+    out: dict[str, Any] = {}
+    for s in sets:
+        if "=" not in s:
+            raise click.BadParameter(f"expected key=value, got {s!r}", param_hint="--set")
+        k, v = s.split("=", 1)
+        out[k.strip()] = _parse_scalar(v)
+    return out
+
+
+def _load_config(output: str, storage_options: dict[str, Any]):
+    from babelsieve.pipeline.config import PipelineConfig
+
+    url = storage.join(output, "_run.json")
+    if not storage.exists(url, storage_options):
+        raise click.ClickException(f"{output} has no _run.json: not a babelsieve output directory")
+    cfg = storage.read_json(url, storage_options)["config"]
+    cfg["output"] = output
+    return PipelineConfig.model_validate(cfg)
+
+
+def refilter(output: str, language: str, overrides: dict[str, Any], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Re-decide one language from stored signals; returns a summary (docs, removed per reason)."""
+    from babelsieve.filters.apply import stats_rows, stats_table
+    from babelsieve.filters.decisions import decide_arrays
+    from babelsieve.filters.signals import stopword_counts, get_tokenizer
+    from babelsieve.pipeline.documents import read_table, write_table
+    from babelsieve.pipeline.filter_stage import filter_settings_for, write_decided
+    from babelsieve.pipeline.tasks import manifest_url
+
+    opts = storage_options or {}
+    config = _load_config(output, opts)
+    merged = {**(config.filter.overrides.get(language) or {}), **overrides}
+    config.filter.overrides = {**config.filter.overrides, language: merged}
+    settings, _ = filter_settings_for(config, language)
+    base = storage.join(output, "_manifests", "filter")
+    manifests = [storage.read_json(u, opts) for u in storage.list_files(base, ".json", opts)]
+    manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
+    if not manifests:
+        raise click.ClickException(f"no filter-stage output for {language} in {output}")
+    totals: dict[str, int] = {}
+    n_docs = 0
+    for m in manifests:
+        task_id = m["task_id"]
+        parts = []
+        for f in m["files"]:
+            if f.get("kind") in ("documents", "removed"):
+                parts.append(read_table(f["path"], opts))
+        table = pa.concat_tables([p.drop_columns(["removal_reason"]) if "removal_reason" in p.column_names else p
+                                  for p in parts], promote_options="default")
+        # keep the original document order: sort by the input row order is lost; sort by id for determinism
+        table = table.sort_by([("id", "ascending")]) if table.num_rows else table
+        if "stopwords" in overrides:
+            words = get_tokenizer(language)([t or "" for t in table.column("text").to_pylist()])
+            table = table.set_column(table.column_names.index("sig_stopword_count"), "sig_stopword_count",
+                                     pa.array(stopword_counts(words, settings.stopwords)))
+        reasons = decide_arrays(table, settings).tolist()
+        # remove the old files, then publish the new ones
+        for f in m["files"]:
+            storage.remove(f["path"], opts, recursive=False)
+        files = write_decided(storage.join(output, "filter"), output, task_id, language, table, reasons, opts)
+        sizes = table.column("minhash_cluster_size").to_pylist() if "minhash_cluster_size" in table.column_names else None
+        entry = write_table(storage.join(output, "_stats", "filter", f"{task_id}.parquet"),
+                            stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
+        files.append({**entry, "kind": "stats", "lang_script": language})
+        removed: dict[str, int] = {}
+        for r in reasons:
+            if r is not None:
+                removed[r] = removed.get(r, 0) + 1
+                totals[r] = totals.get(r, 0) + 1
+        n_docs += len(reasons)
+        m["files"] = files
+        m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons), "docs_out": len(reasons) - sum(removed.values()),
+                      "removed": dict(sorted(removed.items())), "refiltered": overrides}
+        storage.publish_json(manifest_url(config, "filter", task_id), m, opts)
+    summary = {"language": language, "overrides": overrides, "docs": n_docs, "kept": n_docs - sum(totals.values()),
+               "removed": dict(sorted(totals.items())), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    audit = storage.join(output, "_refilter", f"{language}.jsonl")
+    old = storage.read_bytes(audit, opts).decode() if storage.exists(audit, opts) else ""
+    storage.publish_bytes(audit, (old + json.dumps(summary) + "\n").encode(), opts)
+    return summary
+
+
+@click.command("refilter")
+@click.argument("output")
+@click.option("--language", "-l", required=True, help="language-script label, e.g. rus_Cyrl")
+@click.option("--set", "sets", multiple=True, help="threshold override key=value (e.g. dup_line_frac=0.5); repeatable")
+def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
+    """Re-threshold LANGUAGE in OUTPUT from stored signal columns (no extraction, no re-tokenizing)."""
+    from babelsieve.filters.settings import SETTING_NAMES
+
+    overrides = _parse_sets(sets)
+    bad = sorted(set(overrides) - SETTING_NAMES)
+    if bad:
+        raise click.BadParameter(f"unknown setting(s) {bad}; known: {', '.join(sorted(SETTING_NAMES))}", param_hint="--set")
+    try:
+        summary = refilter(output, language, overrides)
+    except (ValueError, KeyError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{language}: {summary['kept']} kept of {summary['docs']} documents")
+    for r, k in summary["removed"].items():
+        click.echo(f"  {r}: {k}")
+    click.echo("Later stages (finalize, rebalance) were not rerun for this language.")
