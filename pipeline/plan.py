@@ -110,18 +110,19 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         fs_ = files.filter(pl.col("stage") == s)
         inputs = [p for lst in t["inputs"].to_list() for p in lst]
         if s == "extract":
-            in_bytes, in_files, in_note = warc_bytes, len(inputs), "WARC sizes" if warc_bytes is not None else "unreachable"
+            in_bytes, in_note = warc_bytes, ("WARC sizes" if warc_bytes is not None else "unreachable")
             in_sizes = [warc_bytes / max(1, n_warc)] * len(inputs) if warc_bytes is not None else []
         else:
             known = [file_bytes[p] for p in inputs if p in file_bytes and file_bytes[p] is not None]
             if known:
-                in_bytes, in_files, in_note, in_sizes = int(sum(known)), len(known), "manifest files", known
+                in_bytes, in_note, in_sizes = int(sum(known)), "manifest files", known
             else:
-                in_bytes, in_files, in_note = prev_doc_bytes, None, "previous stage's documents"
+                in_bytes, in_note = prev_doc_bytes, "previous stage's documents"
                 in_sizes = [prev_doc_bytes] if prev_doc_bytes else []
         core_s = float(r["seconds"]) * cpus
         m = {
-            "stage": s, "tasks": r["tasks"], "core_seconds": round(core_s, 3), "max_task_seconds": r["max_task_seconds"],
+            "stage": s, "tasks": r["tasks"], "core_seconds": round(core_s, 3),
+            "max_task_seconds": r["max_task_seconds"],
             "docs_in": r["docs_in"], "docs_out": r["docs_out"], "bytes_in": in_bytes, "bytes_in_source": in_note,
             "bytes_out": r["bytes_out"], "files_out": r["files"],
             "docs_per_core_second": (r["docs_in"] / core_s) if core_s > 0 and r["docs_in"] else None,
@@ -186,7 +187,8 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         "s3_requests": sum(p["s3_get"] + p["s3_put"] + p["s3_head"] for p in projected),
     }
     return {
-        "sample_output": sample_output, "sample_shards": sample_shards, "sample_config_hash": (run or {}).get("config_hash"),
+        "sample_output": sample_output, "sample_shards": sample_shards,
+        "sample_config_hash": (run or {}).get("config_hash"),
         "sample_warc_bytes": warc_bytes, "shards": shards, "workers": workers, "cpus_per_task": cpus,
         "parallel_slots": slots, "scale_factor": f, "measured": measured, "projection": projected,
         "projection_total": total, "dedup_memory_projection": mem, "unmeasured_stages": unmeasured,
@@ -255,7 +257,8 @@ def print_plan(p: dict[str, Any], console: Any) -> None:
 
 @click.command("plan")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("--shards", "-n", type=int, required=True, help="WARC shards in the full job (e.g. 90000 for a snapshot).")
+@click.option("--shards", "-n", type=int, required=True,
+              help="WARC shards in the full job (e.g. 90000 for a snapshot).")
 @click.option("--workers", "-w", type=int, default=None,
               help="Worker cores of the full job (default: engine_options.workers of CONFIG, else this machine's).")
 @click.option("--from", "from_output", metavar="OUTPUT", default=None,

@@ -11,22 +11,15 @@ import pytest
 
 from babelsieve.pipeline.plan import CLUSTER_BYTES_PER_DOC, project
 from babelsieve.pipeline.report.stats import read_manifests
-from conftest import BABELSIEVE, REPO, SAMPLE_WARC, split_warc
-from test_report_synthetic import add_synthetic_stages, make_synthetic_extract
+from conftest import BABELSIEVE, REPO
+from test_report_synthetic import add_synthetic_stages, make_synthetic_extract, shared_runs
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    base = tmp_path_factory.mktemp("plan")
-    shards = split_warc(SAMPLE_WARC, base / "in", 2)
-    out = base / "out"
-    cmd = [BABELSIEVE, "run", "--output", str(out), "--no-progress", "--workers", "2", "--only", "extract",
-           "--set", "langid.backend=none"]
-    for s in shards:
-        cmd += ["--input", str(s)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return out, shards
+    """A finished extract run on 3 shards of the sample WARC (language ID off)."""
+    runs = shared_runs(tmp_path_factory)
+    return runs["complete"], runs["shards"]
 
 
 def _plan(*args) -> subprocess.CompletedProcess:
@@ -36,7 +29,7 @@ def _plan(*args) -> subprocess.CompletedProcess:
 
 def test_plan_numbers_are_the_manifests_scaled(sample):
     out, shards = sample
-    r = _plan("--shards", "200", "--workers", "10", "--from", str(out), "--json")
+    r = _plan("--shards", "300", "--workers", "10", "--from", str(out), "--json")
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)
     ms = [m for m in read_manifests(str(out)) if m["stage"] == "extract"]
@@ -45,24 +38,24 @@ def test_plan_numbers_are_the_manifests_scaled(sample):
     secs = sum(m["seconds"] for m in ms)
     out_bytes = sum(f["bytes"] for m in ms for f in m["files"])
     warc_bytes = sum(s.stat().st_size for s in shards)
-    assert p["sample_shards"] == 2 and p["scale_factor"] == 100 and p["sample_warc_bytes"] == warc_bytes
+    assert p["sample_shards"] == 3 and p["scale_factor"] == 100 and p["sample_warc_bytes"] == warc_bytes
 
     (m,) = [x for x in p["measured"] if x["stage"] == "extract"]
     assert (m["tasks"], m["docs_in"], m["docs_out"], m["bytes_out"], m["bytes_in"]) == (
-        2, docs_in, docs_out, out_bytes, warc_bytes)
+        3, docs_in, docs_out, out_bytes, warc_bytes)
     assert m["core_seconds"] == pytest.approx(secs)
     assert m["docs_per_core_second"] == pytest.approx(docs_in / secs)
 
     (x,) = [x for x in p["projection"] if x["stage"] == "extract"]
-    assert x["tasks"] == 200 and x["scaling"] == "per shard"
+    assert x["tasks"] == 300 and x["scaling"] == "per shard"
     assert (x["docs_in"], x["docs_out"]) == (docs_in * 100, docs_out * 100)
     assert x["core_hours"] == pytest.approx(secs * 100 / 3600)
     longest = max(mm["seconds"] for mm in ms)
     assert x["wall_hours"] == pytest.approx(max(secs * 100 / 10, longest) / 3600)
     assert x["bytes_read"] == warc_bytes * 100 and x["bytes_written"] == out_bytes * 100
-    assert x["s3_head"] == 400
-    assert x["s3_put"] == 200 * (1 + len(ms[0]["files"]))  # one PUT per (small) file + manifest
-    assert x["s3_get"] == 200  # each shard is < 50 MiB: one GET
+    assert x["s3_head"] == 600
+    assert x["s3_put"] == 100 * sum(1 + len(m["files"]) for m in ms)  # one PUT per (small) file + manifest
+    assert x["s3_get"] == 300  # each shard is < 50 MiB: one GET
 
     mem = p["dedup_memory_projection"]
     assert mem["largest_language"] == "und" and mem["largest_language_docs"] == docs_out * 100

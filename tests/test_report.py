@@ -1,8 +1,9 @@
 """`babelsieve report`: HTML report with plots (checked in headless Chromium) and dataset card.
 
-The report is made from a real pipeline run on the bundled sample WARC, first as it is (extract
-only: the other plots must say "stage not run"), then with synthetic outputs of the stages not
-implemented yet (tests/test_report_synthetic.py) so that every plot has data.
+The report is made from a real pipeline run on the bundled sample WARC (3 shards, one of which
+failed once and was rerun), first as it is (extract only: the other plots must say "stage not
+run"), then with synthetic outputs of the stages not implemented yet
+(tests/test_report_synthetic.py) so that every plot has data.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import yaml
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.report.build import write_report
 from babelsieve.pipeline.report.stats import collect_run_stats, read_manifests
-from conftest import BABELSIEVE, SAMPLE_WARC
-from test_report_synthetic import LANGS, add_synthetic_stages
+from conftest import BABELSIEVE
+from test_report_synthetic import LANGS, add_synthetic_stages, copy_output, shared_runs
 
 ALL_PLOTS = {"languages", "stages", "filter_removal", "cluster_sizes", "language_score", "rehydration", "throughput"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,11 +35,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def runs(tmp_path_factory):
     """(extract-only output, its report copy, full output with synthetic later stages)."""
     base = tmp_path_factory.mktemp("report")
-    out = base / "out"
-    r = subprocess.run([BABELSIEVE, "run", "--output", str(out), "--input", str(SAMPLE_WARC), "--no-progress",
-                        "--workers", "1", "--only", "extract", "--set", "langid.backend=none"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    out = copy_output(shared_runs(tmp_path_factory)["complete"], base / "out")
     r = subprocess.run([BABELSIEVE, "report", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     early = base / "early"
@@ -216,13 +213,18 @@ def test_collect_run_stats_on_the_real_run(runs):
     ms = [m for m in read_manifests(str(out)) if m["stage"] == "extract"]
     assert ex["docs_out"] == sum(m["stats"]["docs_out"] for m in ms)
     assert ex["seconds"] == pytest.approx(sum(m["seconds"] for m in ms))
-    assert stats["logs"].filter(pl.col("stage") == "extract")["status"].to_list() == ["done"]
+    logs = stats["logs"].filter(pl.col("stage") == "extract")
+    assert sorted(logs.select(["task_id", "status"]).rows()) == [
+        ("00000", "done"), ("00001", "done"), ("00001", "failed"), ("00002", "done")]
+    html = (out / "report" / "index.html").read_text()
+    assert "injected fault in extract/00001" in html  # the failed attempt, from the task logs
 
 
-def test_language_score_histogram_of_a_real_language_id_run(tmp_path):
+def test_language_score_histogram_of_a_real_language_id_run(tmp_path, tmp_path_factory):
     """Default language ID (embedded lid.176 offline): the histogram is the Parquet `language_score` column."""
     out = tmp_path / "out"
-    r = subprocess.run([BABELSIEVE, "run", "--output", str(out), "--input", str(SAMPLE_WARC), "--no-progress",
+    shard = shared_runs(tmp_path_factory)["shards"][0]
+    r = subprocess.run([BABELSIEVE, "run", "--output", str(out), "--input", str(shard), "--no-progress",
                         "--workers", "1", "--only", "extract"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     stats = collect_run_stats(str(out))

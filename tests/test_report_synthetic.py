@@ -1,5 +1,8 @@
 """Statistics of stages not produced by this installation yet (dedup, filter, finalize, rebalance).
 
+Also home of the pipeline runs shared by the report, status and plan tests (:func:`shared_runs`:
+made once per test session, because a real run is the slow part of those tests).
+
 :func:`add_synthetic_stages` writes manifests and Parquet files in the layout DESIGN.md and the
 stage issues describe (``<stage>/lang_script=xxx_Yyyy/<task>.parquet``, ``removed/<stage>/<reason>/``,
 ``_stats/filter/``, ``minhash_cluster_size``, ``sig_*`` columns), and returns the numbers a correct
@@ -10,6 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +28,47 @@ from babelsieve.pipeline import storage
 from babelsieve.pipeline.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, table_from_rows, write_table
 from babelsieve.pipeline.report.stats import collect_run_stats, read_manifests
 
+from conftest import BABELSIEVE, SAMPLE_WARC, split_warc
+
 LANGS = ["rus_Cyrl", "deu_Latn", "fra_Latn", "cmn_Hani"]
+RUN_ARGS = ["--no-progress", "--workers", "2", "--only", "extract", "--set", "langid.backend=none"]
+_RUNS: dict[str, Any] = {}
+
+
+def run_cmd(out: Path, shards: list[Path], *extra: str) -> list[str]:
+    cmd = [BABELSIEVE, "run", "--output", str(out), *RUN_ARGS, *extra]
+    for s in shards:
+        cmd += ["--input", str(s)]
+    return cmd
+
+
+def copy_output(src: Path, dst: Path) -> Path:
+    """Copy a run's output; manifests name their files by absolute URL, so point them at the copy."""
+    shutil.copytree(src, dst)
+    for m in (dst / "_manifests").rglob("*.json"):
+        m.write_bytes(m.read_bytes().replace(str(src).encode(), str(dst).encode()))
+    return dst
+
+
+def shared_runs(tmp_path_factory) -> dict[str, Any]:
+    """Real extract runs on the sample WARC split in 3 shards (langid off), once per session:
+
+    ``failed``: task 00001 failed (injected fault; a raising task is not retried) -- exit status 1;
+    ``complete``: a copy of it, rerun to completion (the fault fires once); ``shards``: the inputs.
+    Tests must not modify them: copy with :func:`copy_output` first.
+    """
+    if not _RUNS:
+        base = tmp_path_factory.mktemp("shared-runs")
+        shards = split_warc(SAMPLE_WARC, base / "in", 3)
+        failed = base / "failed"
+        r = subprocess.run(run_cmd(failed, shards), capture_output=True, text=True,
+                           env={**os.environ, "BABELSIEVE_FAULT": "extract:00001"})
+        assert r.returncode == 1, r.stderr
+        complete = copy_output(failed, base / "complete")
+        r = subprocess.run(run_cmd(complete, shards), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        _RUNS.update(failed=failed, complete=complete, shards=shards)
+    return _RUNS
 REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA)
 FILTERED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("sig_n_words", pa.int64()))
 
@@ -136,7 +182,8 @@ def add_synthetic_stages(out: str | Path, relabel: bool | None = None) -> dict[s
             exp["cluster_sizes"][d["minhash_cluster_size"]] += 1
         annotated[lang] = kept
         exp["annotate"][lang] = len(kept)
-        e = write_table(language_dir(storage.join(out, "dedup_annotate"), lang) + "/00000.parquet", table_from_rows(kept))
+        e = write_table(language_dir(storage.join(out, "dedup_annotate"), lang) + "/00000.parquet",
+                        table_from_rows(kept))
         _manifest(out, "dedup_annotate", f"{lang}-00000", [{**e, "kind": "documents", "lang_script": lang}],
                   {"docs_in": len(by_lang[lang]), "docs_out": len(kept),
                    "removed": {"minhash_duplicate": len(by_lang[lang]) - len(kept)}}, h, seconds=0.3)

@@ -10,16 +10,8 @@ import fsspec
 import pytest
 
 from babelsieve.pipeline.status import run_status
-from conftest import BABELSIEVE, SAMPLE_WARC, split_warc
-
-ARGS = ["--no-progress", "--workers", "2", "--only", "extract", "--set", "langid.backend=none"]
-
-
-def _run_cmd(out, shards):
-    cmd = [BABELSIEVE, "run", "--output", str(out), *ARGS]
-    for s in shards:
-        cmd += ["--input", str(s)]
-    return cmd
+from conftest import BABELSIEVE
+from test_report_synthetic import copy_output, shared_runs
 
 
 def _status(out, *extra) -> dict:
@@ -34,14 +26,9 @@ def _stage(st: dict, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def failed_run(tmp_path_factory):
-    """3 WARC shards; task 00001 fails (injected fault, no retry for a raising task)."""
-    base = tmp_path_factory.mktemp("status")
-    shards = split_warc(SAMPLE_WARC, base / "in", 3)
-    out = base / "out"
-    env = {**os.environ, "BABELSIEVE_FAULT": "extract:00001"}
-    r = subprocess.run(_run_cmd(out, shards), capture_output=True, text=True, env=env)
-    assert r.returncode == 1, r.stderr  # the run reports the failed task
-    return out, shards
+    """3 WARC shards; task 00001 failed (injected fault, no retry for a raising task); the run exited 1."""
+    runs = shared_runs(tmp_path_factory)
+    return runs["failed"], runs["shards"]
 
 
 def test_failed_task_is_reported_failed_the_others_done(failed_run):
@@ -83,8 +70,7 @@ def test_logs_failed_view(failed_run):
 def test_interrupted_run_missing_manifest_is_pending(failed_run, tmp_path):
     """A task whose manifest is missing (killed before publishing it) is pending, whatever the log says."""
     out, _ = failed_run
-    copy = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
+    copy = copy_output(out, tmp_path / "out")
     (copy / "_manifests" / "extract" / "00002.json").unlink()
     st = run_status(str(copy))
     ex = _stage(st, "extract")
@@ -100,14 +86,13 @@ def test_interrupted_run_missing_manifest_is_pending(failed_run, tmp_path):
     assert (ex["planned"], ex["done"], ex["failed"], ex["pending"], ex["state"]) == (3, 0, 0, 3, "not started")
 
 
-def test_rerun_completes_and_status_follows(failed_run, tmp_path):
-    out, shards = failed_run
-    copy = tmp_path / "out"
-    subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
-    r = subprocess.run(_run_cmd(copy, shards), capture_output=True, text=True)  # fault marker: fires only once
-    assert r.returncode == 0, r.stderr
-    ex = _stage(_status(copy), "extract")
+def test_rerun_completes_and_status_follows(tmp_path_factory):
+    """The failed run, rerun: the failed attempt stays in the logs, but a manifest now proves completion."""
+    out = shared_runs(tmp_path_factory)["complete"]
+    st = _status(out)
+    ex = _stage(st, "extract")
     assert (ex["planned"], ex["done"], ex["failed"], ex["pending"], ex["state"]) == (3, 3, 0, 0, "done")
+    assert st["totals"]["failed"] == 0
 
 
 def test_status_without_replanning(failed_run):
@@ -157,7 +142,8 @@ def test_status_report_and_logs_on_s3(failed_run, tmp_path):
                 if p.suffix == ".json" and "_manifests" in p.parts:
                     data = data.replace(str(out).encode(), root.encode())
                 fs.pipe_file(f"bs-status/out/{p.relative_to(out)}", data)
-        flags = ["--storage-option=key=test", "--storage-option=secret=test", f"--storage-option=endpoint_url={endpoint}"]
+        flags = ["--storage-option=key=test", "--storage-option=secret=test",
+                 f"--storage-option=endpoint_url={endpoint}"]
         env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "COLUMNS": "200"}
         r = subprocess.run([BABELSIEVE, "status", root, "--json", *flags], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr

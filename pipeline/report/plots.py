@@ -208,7 +208,7 @@ def plot_language_score(stats: dict[str, pl.DataFrame], langid_backend: str | No
     bins = sorted(set(ls["bin_lo"].to_list()))
     width = (ls["bin_hi"] - ls["bin_lo"]).max() or 0.05
     bottom = {b: 0 for b in bins}
-    for i, s in enumerate(["kept", "removed"]):
+    for s in ("kept", "removed"):
         d = dict(ls.filter(pl.col("set") == s).group_by("bin_lo").agg(pl.col("documents").sum()).iter_rows())
         if not d:
             continue

@@ -192,12 +192,14 @@ def _scan_file(url: str, storage_options: dict[str, Any] | None, want_text: bool
     """The few columns the report needs from one Parquet file (footer + those column chunks only)."""
     fs, path = storage.filesystem(url, storage_options)
     try:
-        with fs.open(path, "rb") as f:
+        # Small blocks: only the footer and the wanted column chunks are fetched from object storage.
+        with fs.open(path, "rb", block_size=1 << 20) as f:
             pf = pq.ParquetFile(f)
             names = set(pf.schema_arrow.names)
             word_col = next((c for c in WORD_COLUMNS if c in names), None) or next(
                 (c for c in sorted(names) if _WORD_RE.match(c)), None)
-            cols = [c for c in ("lang_script", "language_score", "minhash_cluster_size", "removal_reason") if c in names]
+            wanted = ("lang_script", "language_score", "minhash_cluster_size", "removal_reason")
+            cols = [c for c in wanted if c in names]
             if word_col:
                 cols.append(word_col)
             if want_text and "text" in names:
@@ -219,7 +221,7 @@ def _scan_file(url: str, storage_options: dict[str, Any] | None, want_text: bool
     return out
 
 
-def _scan(files: pl.DataFrame, output: str, storage_options: dict[str, Any] | None, max_scan_files: int | None,
+def _scan(files: pl.DataFrame, storage_options: dict[str, Any] | None, max_scan_files: int | None,
           text_stage: str | None) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Scan document files of every stage, and the removed files of extract (for the score histogram)."""
     frames = []
@@ -228,6 +230,7 @@ def _scan(files: pl.DataFrame, output: str, storage_options: dict[str, Any] | No
         ["stage", "kind"], as_dict=True, maintain_order=True)
     for (stage, kind), part in groups.items():
         paths = sorted(part["path"].to_list())
+        reasons = dict(zip(part["path"].to_list(), part["reason"].to_list()))
         picked = _evenly(paths, max_scan_files)
         scanned = 0
         for p in picked:
@@ -238,9 +241,8 @@ def _scan(files: pl.DataFrame, output: str, storage_options: dict[str, Any] | No
             df = got["df"]
             if "lang_script" not in df.columns:
                 df = df.with_columns(pl.lit(_lang_from_path(p) or "und").alias("lang_script"))
-            reason = part.filter(pl.col("path") == p)["reason"].to_list()
             df = df.with_columns(pl.lit(stage).alias("_stage"), pl.lit(kind).alias("_kind"),
-                                 pl.lit((reason[0] if reason else None) or _reason_from_path(p, stage)).alias("_reason"))
+                                 pl.lit(reasons.get(p) or _reason_from_path(p, stage), pl.Utf8).alias("_reason"))
             frames.append(df)
         scan_rows.append({"stage": stage, "kind": kind, "files_total": len(paths), "files_scanned": scanned})
     if not frames:
@@ -318,7 +320,7 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     scanned = pl.DataFrame()
     scan_rows: list[dict[str, Any]] = []
     if scan_parquet and files.height:
-        scanned, scan_rows = _scan(files, output, storage_options, max_scan_files,
+        scanned, scan_rows = _scan(files, storage_options, max_scan_files,
                                    text_stage=doc_stages[-1] if doc_stages else None)
 
     # -------- per stage and language
