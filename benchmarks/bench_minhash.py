@@ -1,0 +1,219 @@
+"""MinHash dedup benchmark: babelsieve's four stages vs datatrove's four MinHash stages.
+
+Same generated corpus (English-like words, 30% of documents in planted near-duplicate clusters),
+14 bands x 8 hashes, word 5-grams, spaCy "en" tokenizer for both.
+
+* signatures: documents/s on one core (the process is pinned with sched_setaffinity);
+* buckets + clustering + annotate: wall time and peak RSS (each phase in a fresh process, so the
+  peak is that phase's own);
+* datatrove: MinhashDedupSignature / MinhashDedupBuckets / MinhashDedupCluster / MinhashDedupFilter
+  with LocalPipelineExecutor (1 task for signatures and clustering, 14 for buckets run one at a
+  time on the same pinned core, 1 for filtering) on the same Parquet file.
+
+Reproduce:  /work/venv/bin/python benchmarks/bench_minhash.py --docs 1000000
+            /work/venv/bin/python benchmarks/bench_minhash.py --docs 100000   (quick)
+datatrove 0.10.1 hashes ``str`` with xxhash, which xxhash>=4 refuses; the benchmark patches its
+hash function to hash the UTF-8 bytes (what xxhash 3 did internally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from dedup_helpers import doc, mutate, vocab
+    from babelsieve.pipeline.documents import table_from_rows
+
+    rng = random.Random(seed)
+    V = vocab(rng, 30000)
+    rows = []
+    i = 0
+    while i < n_docs:
+        if rng.random() < 0.1:  # a cluster of 2-5 near-duplicates
+            base = [rng.choice(V) for _ in range(rng.randint(80, 400))]
+            for _ in range(rng.randint(2, 5)):
+                rows.append(doc(i, " ".join(mutate(base, rng.uniform(0, 0.02), rng, V))))
+                i += 1
+        else:
+            rows.append(doc(i, " ".join(rng.choice(V) for _ in range(rng.randint(80, 400)))))
+            i += 1
+    rows = rows[:n_docs]
+    pq.write_table(table_from_rows(rows), path, row_group_size=10000)
+
+
+def _child(fn: str, *args: str) -> dict:
+    """Run a phase in a fresh pinned process; returns its JSON result with peak RSS."""
+    out = subprocess.run([sys.executable, __file__, "--phase", fn, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"phase {fn} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _pin() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# babelsieve phases
+
+
+def _config(out: str):
+    from babelsieve.pipeline.config import PipelineConfig
+
+    return PipelineConfig(output=out, dedup={"partitions": 16})
+
+
+def phase_ours(out: str, stages: str) -> dict:
+    from babelsieve.pipeline.tasks import execute_task, stage_class
+
+    cfg = _config(out)
+    cj = cfg.model_dump_json()
+    t0 = time.perf_counter()
+    n = 0
+    for name in stages.split(","):
+        for t in stage_class(name)(cfg).plan():
+            r = execute_task(t.to_dict(), cj)
+            n += 1
+    return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb(), "tasks": n}
+
+
+def setup_ours(corpus: str, out: str) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from babelsieve.pipeline import storage
+    from babelsieve.pipeline.documents import language_dir
+    from babelsieve.pipeline.tasks import MANIFEST_VERSION, manifest_url
+
+    cfg = _config(out)
+    url = language_dir(storage.join(out, "extract"), "eng_Latn") + "/00000.parquet"
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(corpus, url)
+    entry = {"path": url, "kind": "documents", "lang_script": "eng_Latn"}
+    storage.publish_json(manifest_url(cfg, "extract", "00000"), {
+        "version": MANIFEST_VERSION, "stage": "extract", "task_id": "00000", "inputs": [], "params": {},
+        "config_hash": cfg.content_hash(), "files": [entry], "stats": {}, "seconds": 0})
+
+
+# ---------------------------------------------------------------------------------------------
+# datatrove phases
+
+
+def _patch_dt():
+    import datatrove.utils.hashes.xxhash as dtx
+    import xxhash
+
+    dtx.xxhash64 = lambda d: xxhash.xxh64_intdigest(d.encode() if isinstance(d, str) else d)
+
+
+def phase_dt(corpus: str, work: str, step: str) -> dict:
+    _patch_dt()
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature)
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    mc = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
+    reader = lambda: ParquetReader(str(Path(corpus).parent), glob_pattern=Path(corpus).name, text_key="text")  # noqa
+    w = Path(work)
+    if step == "signatures":
+        pipe, tasks = [reader(), MinhashDedupSignature(str(w / "sigs"), mc, language="en")], 1
+    elif step == "buckets":
+        pipe, tasks = [MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=mc)], mc.num_buckets
+    elif step == "cluster":
+        pipe, tasks = [MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=mc, save_cluster_size=True)], 1
+    else:
+        pipe, tasks = [reader(), MinhashDedupFilter(str(w / "remove_ids"), load_cluster_sizes=True),
+                       ParquetWriter(str(w / "out"))], 1
+    t0 = time.perf_counter()
+    LocalPipelineExecutor(pipe, tasks=tasks, workers=1, logging_dir=str(w / f"logs_{step}"), skip_completed=False).run()
+    return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb()}
+
+
+def phase_baseline() -> dict:
+    import numpy  # noqa: F401
+    import pyarrow  # noqa: F401
+
+    return {"seconds": 0.0, "peak_mb": _peak_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=1_000_000)
+    ap.add_argument("--work", default=None, help="work directory (default: a temp dir, removed)")
+    ap.add_argument("--skip-datatrove", action="store_true")
+    ap.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    _pin()
+    if a.phase:
+        name, *args = a.phase
+        res = {"ours": lambda: phase_ours(*args), "dt": lambda: phase_dt(*args),
+               "setup": lambda: (setup_ours(*args), {})[1], "baseline": phase_baseline}[name]()
+        print(json.dumps(res))
+        return
+    work = Path(a.work or tempfile.mkdtemp(prefix="bench-minhash-"))
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = work / "corpus" / "docs.parquet"
+    corpus.parent.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    make_corpus(corpus, a.docs)
+    print(f"corpus: {a.docs:,} documents, {corpus.stat().st_size / 1e6:.1f} MB Parquet ({time.perf_counter() - t0:.0f} s)")
+    base = _child("baseline")["peak_mb"]
+    ours_out = str(work / "ours")
+    _child("setup", str(corpus), ours_out)
+    r = {}
+    r["ours_sig"] = _child("ours", ours_out, "dedup_signatures")
+    r["ours_buckets"] = _child("ours", ours_out, "dedup_buckets")
+    r["ours_clusters"] = _child("ours", ours_out, "dedup_clusters")
+    r["ours_annotate"] = _child("ours", ours_out, "dedup_annotate")
+    clusters_stats = json.loads(next((Path(ours_out) / "_manifests" / "dedup_clusters").glob("*.json")).read_text())["stats"]
+    if not a.skip_datatrove:
+        for step in ("signatures", "buckets", "cluster", "filter"):
+            r[f"dt_{step}"] = _child("dt", str(corpus), str(work / "dt"), step)
+    n = a.docs
+    print(f"\nbaseline interpreter+numpy+pyarrow RSS: {base:.0f} MB; cores used: 1 (pinned)")
+    print(f"clustered documents: {clusters_stats['clustered_documents']:,}, clusters {clusters_stats['clusters']:,}, "
+          f"to remove {clusters_stats['to_remove']:,}")
+    rows = [("signatures", "ours_sig", "dt_signatures"), ("buckets", "ours_buckets", "dt_buckets"),
+            ("clustering", "ours_clusters", "dt_cluster"), ("annotate/filter", "ours_annotate", "dt_filter")]
+    print(f"{'phase':<16}{'ours s':>10}{'ours MB':>10}{'dt s':>10}{'dt MB':>10}{'speed-up':>10}")
+    for label, o, d in rows:
+        ro, rd = r[o], r.get(d)
+        print(f"{label:<16}{ro['seconds']:>10.1f}{ro['peak_mb']:>10.0f}"
+              + (f"{rd['seconds']:>10.1f}{rd['peak_mb']:>10.0f}{rd['seconds'] / ro['seconds']:>9.1f}x" if rd else ""))
+    print(f"signatures: ours {n / r['ours_sig']['seconds']:,.0f} docs/s/core"
+          + (f", datatrove {n / r['dt_signatures']['seconds']:,.0f} docs/s/core" if "dt_signatures" in r else ""))
+    bc_o = r["ours_buckets"]["seconds"] + r["ours_clusters"]["seconds"]
+    line = f"buckets+clustering: ours {bc_o:.1f} s"
+    if "dt_buckets" in r:
+        bc_d = r["dt_buckets"]["seconds"] + r["dt_cluster"]["seconds"]
+        line += f", datatrove {bc_d:.1f} s ({bc_d / bc_o:.1f}x)"
+    print(line)
+    extra = max(r["ours_clusters"]["peak_mb"] - base, 0) * 2**20
+    print(f"clustering peak RSS above baseline: {extra / 2**20:.0f} MB = {extra / n:.1f} bytes/document "
+          f"(structures: {clusters_stats['memory_bytes_per_clustered_doc']} bytes per clustered document)")
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
