@@ -42,7 +42,9 @@ class StageSummary:
         st = res.get("stats", {})
         self.docs_in += int(st.get("docs_in", 0))
         self.docs_out += int(st.get("docs_out", 0))
-        self.removed.update(st.get("removed", {}))
+        removed = st.get("removed", {})
+        # A stage with a single removal reason may report a plain count.
+        self.removed.update(removed if isinstance(removed, dict) else {self.stage: int(removed or 0)})
         self.skipped.update(st.get("skipped", {}))
         self.problems.update(st.get("problem_counts", {}))
 
