@@ -153,7 +153,7 @@ def test_report_tables_match_the_manifests(runs):
     assert f"<td class=\"n\">{sum(m['stats']['docs_in'] for m in ms):,}</td>" in html
     for lang in LANGS:
         assert f"<td>{lang}</td>" in html
-    assert "gopher_repetition" in html and "_stats/filter/" in html
+    assert "gopher_rep:dup_line_frac" in html and "_stats/filter/" in html
 
 
 def test_dataset_card(runs):

@@ -188,17 +188,18 @@ def add_synthetic_stages(out: str | Path, relabel: bool | None = None) -> dict[s
                   {"docs_in": len(by_lang[lang]), "docs_out": len(kept),
                    "removed": {"minhash_duplicate": len(by_lang[lang]) - len(kept)}}, h, seconds=0.3)
 
-    # filter: signals (sig_n_words), two filters; removed docs kept aside; per-language stats Parquet.
+    # filter (layout of pipeline/filter_stage.py): signals (sig_n_words); removal reasons "filter:rule";
+    # removed docs under removed/filter/<filter>/<rule>/; per-task stats Parquet under _stats/filter/.
     exp["filter_in"], exp["filter_out"], exp["filter_removed"] = {}, {}, Counter()
     filtered: dict[str, list[dict[str, Any]]] = {}
     for lang, rows in annotated.items():
         kept, removed = [], defaultdict(list)
         for j, d in enumerate(rows):
             d = dict(d, sig_n_words=len(d["text"].split()))
-            if j % 4 == 1:
-                removed["gopher_repetition"].append(dict(d, removal_reason="gopher_repetition"))
-            elif j % 7 == 2:
-                removed["fineweb_quality"].append(dict(d, removal_reason="fineweb_quality:line_punct_ratio"))
+            reason = ("gopher_rep:dup_line_frac" if j % 4 == 1 else "fineweb_qual:line_punct_ratio" if j % 7 == 2
+                      else "fineweb_qual:short_line_ratio" if j % 7 == 5 else None)
+            if reason:
+                removed[reason].append(dict(d, removal_reason=reason))
             else:
                 kept.append(d)
         filtered[lang] = kept
@@ -207,10 +208,10 @@ def add_synthetic_stages(out: str | Path, relabel: bool | None = None) -> dict[s
                         table_from_rows(kept, FILTERED_SCHEMA))
         files.append({**e, "kind": "documents", "lang_script": lang})
         for reason, rs in sorted(removed.items()):
-            e = write_table(storage.join(out, "removed", "filter", reason, f"{lang}-00000.parquet"),
+            e = write_table(storage.join(out, "removed", "filter", *reason.split(":"), f"{lang}-00000.parquet"),
                             table_from_rows(rs, REMOVED_SCHEMA))
             entry = {**e, "kind": "removed", "reason": reason}
-            if reason == "gopher_repetition":  # one with its language in the manifest, one without
+            if reason.startswith("gopher_rep"):  # some with their language in the manifest, some without
                 entry["lang_script"] = lang
             files.append(entry)
             exp["filter_removed"][(lang, reason)] = len(rs)
@@ -218,9 +219,13 @@ def add_synthetic_stages(out: str | Path, relabel: bool | None = None) -> dict[s
         _manifest(out, "filter", f"{lang}-00000", files,
                   {"docs_in": len(rows), "docs_out": len(kept), "removed": {k: len(v) for k, v in removed.items()},
                    "words": {lang: sum(d["sig_n_words"] for d in kept)}}, h, seconds=0.4)
-        stats = pl.DataFrame({"lang_script": [lang] * 2, "filter": ["gopher_repetition", "fineweb_quality"],
-                              "docs_in": [len(rows)] * 2,
-                              "removed": [len(removed["gopher_repetition"]), len(removed["fineweb_quality"])]})
+        names = sorted(removed)
+        stats = pl.DataFrame({"task_id": f"{lang}-00000", "lang_script": lang,
+                              "level": ["total"] + ["reason"] * len(names),
+                              "name": [None, *names], "minhash_cluster_size": None, "docs_in": len(rows),
+                              "removed": [sum(map(len, removed.values()))] + [len(removed[n]) for n in names]},
+                             schema_overrides={"minhash_cluster_size": pl.Int64})
+        stats = stats.with_columns((pl.col("removed") / pl.col("docs_in")).alias("removal_rate"))
         buf = io.BytesIO()
         stats.write_parquet(buf)
         storage.publish_bytes(storage.join(out, "_stats", "filter", f"{lang}.parquet"), buf.getvalue())
@@ -291,6 +296,8 @@ def test_removal_per_filter_and_language_with_rates(synth):
     assert got == dict(exp["filter_removed"])
     for r in rem.iter_rows(named=True):
         assert r["rate"] == pytest.approx(r["removed"] / exp["filter_in"][r["lang_script"]])
+        assert r["filter"] == r["reason"].split(":")[0]
+    assert set(rem["filter"].to_list()) == {"gopher_rep", "fineweb_qual"}
 
 
 def test_histograms_cluster_sizes_and_rehydration(synth):

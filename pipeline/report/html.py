@@ -123,7 +123,7 @@ def render(stats: dict[str, pl.DataFrame], plots: list[Plot], run: dict[str, Any
                            ["lang_script", "docs_in", "docs_out", "removed", "words", "utf8_bytes", "bytes_out"],
                            {"utf8_bytes": "bytes", "bytes_out": "bytes"}))
     parts.append("<h2>Removal by stage, language and reason</h2>")
-    parts.append(table(stats["removal"], ["stage", "lang_script", "reason", "removed", "docs_in", "rate"],
+    parts.append(table(stats["removal"], ["stage", "lang_script", "filter", "reason", "removed", "docs_in", "rate"],
                        {"rate": "pct"}))
     parts.append("<h2>Removed, skipped and problem counts (manifests)</h2>")
     parts.append(table(stats["stage_reasons"], ["stage", "what", "reason", "count"]))

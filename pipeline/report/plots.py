@@ -140,8 +140,9 @@ def plot_removal(stats: dict[str, pl.DataFrame]) -> Plot:
               .head(TOP_LANGUAGES)["lang_script"].to_list())
     langs = [lang for lang in inputs if lang in set(rem["lang_script"].to_list())] or sorted(
         set(rem["lang_script"].to_list()))[:TOP_LANGUAGES]
-    reasons = sorted(set(rem["reason"].to_list()))
-    rate = {(r["lang_script"], r["reason"]): r["rate"] or 0.0 for r in rem.iter_rows(named=True)}
+    per_filter = rem.group_by(["lang_script", "filter"]).agg(pl.col("rate").fill_null(0.0).sum())
+    reasons = sorted(set(per_filter["filter"].to_list()))
+    rate = {(r["lang_script"], r["filter"]): r["rate"] for r in per_filter.iter_rows(named=True)}
     grid = [[rate.get((lang, reason), 0.0) for reason in reasons] for lang in langs]
     fig = _figure(max(6.0, 1.6 + 1.3 * len(reasons)), _label_height(len(langs)))
     ax = fig.add_subplot()

@@ -60,7 +60,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "stage_reasons": {"stage": pl.Utf8, "what": pl.Utf8, "reason": pl.Utf8, "count": pl.Int64},
     "languages": {"stage": pl.Utf8, "lang_script": pl.Utf8, "docs_in": pl.Int64, "docs_out": pl.Int64,
                   "removed": pl.Int64, "bytes_out": pl.Int64, "words": pl.Int64, "utf8_bytes": pl.Int64},
-    "removal": {"stage": pl.Utf8, "lang_script": pl.Utf8, "reason": pl.Utf8, "removed": pl.Int64,
+    "removal": {"stage": pl.Utf8, "lang_script": pl.Utf8, "filter": pl.Utf8, "reason": pl.Utf8, "removed": pl.Int64,
                 "docs_in": pl.Int64, "rate": pl.Float64},
     "language_score": {"stage": pl.Utf8, "set": pl.Utf8, "lang_script": pl.Utf8, "bin_lo": pl.Float64,
                        "bin_hi": pl.Float64, "documents": pl.Int64},
@@ -168,6 +168,10 @@ def read_logs(output: str, storage_options: dict[str, Any] | None = None) -> pl.
     return df.sort(["time", "stage", "task_id"], nulls_last=True)
 
 
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def _reason_from_path(path: str, stage: str) -> str | None:
     m = re.search(r"/removed/" + re.escape(stage) + r"/([^/]+)/", path)
     return m.group(1) if m else None
@@ -265,8 +269,8 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     ``stage_reasons`` per stage: counts of removed/skipped/problem reasons from the manifests' stats
     ``languages``    per stage and language: documents in/out, removed, bytes out, words and UTF-8
                      bytes (when a word column exists / for the last documents stage; else null)
-    ``removal``      per stage, language and reason (filter name): removed documents and rate
-                     (removed / documents into that stage for that language)
+    ``removal``      per stage, language, filter and reason (``filter:rule``): removed documents and
+                     rate (removed / documents into that stage for that language)
     ``language_score`` histogram of ``language_score`` (20 bins) per stage, set (kept/removed), language
     ``cluster_sizes`` documents per ``minhash_cluster_size`` value, per stage and language
     ``rehydration``  per language: documents before and after the rebalance stage, and the expansion
@@ -293,13 +297,21 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
             })
         task_rows.append({
             "stage": stage, "task_id": str(m["task_id"]), "seconds": float(m.get("seconds") or 0.0),
-            "docs_in": st.get("docs_in"), "docs_out": st.get("docs_out"), "n_inputs": len(m.get("inputs") or []),
+            # docs_in/docs_out per DESIGN; "documents"/"kept" as some stages name them
+            "docs_in": _int(st.get("docs_in", st.get("documents"))),
+            "docs_out": _int(st.get("docs_out", st.get("kept"))),
+            "n_inputs": len(m.get("inputs") or []),
             "n_files": len(files), "bytes_out": sum(int(f.get("bytes") or 0) for f in files),
             "rows_out": sum(int(f.get("rows") or 0) for f in files if f.get("kind") == "documents"),
             "config_hash": m.get("config_hash"), "inputs": [str(x) for x in (m.get("inputs") or [])],
         })
         for what in ("removed", "skipped", "problem_counts"):
-            for reason, n in (st.get(what) or {}).items():
+            counts = st.get(what) or {}
+            if isinstance(counts, (int, float)):  # a bare total instead of {reason: n}
+                counts = {"(total)": counts}
+            if not isinstance(counts, dict):
+                continue
+            for reason, n in counts.items():
                 if isinstance(n, (int, float)):
                     reason_rows.append({"stage": stage, "what": what.replace("_counts", "s"), "reason": reason,
                                         "count": int(n)})
@@ -337,11 +349,15 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
         bytes_by_lang = dict(zip(cur["lang_script"].to_list(), cur["bytes_out"].to_list()))
         rem = removed_by_lang.filter(pl.col("stage") == s)
         rem_by_lang = dict(zip(rem["lang_script"].to_list(), rem["removed"].to_list()))
-        langs = sorted(set(out_by_lang) | set(rem_by_lang) | set(prev_out or {}))
+        # Languages this stage has written something for (a partly done stage lists only those).
+        touched = set(files.filter(pl.col("stage") == s)["lang_script"].drop_nulls().to_list())
+        langs = sorted(set(out_by_lang) | set(rem_by_lang) | (touched & set(prev_out or {})))
         for lang in langs:
             d_out = int(out_by_lang.get(lang) or 0)
             d_rem = int(rem_by_lang.get(lang) or 0)
             d_in = int(prev_out.get(lang) or 0) if prev_out is not None else d_out + d_rem
+            if lang not in rem_by_lang and prev_out is not None:  # removed without files kept aside (dedup)
+                d_rem = max(0, d_in - d_out)
             lang_rows.append({"stage": s, "lang_script": lang, "docs_in": d_in, "docs_out": d_out, "removed": d_rem,
                               "bytes_out": int(bytes_by_lang.get(lang) or 0),
                               "words": stage_words.get((s, lang))})
@@ -489,7 +505,9 @@ def _removal(files: pl.DataFrame, scanned: pl.DataFrame) -> pl.DataFrame:
     out = pl.concat([r.select(["stage", "lang_script", "reason", "removed"]).cast({"removed": pl.Int64})
                      for r in rows], how="vertical_relaxed")
     out = out.group_by(["stage", "lang_script", "reason"]).agg(pl.col("removed").sum())
-    return out.with_columns(pl.lit(None, pl.Int64).alias("docs_in"), pl.lit(None, pl.Float64).alias("rate")).select(
+    # "gopher_rep:dup_line_frac" -> filter "gopher_rep", reason kept whole
+    return out.with_columns(pl.col("reason").str.split(":").list.first().alias("filter"),
+                            pl.lit(None, pl.Int64).alias("docs_in"), pl.lit(None, pl.Float64).alias("rate")).select(
         list(_SCHEMAS["removal"]))
 
 
