@@ -33,8 +33,10 @@ ASSUMPTIONS = [
     "HTML share, language mix). Small samples make all of it rough, the language mix especially.",
     "Core-seconds are the tasks' own wall-clock seconds from the manifests x engine_options.cpus_per_task; driver "
     "time, scheduling, retries and worker start-up are not included.",
-    "Stages with one task per shard in the sample (task count = sample shards) get N tasks; any other stage keeps "
-    "its measured task count (e.g. hash partitions, per-language shards), each task doing f times the work.",
+    "A stage scales its task count by f when each of its tasks reads the output of one task of a scaling stage "
+    "(extract: one task per shard; e.g. one task per extract file), or -- when the manifests do not trace its inputs "
+    "-- when it has one task per sample shard; any other stage keeps its measured task count (e.g. hash "
+    "partitions, per-language tasks), each task doing f times the work.",
     "Wall time per stage = max(core-seconds / min(parallel slots, tasks), longest task), parallel slots = "
     "floor(K workers / cpus_per_task); stages run one after the other (as the runner does).",
     f"Dedup clustering memory (largest language) = its projected documents x {CLUSTER_BYTES_PER_DOC} bytes/document "
@@ -63,6 +65,22 @@ def _warc_sizes(paths: list[str], storage_options: dict[str, Any] | None) -> tup
         except Exception:  # noqa: BLE001 - a sample input no longer reachable: WARC bytes unmeasured
             return None, len(paths)
     return total, len(paths)
+
+
+def _scales_with_shards(stage: str, tasks: Any, producer: dict[str, tuple[str, str]], scaling: dict[str, bool],
+                        n_tasks: int, sample_shards: int) -> tuple[bool, str]:
+    """(scales, label) for a stage's task count: per shard, per upstream task, or fixed."""
+    if stage == "extract":
+        return True, "per shard"
+    sources = []
+    for inputs in tasks["inputs"].to_list():
+        sources.append({producer[p] for p in inputs if p in producer})
+    if sources and all(sources):
+        if all(len(src) == 1 and scaling.get(next(iter(src))[0], False) for src in sources):
+            return True, "per upstream task"
+        return False, "fixed task count"
+    # Inputs not traceable to manifests: one task per sample shard means per shard.
+    return (True, "per shard") if n_tasks == sample_shards else (False, "fixed task count")
 
 
 def _put_requests(nbytes: float) -> int:
@@ -102,6 +120,13 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
     extract_inputs = [p for lst in tasks.filter(pl.col("stage") == "extract")["inputs"].to_list() for p in lst]
     warc_bytes, n_warc = _warc_sizes(extract_inputs, saved.get("storage_options") or storage_options)
 
+    # Which task produced each file: a stage whose every task reads the output of one task of a
+    # scaling stage scales with the shards too (one task per upstream file or task).
+    producer = dict(zip(files["path"].to_list(), zip(files["stage"].to_list(), files["task_id"].to_list())))
+    scaling: dict[str, bool] = {}
+    if sample_shards == 1:
+        warnings.append("a 1-shard sample cannot tell stages with one task per upstream file from stages with a "
+                        "fixed task count (hash partitions): sample at least 2 shards")
     measured, projected = [], []
     prev_doc_bytes: int | None = None
     for r in st.iter_rows(named=True):
@@ -129,8 +154,9 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         }
         measured.append(m)
 
-        per_shard = r["tasks"] == sample_shards
-        tasks_full = shards if per_shard else r["tasks"]
+        per_shard, how = _scales_with_shards(s, t, producer, scaling, r["tasks"], sample_shards)
+        scaling[s] = per_shard
+        tasks_full = round(r["tasks"] * f) if per_shard else r["tasks"]
         core_full = core_s * f
         longest = float(r["max_task_seconds"] or 0.0) * (1.0 if per_shard else f)
         wall = max(core_full / max(1, min(slots, tasks_full)), longest) if tasks_full else 0.0
@@ -142,7 +168,7 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         puts += tasks_full  # manifests
         heads = 2 * tasks_full
         projected.append({
-            "stage": s, "tasks": tasks_full, "scaling": "per shard" if per_shard else "fixed task count",
+            "stage": s, "tasks": tasks_full, "scaling": how,
             "docs_in": round(r["docs_in"] * f) if r["docs_in"] is not None else None,
             "docs_out": round(r["docs_out"] * f) if r["docs_out"] is not None else None,
             "core_hours": core_full / 3600, "wall_hours": wall / 3600,
@@ -174,7 +200,7 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
                         "projection treats those documents as one language")
     sig = st.filter(pl.col("stage") == "dedup_signatures")
     if sig.height and sig["docs_in"][0]:
-        mem["measured_signature_file_bytes_per_doc"] = sig["bytes_out"][0] / sig["docs_in"][0]
+        mem["measured_signature_stage_bytes_per_doc"] = sig["bytes_out"][0] / sig["docs_in"][0]
 
     configured = list(cfg_dict.get("stages") or [])
     ran = set(st["stage"].to_list())
@@ -242,8 +268,9 @@ def print_plan(p: dict[str, Any], console: Any) -> None:
             f"[bold]{_h(mem['clustering_bytes'])}[/] at {mem['bytes_per_doc_clustering']} B/doc; "
             f"{_h(mem['clustering_plus_signatures_bytes'])} if its signatures ({mem['signature_bytes_per_doc']} B/doc) "
             f"were held in memory too. All signatures on storage: {_h(mem['all_signatures_bytes'])}.")
-    if "measured_signature_file_bytes_per_doc" in mem:
-        console.print(f"MEASURED signature files: {mem['measured_signature_file_bytes_per_doc']:,.1f} bytes/doc")
+    if "measured_signature_stage_bytes_per_doc" in mem:
+        console.print("MEASURED dedup_signatures output (signatures + band files): "
+                      f"{mem['measured_signature_stage_bytes_per_doc']:,.1f} bytes/doc")
     console.print(f"PROJECTION S3 requests in total: {tot['s3_requests']:,}")
     if p["unmeasured_stages"]:
         console.print(f"[yellow]not measured[/] (not run in the sample, so not projected): "

@@ -113,5 +113,28 @@ def test_fixed_task_stages_and_dedup_memory_on_all_stages(tmp_path):
         for lang, n in m["stats"]["languages"].items():
             per_lang[lang] = per_lang.get(lang, 0) + n
     assert mem["largest_language_docs"] == max(per_lang.values()) * f
-    assert "measured_signature_file_bytes_per_doc" in mem
+    assert "measured_signature_stage_bytes_per_doc" in mem
     assert not p["unmeasured_stages"] and math.isclose(p["scale_factor"], 100)
+
+
+def test_task_count_scaling_follows_the_inputs_named_in_manifests(tmp_path):
+    """One task per upstream file scales with the shards; a task reading many upstream tasks' files does not."""
+    from test_report_synthetic import _manifest
+
+    out = str(tmp_path / "out")
+    make_synthetic_extract(out, n_tasks=2, docs_per_task=8)
+    h = json.loads((tmp_path / "out" / "_run.json").read_text())["config_hash"]
+    ex_files = [f["path"] for m in read_manifests(out) if m["stage"] == "extract" for f in m["files"]
+                if f["kind"] == "documents"]
+    for i, p in enumerate(ex_files):  # one signature task per extract file (per language and shard)
+        _manifest(out, "dedup_signatures", f"{i:06d}", [{"path": f"{out}/sig/{i}.npy", "bytes": 100, "kind": "bands"}],
+                  {"documents": 2}, h, inputs=[p], seconds=1.0)
+    for part in range(2):  # each bucket partition reads the band files of every signature task
+        _manifest(out, "dedup_buckets", f"p{part}", [], {}, h,
+                  inputs=[f"{out}/sig/{i}.npy" for i in range(len(ex_files))], seconds=1.0)
+    p = project(out, shards=20, workers=4)
+    by = {x["stage"]: x for x in p["projection"]}
+    assert by["extract"]["tasks"] == 20
+    assert by["dedup_signatures"]["scaling"] == "per upstream task"
+    assert by["dedup_signatures"]["tasks"] == len(ex_files) * 10
+    assert by["dedup_buckets"]["scaling"] == "fixed task count" and by["dedup_buckets"]["tasks"] == 2
