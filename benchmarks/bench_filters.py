@@ -1,0 +1,173 @@
+"""Filter-stage throughput per core: babelsieve signals + decisions vs datatrove's three FineWeb2 filters.
+
+Same documents (the fidelity fixture, tests/data/filter_fixture.jsonl.gz: real web pages + UDHR
+texts + variants), same FineWeb2 settings per language (datatrove configured as
+fineweb-2-pipeline.py with FineWeb-2's configs/*.yml; ours from the language table), one process
+pinned to one core. Two figures per language:
+
+* **end to end**: text in, decision out. Both sides tokenize each document once with the same
+  tokenizer backend (datatrove caches the words between its three filters with ``lru_cache``);
+  word tokenization (spaCy, jieba, pythainlp, ...) is shared cost that neither side can avoid.
+* **filter logic**: words given (pre-tokenized, datatrove's ``split_into_words`` patched to a
+  lookup), i.e. what the filter implementations themselves cost.
+
+Before timing, both sides run once (tokenizer loading, caches warm). The best of ``--repeat`` runs is
+reported, as CPU time of the process (the machine may be shared). Decisions are compared too
+(they must be identical).
+
+Reproduce:  HF_HUB_OFFLINE=1 python benchmarks/bench_filters.py [--langs deu_Latn,rus_Cyrl,...] [--repeat 3] [--core 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "data" / "filter_fixture.jsonl.gz"
+FW2 = REPO.parent / "shared" / "reference" / "fineweb2" / "configs"
+DEFAULT_LANGS = "deu_Latn,spa_Latn,rus_Cyrl,arb_Arab,cmn_Hani,hin_Deva,tha_Thai,jpn_Jpan"
+
+
+def datatrove_filters(label: str):
+    from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+
+    cfg = yaml.safe_load((FW2 / f"{label}.yml").read_text(encoding="utf-8"))
+    return [
+        GopherRepetitionFilter(language=label, dup_para_frac=0, dup_line_char_frac=0, dup_para_char_frac=0,
+                               dup_line_frac=cfg["dup_line_frac"], top_n_grams=cfg["top_n_grams"],
+                               dup_n_grams=cfg["dup_n_grams"]),
+        FineWebQualityFilter(language=label, short_line_thr=999, char_duplicates_ratio=0.1,
+                             line_punct_thr=cfg["line_punct_thr"], new_line_ratio=cfg["new_line_ratio"]),
+        GopherQualityFilter(language=label, max_avg_word_length=cfg["max_avg_word_length"],
+                            min_avg_word_length=cfg["min_avg_word_length"], stop_words=cfg["stopwords"],
+                            max_non_alpha_words_ratio=cfg["max_non_alpha_words_ratio"], min_stop_words=2),
+    ]
+
+
+def run_datatrove(filters, texts):
+    from datatrove.data import Document
+
+    out = []
+    for i, t in enumerate(texts):
+        reason = None
+        for f in filters:
+            try:
+                res = f.filter(Document(text=t, id=str(i)))
+            except ZeroDivisionError:
+                reason = "error"
+                break
+            if isinstance(res, tuple) and not res[0]:
+                reason = res[1]
+                break
+            if res is False:
+                reason = "false"
+                break
+        out.append(reason)
+    return out
+
+
+def run_ours(label, texts, settings, words=None):
+    from babelsieve.filters.decisions import decide_arrays
+    from babelsieve.filters.signals import compute_signal_arrays
+
+    sig = compute_signal_arrays(texts, label, stopwords=settings.stopwords, words=words)
+    return [None if r is None else r.split(":", 1)[1] for r in decide_arrays(sig, settings)]
+
+
+def best(fn, repeat):
+    times, res = [], None
+    for _ in range(repeat):
+        t0 = time.process_time()  # CPU time of this (single-threaded, pinned) process: robust to other load
+        res = fn()
+        times.append(time.process_time() - t0)
+    return min(times), res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--langs", default=DEFAULT_LANGS)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--core", type=int, default=0)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.simplefilter("ignore")
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.core})
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+    from datatrove.pipeline.filters import fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter
+    from datatrove.utils import text as dt_text
+
+    from babelsieve.filters.settings import language_settings
+    from babelsieve.filters.signals import get_tokenizer
+
+    by = defaultdict(list)
+    with gzip.open(FIXTURE, "rt", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            by[d["lang_script"]].append(d["text"])
+    rows = []
+    totals = defaultdict(float)
+    n_total = 0
+    for label in args.langs.split(","):
+        texts = by[label]
+        if not texts:
+            print(f"{label}: no documents in the fixture", file=sys.stderr)
+            continue
+        settings = language_settings(label)
+        filters = datatrove_filters(label)
+        # warm-up (tokenizer loading, spaCy caches), and the reference decisions
+        ref = run_datatrove(filters, texts)
+        assert run_ours(label, texts, settings) == ref, f"{label}: decisions differ"
+        t_dt, _ = best(lambda: (dt_text.split_into_parts.cache_clear(), run_datatrove(filters, texts))[1], args.repeat)
+        t_ours, _ = best(lambda: run_ours(label, texts, settings), args.repeat)
+        # filter logic only: the same words for both
+        words = get_tokenizer(label)(texts)
+        lookup = {t: w for t, w in zip(texts, words)}
+
+        def pre(text, language=None):
+            return lookup[text]
+
+        saved = [(m, m.split_into_words) for m in (fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter)]
+        for m, _ in saved:
+            m.split_into_words = pre
+        try:
+            t_dt_logic, _ = best(lambda: run_datatrove(filters, texts), args.repeat)
+        finally:
+            for m, fn in saved:
+                m.split_into_words = fn
+        t_ours_logic, _ = best(lambda: run_ours(label, texts, settings, words=words), args.repeat)
+        t_tok, _ = best(lambda: get_tokenizer(label)(texts), 1)
+        n = len(texts)
+        n_total += n
+        for k, v in (("dt", t_dt), ("ours", t_ours), ("dt_logic", t_dt_logic), ("ours_logic", t_ours_logic), ("tok", t_tok)):
+            totals[k] += v
+        rows.append((label, n, sum(map(len, texts)), t_tok, t_dt, t_ours, t_dt_logic, t_ours_logic))
+
+    print(f"\nfilter stage, docs/s on one core (core {args.core}), best of {args.repeat}; fixture {FIXTURE.name}")
+    hdr = f"{'language':10s} {'docs':>5s} {'MB':>5s} | {'tokenize':>8s} | {'datatrove':>9s} {'ours':>8s} {'ratio':>6s} | {'dt logic':>9s} {'our logic':>9s} {'ratio':>6s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for label, n, chars, tt, a, b, c, d in rows:
+        print(f"{label:10s} {n:5d} {chars / 1e6:5.2f} | {n / tt:8.0f} | {n / a:9.0f} {n / b:8.0f} {a / b:5.1f}x | {n / c:9.0f} {n / d:9.0f} {c / d:5.1f}x")
+    print("-" * len(hdr))
+    t = totals
+    print(f"{'all':10s} {n_total:5d} {'':5s} | {n_total / t['tok']:8.0f} | {n_total / t['dt']:9.0f} {n_total / t['ours']:8.0f} "
+          f"{t['dt'] / t['ours']:5.1f}x | {n_total / t['dt_logic']:9.0f} {n_total / t['ours_logic']:9.0f} {t['dt_logic'] / t['ours_logic']:5.1f}x")
+    print("\ndecisions identical on every benchmarked document (asserted).")
+    print("end to end includes word tokenization (same backend both sides); 'logic' = words given.")
+
+
+if __name__ == "__main__":
+    main()
