@@ -23,6 +23,8 @@ Worker environment (all optional):
                               this file's repository, else `babelsieve-spark-submit` on PATH)
     BABELSIEVE_CONFIG, BABELSIEVE_OUTPUT, BABELSIEVE_ENGINE, BABELSIEVE_RAY_ADDRESS,
     BABELSIEVE_SPARK_MASTER   defaults of the DAG params of the same name
+    RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH   token of a Ray cluster with token authentication
+                              (default: ~/.ray/auth_token when present)
     BABELSIEVE_STAGE_TIMEOUT_HOURS   execution timeout of each stage task (default 24)
     BABELSIEVE_RETRIES        retries of each task (default 3)
 
@@ -192,21 +194,26 @@ def check_exit(status: int, what: str) -> None:
 class RayJobs:
     """The Ray Jobs REST API of a cluster's dashboard (what `ray job submit` and JobSubmissionClient call).
 
-    No Ray installation is needed on the Airflow worker.
+    No Ray installation is needed on the Airflow worker. Clusters with token authentication
+    (the default of recent Ray) get ``Authorization: Bearer <token>``, the token read as Ray's
+    own clients read it: $RAY_AUTH_TOKEN, else the file $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token.
     """
 
     TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
-    def __init__(self, address: str, timeout_s: float = 30.0):
+    def __init__(self, address: str, timeout_s: float = 30.0, token: str | None = None):
         self.address = address.rstrip("/")
         if "://" not in self.address:
             self.address = "http://" + self.address
         self.timeout_s = timeout_s
+        self.token = token if token is not None else ray_auth_token()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.address + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.address + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 text = resp.read().decode()
@@ -255,13 +262,22 @@ class RayJobs:
             raise
 
 
+def ray_auth_token() -> str | None:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    for p in (os.environ.get("RAY_AUTH_TOKEN_PATH"), str(Path.home() / ".ray" / "auth_token")):
+        if p and Path(p).is_file():
+            return Path(p).read_text().strip() or None
+    return None
+
+
 def ray_submission_id(run_id: str, stage: str, try_number: int) -> str:
     safe = re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-")[:80]
     return f"babelsieve-{safe}-{stage}-{try_number}"
 
 
 def run_on_ray(r: dict[str, Any], stage: str, address: str, run_id: str, try_number: int,
-               poll_s: float = 10.0) -> None:
+               poll_s: float = 10.0, engine: str = "ray") -> None:
     """Submit `babelsieve run ... --engine ray --only STAGE` as a Ray job and wait for it.
 
     An earlier attempt's job that is still running (the Airflow worker died, not the job) is
@@ -278,7 +294,7 @@ def run_on_ray(r: dict[str, Any], stage: str, address: str, run_id: str, try_num
                 return
     sid = ray_submission_id(run_id, stage, try_number)
     if jobs.status(sid) is None:
-        entrypoint = shlex.join(["babelsieve"] + run_args(r, stage, "ray"))
+        entrypoint = shlex.join(["babelsieve"] + run_args(r, stage, engine))
         log.info("submitting Ray job %s to %s: %s", sid, jobs.address, entrypoint)
         jobs.submit(sid, entrypoint, metadata={"dag_run": run_id, "stage": stage, "snapshot": r["snapshot"]})
     st = jobs.wait(sid, poll_s)
