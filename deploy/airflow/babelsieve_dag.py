@@ -133,8 +133,9 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
     inp = (params.get("input") or CC_LISTING).format(snapshot=snapshot)
     output = params["output"].format(snapshot=snapshot)
     sets = [s for s in (params.get("sets") or []) if s]
-    # Local copies of listings and plain WARC files carry no snapshot name in their path.
-    if not any(s.startswith("inputs.dump=") for s in sets):
+    # Local copies of listings and plain WARC files carry no snapshot name in their path: give it
+    # to the pipeline. Common Crawl paths do (the config hash then equals a manual run's).
+    if "CC-MAIN-" not in inp and not any(s.startswith("inputs.dump=") for s in sets):
         sets.append(f"inputs.dump={snapshot}")
     return {"snapshot": snapshot, "config": params.get("config") or "", "input": inp, "output": output,
             "shards": params.get("shards") or "", "sets": sets, "engine": params["engine"]}
