@@ -1,0 +1,284 @@
+"""Ray and Spark engines: byte-identical outputs to the local engine, and faults survived.
+
+Real engines only: a local Ray started by the module fixture (plus one started by the CLI
+itself), a real local Spark (JVM + Python workers), real WARC shards, real SIGKILLs.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from engine_helpers import all_rows, data_files, make_config, make_inputs
+
+from babelsieve.pipeline.engines import get_engine
+from babelsieve.pipeline.engines.local import LocalEngine
+from babelsieve.pipeline.engines.worker import TransientTaskError, is_transient, run_task
+from babelsieve.pipeline.runner import run_pipeline
+from babelsieve.pipeline.tasks import TaskFailedError
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return make_inputs(tmp_path_factory.mktemp("warcs"))
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, inputs):
+    """The reference: the local engine (process pool), all registered default stages."""
+    out = str(tmp_path_factory.mktemp("clean") / "out")
+    cfg = make_config(inputs, out)
+    summary = run_pipeline(cfg, engine=LocalEngine(cfg), show_progress=False)
+    assert summary.failed_tasks == 0
+    files = data_files(out)
+    assert any(f.startswith("extract/") for f in files)
+    return {"files": files, "rows": len(all_rows(out)), "stages": cfg.stages, "summary": summary.to_dict()}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spark_context(inputs, tmp_path_factory):
+    pytest.importorskip("pyspark")
+    from babelsieve.pipeline.engines.spark_engine import SparkEngine
+
+    engine = SparkEngine(make_config(inputs, str(tmp_path_factory.mktemp("unused")), engine="spark"))
+    sc = engine._context()  # local[2,3]: 2 threads, 3 attempts per task
+    assert sc.master == "local[2,3]"
+    yield sc
+    engine.close()
+
+
+def _run(engine_name, inputs, out, env=None):
+    cfg = make_config(inputs, str(out), engine=engine_name)
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        summary = run_pipeline(cfg, show_progress=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return cfg, summary
+
+
+def _counts(summary):
+    return [(s["stage"], s["docs_in"], s["docs_out"], s["removed"], s["skipped"]) for s in summary["stages"]]
+
+
+def _assert_same_as_clean(out, clean):
+    files = data_files(str(out))
+    assert sorted(files) == sorted(clean["files"])  # the same relative paths
+    assert files == clean["files"]  # and the same bytes
+    rows = all_rows(str(out))
+    ids = [r["id"] for r in rows]
+    assert len(rows) == clean["rows"]
+    assert [i for i, n in collections.Counter(ids).items() if n > 1] == []  # no duplicate rows
+
+
+# --------------------------------------------------------------------------------------------
+# Equivalence
+# --------------------------------------------------------------------------------------------
+def test_ray_output_is_byte_identical_to_local(ray_session, inputs, clean, tmp_path):
+    cfg, summary = _run("ray", inputs, tmp_path / "out")
+    assert summary.failed_tasks == 0
+    assert [s.stage for s in summary.stages] == [s["stage"] for s in clean["summary"]["stages"]]
+    assert _counts(summary.to_dict()) == _counts(clean["summary"])
+    _assert_same_as_clean(tmp_path / "out", clean)
+    assert ray_session.is_initialized()  # the engine left the fixture's Ray running
+
+
+def test_spark_output_is_byte_identical_to_local(spark_context, inputs, clean, tmp_path):
+    cfg, summary = _run("spark", inputs, tmp_path / "out")
+    assert summary.failed_tasks == 0
+    assert _counts(summary.to_dict()) == _counts(clean["summary"])
+    _assert_same_as_clean(tmp_path / "out", clean)
+    assert spark_context._jsc is not None  # the engine left the fixture's SparkContext running
+
+
+def test_spark_engine_reports_progress_live_one_result_per_task(spark_context, inputs, tmp_path):
+    from babelsieve.pipeline.engines.spark_engine import SparkEngine
+    from babelsieve.pipeline.extract import ExtractStage
+
+    cfg = make_config(inputs, str(tmp_path / "out"), engine="spark")
+    tasks = ExtractStage(cfg).plan()
+    seen, times = [], []
+    engine = SparkEngine(cfg)
+    t0 = time.perf_counter()
+    results = engine.run_tasks(tasks, lambda r: (seen.append(r["task_id"]), times.append(time.perf_counter() - t0)))
+    total = time.perf_counter() - t0
+    assert sorted(seen) == sorted(t.task_id for t in tasks)  # each task reported exactly once
+    assert [r["task_id"] for r in results] == [t.task_id for t in tasks]
+    assert {r["status"] for r in results} == {"done"}
+    assert min(times) < total  # the first result arrived before the job ended (live, not at the end)
+
+
+# --------------------------------------------------------------------------------------------
+# Faults: a task's worker is killed once; a task raises once (bad input: not retried)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("engine_name", ["local", "ray", "spark"])
+def test_injected_worker_kill_is_retried_and_output_identical(engine_name, request, inputs, clean, tmp_path):
+    if engine_name == "ray":
+        request.getfixturevalue("ray_session")
+    if engine_name == "spark":
+        request.getfixturevalue("spark_context")
+    out = tmp_path / "out"
+    cfg, summary = _run(engine_name, inputs, out, env={"BABELSIEVE_FAULT": "extract:00001:kill"})
+    assert (out / "_faults" / "extract-00001").exists()  # the worker really was SIGKILLed once
+    assert summary.failed_tasks == 0
+    _assert_same_as_clean(out, clean)
+
+
+@pytest.mark.parametrize("engine_name", ["ray", "spark"])
+def test_task_error_is_not_retried_other_tasks_complete_rerun_completes(engine_name, request, inputs, clean,
+                                                                        tmp_path):
+    request.getfixturevalue("ray_session" if engine_name == "ray" else "spark_context")
+    out = tmp_path / "out"
+    cfg = make_config(inputs, str(out), engine=engine_name)
+    cfg.stages = ["extract"]
+    os.environ["BABELSIEVE_FAULT"] = "extract:00002"
+    try:
+        summary = run_pipeline(cfg, show_progress=False)
+    finally:
+        del os.environ["BABELSIEVE_FAULT"]
+    ex = summary.stages[0]
+    assert (ex.done, ex.failed) == (3, 1)
+    assert ex.failures[0]["task"] == "00002" and "injected fault" in ex.failures[0]["error"]
+    assert not (out / "_manifests" / "extract" / "00002.json").exists()
+    # The rerun does only the failed task and the later stages; the result equals a clean run.
+    cfg2 = make_config(inputs, str(out), engine=engine_name)
+    summary2 = run_pipeline(cfg2, show_progress=False)
+    assert (summary2.stages[0].cached, summary2.stages[0].done, summary2.failed_tasks) == (3, 1, 0)
+    _assert_same_as_clean(out, clean)
+
+
+def test_ray_worker_sigkilled_from_outside_mid_task_is_retried(ray_session, inputs, clean, tmp_path):
+    """A real SIGKILL from another process while the task runs: Ray reruns it on a new worker."""
+    out = tmp_path / "out"
+    cfg = make_config(inputs, str(out), engine="ray")
+    box = {}
+    runner = threading.Thread(target=lambda: box.setdefault("summary", run_pipeline(cfg, show_progress=False)))
+    runner.start()
+    killed = None
+    deadline = time.time() + 120
+    while runner.is_alive() and time.time() < deadline and killed is None:
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if cmd.startswith("ray::extract/00000"):  # Ray's process title while it runs that task
+                os.kill(p.info["pid"], signal.SIGKILL)
+                killed = p.info["pid"]
+                break
+        time.sleep(0.01)
+    runner.join(timeout=300)
+    assert killed is not None, "extract/00000 finished before it could be killed"
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+    assert box["summary"].failed_tasks == 0
+    _assert_same_as_clean(out, clean)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points: the CLI starting its own Ray, and spark-submit of the CLI module
+# --------------------------------------------------------------------------------------------
+def _cli_args(inputs, out, engine):
+    args = ["run", "--output", str(out), "--engine", engine, "--workers", "2", "--no-progress",
+            "--set", "langid.backend=none", "--set", "extract.url_filter=false", "--only", "extract"]
+    for p in inputs:
+        args += ["--input", str(p)]
+    return args
+
+
+def _assert_one_shard_like_clean(out, clean):
+    """A CLI run on inputs[1] alone (task 00000) equals task 00001 of the reference run."""
+    got = {k.replace("/00000.parquet", "/00001.parquet"): v for k, v in data_files(str(out)).items()}
+    want = {k: v for k, v in clean["files"].items() if k.startswith("extract/") and k.endswith("/00001.parquet")}
+    assert got and got == want
+
+
+def test_cli_engine_ray_starts_and_stops_its_own_ray(inputs, clean, tmp_path):
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([str(VENV_BIN / "babelsieve"), *_cli_args(inputs[1:2], out, "ray")], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_one_shard_like_clean(out, clean)
+
+
+def test_spark_submit_of_the_cli_module(inputs, clean, tmp_path):
+    import babelsieve.pipeline.cli as cli
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop("SPARK_HOME", None)
+    cmd = [str(VENV_BIN / "spark-submit"), "--master", "local[2,3]", "--conf", "spark.ui.enabled=false",
+           "--driver-java-options", "-XX:TieredStopAtLevel=1", cli.__file__, *_cli_args(inputs[1:2], out, "spark")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_one_shard_like_clean(out, clean)
+
+
+def test_get_engine_names():
+    cfg = make_config([], "/nonexistent")
+    for name, cls in (("ray", "RayEngine"), ("spark", "SparkEngine"), ("local", "LocalEngine")):
+        cfg.engine = name
+        assert type(get_engine(cfg)).__name__ == cls
+
+
+# --------------------------------------------------------------------------------------------
+# Transient vs permanent errors (what the engines retry)
+# --------------------------------------------------------------------------------------------
+def test_transient_classification():
+    import errno
+
+    busy = OSError(errno.EBUSY, "Please reduce your request rate.")  # s3fs's mapping of 503 SlowDown
+    assert is_transient(busy)
+    assert is_transient(ConnectionResetError())
+    assert is_transient(TimeoutError())
+    try:
+        try:
+            raise busy
+        except OSError as e:
+            raise TaskFailedError("extract/00001: OSError") from e
+    except TaskFailedError as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(FileNotFoundError("s3://b/missing.warc.gz"))
+    assert not is_transient(ValueError("not a WARC"))
+    assert not is_transient(TaskFailedError("extract/00001: NotAWarcError: ..."))
+    assert not is_transient(PermissionError(errno.EACCES, "Forbidden"))
+
+
+def test_run_task_marks_transient_failures(tmp_path, monkeypatch):
+    from babelsieve.pipeline.extract import ExtractStage
+
+    cfg = make_config([tmp_path / "x.warc.gz"], str(tmp_path / "out"))
+    (tmp_path / "x.warc.gz").write_bytes(b"not a warc at all")
+    task = ExtractStage(cfg).plan()[0].to_dict()
+    with pytest.raises(TaskFailedError) as bad:
+        run_task(task, cfg.model_dump_json(), backoff_s=0)
+    assert not isinstance(bad.value, TransientTaskError)  # bad input: never retried
+
+    def throttled(self, task):
+        raise OSError(16, "SlowDown")
+
+    monkeypatch.setattr(ExtractStage, "run", throttled)
+    with pytest.raises(TransientTaskError):
+        run_task(task, cfg.model_dump_json(), backoff_s=0)
