@@ -49,6 +49,11 @@ class ExtractConfig(_Strict):
 
     favour_precision: bool = True
     deduplicate: bool = True
+    extractor: Literal["trafilatura", "trafilatura_plain"] = Field(
+        "trafilatura",
+        description="trafilatura: same favour-precision result with less work per page (pipeline/fast_trafilatura.py); "
+        "trafilatura_plain: trafilatura.extract itself",
+    )
     time_limit_s: float = Field(10.0, gt=0, description="Per-document wall-clock limit for HTML->text")
     max_html_bytes: int = Field(5_000_000, gt=0, description="Pages above this size are skipped (reason html_too_large)")
     memory_limit_mb: int | None = Field(

@@ -51,7 +51,7 @@ class ExtractStage(Stage):
         (url,) = task.inputs
         cfg = self.config.extract
         opts = storage_options_for(url, self.storage_options)
-        extractor = TextExtractor(cfg.favour_precision, cfg.deduplicate, cfg.time_limit_s)
+        extractor = TextExtractor(cfg.favour_precision, cfg.deduplicate, cfg.time_limit_s, cfg.extractor)
         blocklist = None
         if cfg.url_filter:
             from babelsieve.filters.url_filter import url_blocklist

@@ -103,30 +103,59 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+EXTRACTORS = ("trafilatura", "trafilatura_plain")
+
+
 class TextExtractor:
     """trafilatura favouring precision, as FineWeb2, with a duplicate cache per task.
 
     trafilatura's ``deduplicate`` uses a process-wide LRU cache by default, which makes the
     output depend on which documents the same process saw before (i.e. on the engine's task
     placement). A fresh cache per task keeps the output a function of the shard alone.
+
+    ``extractor``: ``"trafilatura"`` (default) runs :mod:`babelsieve.pipeline.fast_trafilatura`,
+    trafilatura's own favour-precision sequence without the work that cannot change its result
+    (about 2x faster, same text on every page of the shared sample); ``"trafilatura_plain"``
+    calls ``trafilatura.extract`` itself. The fast path applies to favour_precision=True with an
+    installed trafilatura release it was verified on; otherwise the plain call is used
+    (``self.fast`` tells which).
     """
 
-    def __init__(self, favour_precision: bool = True, deduplicate: bool = True, time_limit_s: float = 10.0):
+    def __init__(
+        self,
+        favour_precision: bool = True,
+        deduplicate: bool = True,
+        time_limit_s: float = 10.0,
+        extractor: str = "trafilatura",
+    ):
         from trafilatura.deduplication import LRUCache
         from trafilatura.settings import LRU_SIZE
 
+        if extractor not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {extractor!r}: expected one of {', '.join(EXTRACTORS)}")
         self.favour_precision = favour_precision
         self.time_limit_s = time_limit_s
         self.dedup = LRUCache(maxsize=LRU_SIZE) if deduplicate else False
+        self.extractor = extractor
+        self.fast = False
+        if extractor == "trafilatura" and favour_precision:
+            from babelsieve.pipeline import fast_trafilatura
+
+            self.fast = fast_trafilatura.AVAILABLE
+            if self.fast:
+                self._options = fast_trafilatura.make_options(self.dedup)
+                self._extract_fast = fast_trafilatura.extract_precision
 
     def extract(self, html: str) -> str | None:
         """Main text of a page, or None when trafilatura finds none.
 
         Raises ExtractionTimeout / MemoryError / RecursionError for the caller to count.
         """
-        from trafilatura import extract
-
         with time_limit(self.time_limit_s):
+            if self.fast:
+                return self._extract_fast(html, self._options)
+            from trafilatura import extract
+
             return extract(
                 html,
                 favor_precision=self.favour_precision,
