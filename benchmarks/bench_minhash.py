@@ -70,6 +70,14 @@ def _pin() -> None:
 
 
 def _peak_mb() -> float:
+    """Peak RSS of this process (VmHWM: reset by exec, unlike ru_maxrss which keeps the forking
+    parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
