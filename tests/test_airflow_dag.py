@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import BABELSIEVE, REPO, SAMPLE_WARC
+from conftest import BABELSIEVE, REPO, SAMPLE_WARC, gzip_members
 
 DAG_FILE = REPO / "deploy" / "airflow" / "babelsieve_dag.py"
 INSTALL = REPO / "deploy" / "airflow" / "install_airflow.sh"
@@ -114,6 +114,13 @@ def _xcom(env: dict[str, str], run_id: str, task_id: str, key: str):
     assert row is not None, f"no XCom {task_id}.{key}"
     value = row[0]
     return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def small_warc(dest: Path, records: int = 12) -> Path:
+    """The first records of the sample WARC (warcinfo + a few pages): for the engine-path tests."""
+    p = dest / "small.warc.gz"
+    p.write_bytes(b"".join(gzip_members(SAMPLE_WARC.read_bytes())[:records]))
+    return p
 
 
 def _available_stages() -> list[str]:
@@ -362,7 +369,7 @@ def test_the_ray_path_submits_stages_as_ray_jobs_and_retries_safely(airflow_venv
     import importlib.util
 
     engine = "ray" if importlib.util.find_spec("babelsieve.pipeline.engines.ray_engine") else "local"
-    params = {"snapshot": SNAPSHOT, "engine": "ray", "config": "", "input": str(SAMPLE_WARC),
+    params = {"snapshot": SNAPSHOT, "engine": "ray", "config": "", "input": str(small_warc(tmp_path)),
               "output": str(tmp_path / "{snapshot}"), "shards": "",
               "sets": ["langid.backend=none", "engine_options.workers=2"]}
     env = dict(airflow_home)
@@ -383,3 +390,45 @@ def test_the_ray_path_submits_stages_as_ray_jobs_and_retries_safely(airflow_venv
     failed = _run_on_ray(airflow_venv, env, ray_dashboard, bad, 1, engine, run_id="manual__ray-test-bad")
     assert not failed["ok"] and "ended FAILED" in failed["error"], failed
     assert "unknown key 'extract.no_such_key'" in failed["log"]
+
+
+_RUN_ON_SPARK = r"""
+import importlib.util, json, logging, sys
+spec = importlib.util.spec_from_file_location("babelsieve_dag", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+m.log.addHandler(logging.StreamHandler(sys.stderr))
+m.log.setLevel(logging.INFO)
+m.log.propagate = False
+a = json.loads(sys.argv[2])
+m.run_on_spark(m.resolve(a["params"]), "extract", "local[2]", engine=a["engine"])
+"""
+
+
+def test_the_spark_path_runs_submit_sh_with_a_real_spark_submit(airflow_venv, airflow_home, tmp_path):
+    """run_on_spark (engine=spark stage tasks) -> deploy/spark/submit.sh -> spark-submit -> driver.py."""
+    import importlib.util
+
+    spark_submit = Path(sys.executable).with_name("spark-submit")
+    if not spark_submit.exists() or shutil.which("java") is None:
+        pytest.skip("spark-submit (pip package pyspark) or java not installed")
+    engine = "spark" if importlib.util.find_spec("babelsieve.pipeline.engines.spark_engine") else "local"
+    params = {"snapshot": SNAPSHOT, "engine": "spark", "config": "", "input": str(small_warc(tmp_path)),
+              "output": str(tmp_path / "{snapshot}"), "shards": "",
+              "sets": ["langid.backend=none", "engine_options.workers=2"]}
+    env = dict(airflow_home, BABELSIEVE_SPARK_SUBMIT=str(REPO / "deploy" / "spark" / "submit.sh"),
+               SPARK_SUBMIT=str(spark_submit), PYTHON=sys.executable,
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{airflow_home['PATH']}")
+    # --ship none: this machine's Python already has babelsieve (the venv packing is checked in
+    # test_deploy_manifests.py with --dry-run).
+    wrapper = tmp_path / "submit-none.sh"
+    wrapper.write_text(f'#!/usr/bin/env bash\nexec bash {REPO / "deploy" / "spark" / "submit.sh"} --ship none "$@"\n')
+    wrapper.chmod(0o755)
+    env["BABELSIEVE_SPARK_SUBMIT"] = str(wrapper)
+    r = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", _RUN_ON_SPARK, str(DAG_FILE),
+                        json.dumps({"params": params, "engine": engine})], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "spark-submit" in r.stderr or "submit-none.sh" in r.stderr
+    assert _parquet_rows(tmp_path / SNAPSHOT / "extract") > 0
+    assert json.loads((tmp_path / SNAPSHOT / "_run.json").read_text())["config"]["engine"] == engine

@@ -317,8 +317,8 @@ def run_report_on_ray(r: dict[str, Any], address: str, run_id: str, try_number: 
         raise RuntimeError(f"Ray job {sid} ended {st.get('status')}: {st.get('message', '')}")
 
 
-def run_on_spark(r: dict[str, Any], stage: str, master: str) -> None:
-    cmd = [spark_submit_wrapper()] + (["--master", master] if master else []) + ["--"] + run_args(r, stage, "spark")
+def run_on_spark(r: dict[str, Any], stage: str, master: str, engine: str = "spark") -> None:
+    cmd = [spark_submit_wrapper()] + (["--master", master] if master else []) + ["--"] + run_args(r, stage, engine)
     check_exit(stream_subprocess(cmd), f"spark-submit of stage {stage}")
 
 
