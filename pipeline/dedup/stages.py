@@ -436,7 +436,8 @@ class DedupAnnotateStage(Stage):
             files.append({**entry, "kind": "removed", "reason": "minhash_duplicate", "lang_script": lang})
         return TaskOutput(
             files=files,
-            stats={"lang_script": lang, "documents": n, "kept": int(keep.sum()), "removed": n_removed,
+            stats={"lang_script": lang, "documents": n, "kept": int(keep.sum()), "docs_in": n,
+                   "docs_out": int(keep.sum()), "removed": {"minhash_duplicate": n_removed},
                    "in_clusters": int((size > 1).sum())},
         )
 
