@@ -274,18 +274,22 @@ def split_warc(src: Path, dest: Path, n: int) -> list[Path]:
     return paths
 
 
-def scaling(work: Path, stages: list[str], repeat: int) -> list[tuple[int, float]]:
+def scaling(work: Path, stages: list[str], repeat: int) -> list[tuple[int, float, dict[str, float]]]:
+    """(workers, best process wall s, best wall s per stage from the run summary)."""
     shards = split_warc(DATA / "sample-multilingual.warc.gz", work / "shards", 8)
     res = []
     for workers in (1, 2):
-        walls = []
+        walls, per_stage = [], {}
         for _ in range(repeat):
             out = work / f"scale-{workers}"
             shutil.rmtree(out, ignore_errors=True)
             cmd = [str(BIN / "babelsieve"), "run", "-i", str(shards[0].parent / "*.warc.gz"), "-o", str(out), "-w",
                    str(workers), "--no-progress", "--set", f"stages=[{','.join(stages)}]", "--set", "langid.backend=lid176"]
             walls.append(run_timed(cmd, env())[0])
-        res.append((workers, min(walls)))
+            summary = json.loads((out / "_summary.json").read_text())
+            for st in summary.get("stages", []):
+                per_stage[st["stage"]] = min(per_stage.get(st["stage"], 1e9), float(st["seconds"]))
+        res.append((workers, min(walls), per_stage))
     return res
 
 
@@ -295,6 +299,7 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=0, help="CPU to pin each side to (-1: no pinning)")
     ap.add_argument("--no-scaling", action="store_true")
     ap.add_argument("--no-plain", action="store_true", help="skip the extract.extractor=trafilatura_plain run")
+    ap.add_argument("--scaling-only", action="store_true")
     args = ap.parse_args()
 
     stages = available_stages()
@@ -313,7 +318,7 @@ def main() -> None:
 
     runs: dict[str, list] = {"datatrove": [], "babelsieve": [], "babelsieve (plain trafilatura)": []}
     kept: dict[str, set[str]] = {}
-    for _ in range(args.repeat):
+    for _ in range(0 if args.scaling_only else args.repeat):
         r, kept["datatrove"] = side_datatrove(work, in_dir, args.core, with_filters)
         runs["datatrove"].append(r)
         r, kept["babelsieve"] = side_ours(work, in_dir, args.core, stages, "trafilatura")
@@ -368,11 +373,15 @@ def main() -> None:
                   f"(kept only by us: {len((a - b) & universe)}, only by datatrove: {len((b - a) & universe)})")
 
     if not args.no_scaling:
-        res = scaling(work, stages, args.repeat)
-        (w1, t1), (w2, t2) = res
+        (_, t1, s1), (_, t2, s2) = scaling(work, stages, args.repeat)
         print(f"\nscaling, local engine on the sample WARC split into 8 shards ({' + '.join(stages)}, no pinning, "
-              f"best of {args.repeat}): 1 worker {t1:.1f} s, 2 workers {t2:.1f} s -> {t1 / t2:.2f}x "
-              f"(nproc {os.cpu_count()})")
+              f"nproc {os.cpu_count()}, best of {args.repeat}):")
+        print(f"  whole run (process start to exit): 1 worker {t1:.1f} s, 2 workers {t2:.1f} s -> {t1 / t2:.2f}x")
+        for st in s1:
+            if st in s2 and s2[st]:
+                print(f"  {st} stage wall time: 1 worker {s1[st]:.1f} s, 2 workers {s2[st]:.1f} s -> {s1[st] / s2[st]:.2f}x")
+        load = os.getloadavg()[0]
+        print(f"  (load average now {load:.1f}: other work on the machine takes cores from the 2-worker run)")
     shutil.rmtree(work, ignore_errors=True)
 
 
