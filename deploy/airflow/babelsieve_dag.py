@@ -208,6 +208,7 @@ class RayJobs:
             self.address = "http://" + self.address
         self.timeout_s = timeout_s
         self.token = token if token is not None else ray_auth_token()
+        self.submit_wait_s = 180.0
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
         data = json.dumps(body).encode() if body is not None else None
@@ -233,7 +234,21 @@ class RayJobs:
                                 "metadata": metadata or {}}
         if runtime_env:
             body["runtime_env"] = runtime_env
-        self._call("POST", "/api/jobs/", body)
+        # A cluster that has just started answers 5xx ("No available agent to submit job") for a
+        # while: retry, checking first that an earlier try did not get through.
+        deadline = time.monotonic() + self.submit_wait_s
+        while True:
+            try:
+                self._call("POST", "/api/jobs/", body)
+                return
+            except (RuntimeError, urllib.error.URLError, OSError) as e:
+                if self.status(submission_id) is not None:
+                    return
+                transient = isinstance(e, (urllib.error.URLError, OSError)) or " HTTP 5" in str(e)
+                if not transient or time.monotonic() > deadline:
+                    raise
+                log.warning("Ray jobs API not ready (%s); retrying", str(e).splitlines()[0][:200])
+                time.sleep(3)
 
     def logs(self, submission_id: str) -> str:
         out = self._call("GET", f"/api/jobs/{submission_id}/logs")
