@@ -133,6 +133,19 @@ def test_spark_engine_reports_progress_live_one_result_per_task(spark_context, i
     assert min(times) < total  # the first result arrived before the job ended (live, not at the end)
 
 
+def test_tasks_run_on_the_worker_main_thread(ray_session, spark_context):
+    """The per-document time limit is SIGALRM-based (main thread only): both engines must run
+    tasks on their worker's main thread, or slow pages would be cut on one engine and not another."""
+
+    def on_main_thread(_=None):
+        import threading
+
+        return threading.current_thread() is threading.main_thread()
+
+    assert ray_session.get(ray_session.remote(on_main_thread).remote())
+    assert spark_context.parallelize([0, 1], 2).map(on_main_thread).collect() == [True, True]
+
+
 # --------------------------------------------------------------------------------------------
 # Faults: a task's worker is killed once; a task raises once (bad input: not retried)
 # --------------------------------------------------------------------------------------------
