@@ -283,52 +283,85 @@ if __name__ == "__main__":  # pragma: no cover
 # The DAG's Ray path against a real local Ray cluster (its dashboard's jobs API)
 # --------------------------------------------------------------------------------------------
 
-_RAY_HEAD = r"""
-import signal, sys, time, ray
-ctx = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(sys.argv[1]),
-               _temp_dir=sys.argv[2])
-print("READY", ctx.dashboard_url, flush=True)
-signal.signal(signal.SIGTERM, lambda *a: (ray.shutdown(), sys.exit(0)))
-while True:
-    time.sleep(1)
-"""
-
-
-def _free_port() -> int:
+def _free_ports(n: int) -> list[int]:
     import socket
 
-    with socket.socket() as s:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _ray_dashboard_missing() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "ray is not installed"
+    import ray._private.utils as ru
+
+    check = getattr(ru, "get_dashboard_dependency_error", None)
+    err = check() if check else None
+    if err:
+        return f"ray is installed without its dashboard (ray[default]), which serves the jobs API: {err}"
+    return None
 
 
 @pytest.fixture(scope="module")
 def ray_dashboard(tmp_path_factory):
-    import importlib.util
+    """A real one-node Ray cluster (`ray start --head --block`) on free ports, with its own temp dir.
+
+    Every port is chosen here, so Ray clusters of other tests on the same machine never collide
+    with this one, and the temp dir keeps `ray.init()` elsewhere from discovering it.
+    """
+    import random
     import tempfile
     import time
+    import urllib.error
+    import urllib.request
 
-    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.dashboard") is None:
-        pytest.skip("ray[default] is not installed in this environment: no local Ray cluster to submit jobs to")
-    port = _free_port()
+    missing = _ray_dashboard_missing()
+    if missing:
+        pytest.skip(missing)
+    gcs, dash, agent, agent_grpc, rt_env, metrics, client, node_mgr, obj_mgr = _free_ports(9)
+    worker_lo = random.randrange(20000, 40000, 100)
     temp_dir = tempfile.mkdtemp(prefix="rdt", dir="/tmp")  # short: Ray's socket paths have a length limit
     log = tmp_path_factory.mktemp("ray") / "head.log"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--num-cpus=2",
+           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
+           f"--port={gcs}", f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
+           f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_env}",
+           f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}",
+           f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
+           f"--min-worker-port={worker_lo}", f"--max-worker-port={worker_lo + 99}", "--disable-usage-stats"]
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-c", _RAY_HEAD, str(port), temp_dir], stdout=f,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{dash}"
     try:
         deadline = time.time() + 180
-        while "READY" not in log.read_text():
+        while True:
             assert proc.poll() is None and time.time() < deadline, f"Ray did not start:\n{log.read_text()[-3000:]}"
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}"
+            try:
+                with urllib.request.urlopen(url + "/api/version", timeout=5):
+                    break
+            except urllib.error.HTTPError:  # it answers (401 without the token): it is up
+                break
+            except OSError:
+                time.sleep(1)
+        yield url
     finally:
-        proc.terminate()
+        proc.terminate()  # `ray start --block` stops the node's processes when it is terminated
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, 9)
+            proc.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
