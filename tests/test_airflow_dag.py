@@ -2,8 +2,9 @@
 
 Airflow lives in its own virtual environment (its pins conflict with ours), made by
 deploy/airflow/install_airflow.sh. The tests use $BABELSIEVE_AIRFLOW_VENV, else the script's
-default location if a complete environment is there. Without either they are skipped, except in
-CI (CI=true), where the script is run (2-4 minutes) and the tests never skip.
+default location (~/.cache/babelsieve/airflow-venv); when no complete environment is there, the
+first test builds it with that script (2-4 minutes, from the package index pip is configured
+with). They never skip.
 """
 
 from __future__ import annotations
@@ -35,23 +36,12 @@ def _default_venv() -> Path:
 
 @pytest.fixture(scope="session")
 def airflow_venv() -> Path:
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    env_venv = os.environ.get("BABELSIEVE_AIRFLOW_VENV")
-    if env_venv:
-        venv = Path(env_venv)
-        if not (venv / "bin" / "airflow").exists():
-            if not in_ci:
-                pytest.fail(f"BABELSIEVE_AIRFLOW_VENV={venv} has no bin/airflow; run {INSTALL} {venv}")
-            _install(venv)
-        return venv
-    default = _default_venv()
-    if (default / ".babelsieve-complete").exists() and (default / "bin" / "airflow").exists():
-        return default
-    if not in_ci:
-        pytest.skip(f"no Airflow 3 environment: run `{INSTALL.relative_to(REPO)}` (2-4 min; creates {default}) "
-                    "or set BABELSIEVE_AIRFLOW_VENV; in CI (CI=true) this test installs it and never skips")
-    _install(default)
-    return default
+    """Airflow 3's own venv: $BABELSIEVE_AIRFLOW_VENV or the user cache; built on first use (2-4 min),
+    so the README's test command needs no extra step and this test never silently skips."""
+    venv = Path(os.environ.get("BABELSIEVE_AIRFLOW_VENV") or _default_venv())
+    if not ((venv / ".babelsieve-complete").exists() and (venv / "bin" / "airflow").exists()):
+        _install(venv)
+    return venv
 
 
 def _install(venv: Path) -> None:
