@@ -55,6 +55,20 @@ class HttpResponse:
     problems: list[str] = field(default_factory=list)
 
 
+def _next_member_offset(f: BinaryIO, raw: bytearray, eof: bool) -> tuple[int, bool]:
+    """Offset in ``raw`` of the next gzip header after position 0, reading more of ``f`` into
+    ``raw`` as needed (len(raw) if the file has none); also returns the updated end-of-file flag."""
+    j = raw.find(_GZIP_MAGIC, 1)
+    while j < 0 and not eof:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            eof = True
+            break
+        raw += chunk
+        j = raw.find(_GZIP_MAGIC, 1)
+    return (j if j >= 0 else len(raw)), eof
+
+
 def _gzip_members(f: BinaryIO, problems: list[WarcProblem]) -> Iterator[tuple[int, bytes, str]]:
     """Yield (file offset, decompressed bytes, status) per gzip member.
 
@@ -73,15 +87,7 @@ def _gzip_members(f: BinaryIO, problems: list[WarcProblem]) -> Iterator[tuple[in
             raw += chunk
         if not raw.startswith(_GZIP_MAGIC[: min(3, len(raw))]) or len(raw) < 3:
             # Garbage between members: find the next gzip header.
-            j = raw.find(_GZIP_MAGIC, 1)
-            while j < 0 and not eof:
-                chunk = f.read(_CHUNK)
-                if not chunk:
-                    eof = True
-                    break
-                raw += chunk
-                j = raw.find(_GZIP_MAGIC, 1)
-            skipped = j if j >= 0 else len(raw)
+            skipped, eof = _next_member_offset(f, raw, eof)
             problems.append(WarcProblem(base, "garbage_bytes", f"{skipped} bytes that are not a gzip member skipped"))
             del raw[:skipped]
             base += skipped
@@ -103,15 +109,7 @@ def _gzip_members(f: BinaryIO, problems: list[WarcProblem]) -> Iterator[tuple[in
                 raw += chunk
         except zlib.error as e:
             problems.append(WarcProblem(base, "corrupt_gzip_member", str(e)))
-            j = raw.find(_GZIP_MAGIC, 1)
-            while j < 0 and not eof:
-                chunk = f.read(_CHUNK)
-                if not chunk:
-                    eof = True
-                    break
-                raw += chunk
-                j = raw.find(_GZIP_MAGIC, 1)
-            skip = j if j >= 0 else len(raw)
+            skip, eof = _next_member_offset(f, raw, eof)
             del raw[:skip]
             base += skip
             yield base - skip, b"", "corrupt"
