@@ -30,6 +30,8 @@ U+FFFD-only mojibake also gets ``zxx_Zzzz``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import logging
 import os
 import threading
@@ -109,7 +111,9 @@ def _silence_fasttext() -> None:
     ft.eprint = lambda *a, **k: None  # "load_model does not return WordVectorModel" warning
 
 
-class LIDBackend:
+class LIDBackend(ABC):
+    """A fastText language-ID model; subclasses map its labels to ``iso639-3_Script``."""
+
     name = "base"
 
     def __init__(self, model_path: str | os.PathLike):
@@ -149,8 +153,9 @@ class LIDBackend:
                 out.append(([lab[9:] for lab in labels], [min(float(p), 1.0) for p in probs]))
         return out
 
+    @abstractmethod
     def predict(self, texts: list[str], threshold: float = 0.01) -> list[Prediction]:
-        raise NotImplementedError
+        """Predictions for prepared texts, labels >= ``threshold`` in ``top_langs``."""
 
     def supported_labels(self) -> set[str]:
         """GlotLID labels this backend can output."""
