@@ -255,6 +255,10 @@ class _SpacyTokenizer(WordTokenizer):
         self._nlp = self._dt.tokenizer  # builds spacy.blank(...) + sentencizer
         self._tok = self._nlp.tokenizer
         self._is_ja = spec.arg == "ja"
+        self._chunks = _ChunkCache.for_tokenizer(self._nlp)
+        # spaCy "zh" with jieba: ChineseTokenizer aligns jieba's words to the text (get_words_and_spaces,
+        # quadratic in the text length) and builds a Doc; see _jieba_words for why the words are the same
+        self._jieba = getattr(self._tok, "jieba_seg", None) if getattr(self._tok, "segmenter", None) == "jieba" else None
 
     def _tokens(self, text: str) -> list[str]:
         from datatrove.utils.word_tokenizers import chunk_text_on_bytes
@@ -271,10 +275,41 @@ class _SpacyTokenizer(WordTokenizer):
     def word_tokenize(self, text: str) -> list[str]:
         if not text:
             return []
-        with self._nlp.memory_zone():
-            return self._tokens(text)
+        return self.word_tokenize_batch([text])[0]
 
     def word_tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]:
+        texts = list(texts)
+        if self._chunks is not None:
+            return self._chunks.tokenize_batch(texts, self._tokens_full)
+        if self._jieba is not None:
+            out = [self._jieba_words(t) if t else [] for t in texts]
+            redo = [i for i, w in enumerate(out) if w is None]
+            for i, w in zip(redo, self._tokens_full([texts[i] for i in redo])):
+                out[i] = w
+            return out  # type: ignore[return-value]
+        return self._tokens_full(texts)
+
+    def _jieba_words(self, text: str) -> list[str] | None:
+        """spaCy zh's tokens straight from jieba, or None (then the text goes through spaCy).
+
+        ChineseTokenizer: ``words = [x for x in jieba.cut(text, cut_all=False) if x]``, then
+        ``get_words_and_spaces(words, text)`` drops whitespace-only words, finds each other word at the
+        first place at or after the previous one, and inserts the text between them as extra words;
+        datatrove then strips and drops blank words. When the words concatenate to the text and the
+        non-whitespace words contain no whitespace (both checked here; jieba guarantees them, as it
+        cuts whitespace into words of its own), each word is found exactly where jieba cut it, every
+        inserted gap is whitespace (dropped), and stripping changes nothing: the result is the
+        non-whitespace words. ``IS_ALPHA`` texts go through spaCy (datatrove's retry)."""
+        if "IS_ALPHA" in text:
+            return None
+        words = [x for x in self._jieba.cut(text, cut_all=False) if x]
+        kept = [w for w in words if not w.isspace()]
+        if "".join(words) != text or "".join(kept) != "".join(text.split()):
+            return None
+        return kept
+
+    def _tokens_full(self, texts: list[str]) -> list[list[str]]:
+        """The whole text through spaCy's tokenizer (one memory zone for the batch)."""
         with self._nlp.memory_zone():
             return [self._tokens(t) if t else [] for t in texts]
 
@@ -282,6 +317,164 @@ class _SpacyTokenizer(WordTokenizer):
         if not text:
             return []
         return self._dt.sent_tokenize(text)
+
+
+class _ChunkCache:
+    """Word tokens of spaCy's rule-based ``Tokenizer`` per whitespace-separated chunk, cached per process.
+
+    Why this gives exactly the tokens of ``tokenizer(text)`` followed by datatrove's ``strip_strings``:
+
+    * ``Tokenizer._tokenize_affixes`` splits the text into maximal runs of ``str.isspace`` /
+      non-space characters, i.e. the non-space runs are exactly ``text.split()``, and tokenizes each
+      run on its own (prefixes, suffixes, infixes, ``token_match``, ``url_match``, per-string special
+      cases, its own per-run cache): a run's tokens depend on the run's string only. Whitespace runs
+      give whitespace-only tokens, which ``strip_strings`` drops; non-space runs give tokens without
+      whitespace, which ``strip`` leaves as they are.
+    * ``Tokenizer._apply_special_cases`` then runs a ``PhraseMatcher`` (ORTH) over the whole token
+      sequence for the multi-token special-case patterns. A match inside one run is found, filtered
+      and applied the same way when the run is tokenized alone (matches in different runs never
+      overlap, and the longest-first filter keeps their relative order). A match *across* runs (e.g.
+      the Spanish rule ``"EE. UU."``) is the only way the whole text can differ from its runs. Where
+      the last token of a run and the first of the next are consecutive tokens of some pattern
+      (``_pairs``), the joined tokens are compared with every such pattern at that place
+      (``_crosses``; a pattern containing a whitespace token could also match across a whitespace
+      token: languages with such a pattern do not get this path). A document with a match, and any document containing ``IS_ALPHA`` (datatrove's retry) or whose run raises, is
+      tokenized whole, exactly as before.
+
+    Runs are tokenized one by one inside a memory zone (no vocabulary growth); the cache maps a run to
+    its tokens and is emptied when it holds ``max_entries`` runs.
+    """
+
+    def __init__(self, nlp, pairs: dict, max_entries: int = 500_000):
+        self._nlp = nlp
+        self._tok = nlp.tokenizer
+        self._pairs = pairs
+        self._ends = {a for a, _ in pairs}
+        self._starts = {b for _, b in pairs}
+        self._cache: dict[str, tuple] = {}
+        self.max_entries = max_entries
+        self.fallback_docs = 0  # documents tokenized whole (cross-run special case possible, IS_ALPHA)
+
+    @classmethod
+    def for_tokenizer(cls, nlp) -> "_ChunkCache | None":
+        from spacy.tokenizer import Tokenizer
+
+        tok = nlp.tokenizer
+        if type(tok) is not Tokenizer:  # zh (jieba), ja (SudachiPy), vi (pyvi), ...: not run-compositional
+            return None
+        plain = Tokenizer(
+            nlp.vocab, rules={}, prefix_search=tok.prefix_search, suffix_search=tok.suffix_search,
+            infix_finditer=tok.infix_finditer, token_match=tok.token_match, url_match=tok.url_match,
+        )
+        pairs: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = {}
+        with nlp.memory_zone():
+            for s in tok.rules or {}:
+                # the strings spaCy adds to its special matcher, tokenized as spaCy does (affixes, no specials)
+                if tok.faster_heuristics and not (
+                    tok.find_prefix(s) or tok.find_infix(s) or tok.find_suffix(s) or " " in s
+                ):
+                    continue
+                pattern = [t.text for t in plain(s)]
+                if len(pattern) < 2:
+                    continue
+                if any(not p or p.strip() != p for p in pattern):
+                    return None  # a pattern with whitespace in a token: keep whole-text tokenization
+                for k in range(1, len(pattern)):  # (token k-1, token k) -> the pattern, k
+                    pairs.setdefault((pattern[k - 1], pattern[k]), []).append((tuple(pattern), k))
+        return cls(nlp, pairs)
+
+    def _crosses(self, words: list[str], boundaries: list[int]) -> bool:
+        """Does a special-case pattern match the tokens across one of these run boundaries?"""
+        for b in boundaries:
+            for pattern, k in self._pairs[(words[b - 1], words[b])]:
+                a = b - k
+                if a >= 0 and tuple(words[a : a + len(pattern)]) == pattern:
+                    return True
+        return False
+
+    def _store(self, run: str, toks: list[str]) -> None:
+        self._cache[run] = (tuple(toks) if len(toks) > 1 else (run,), toks[-1] in self._ends, toks[0] in self._starts)
+
+    def _fill(self, runs: list[str], group_chars: int = 100_000) -> None:
+        """Tokenize new runs, many per spaCy call: runs joined by "\n" (a whitespace token between two
+        runs, which no special-case pattern contains, so no match spans two runs and each run gets the
+        tokens it gets alone); a group that does not split back into its runs goes one run at a time."""
+        if len(self._cache) + len(runs) > self.max_entries:
+            self._cache.clear()
+        tok = self._tok
+        with self._nlp.memory_zone():
+            i = 0
+            while i < len(runs):
+                j, size = i, 0
+                while j < len(runs) and (j == i or size + len(runs[j]) < group_chars):
+                    size += len(runs[j]) + 1
+                    j += 1
+                group = runs[i:j]
+                i = j
+                try:
+                    texts = [t.text for t in tok("\n".join(group))]
+                except Exception:
+                    texts = None
+                if texts is not None:
+                    per_run: list[list[str]] = [[]]
+                    for t in texts:
+                        if t.isspace():
+                            if per_run[-1]:
+                                per_run.append([])
+                        else:
+                            per_run[-1].append(t)
+                    if not per_run[-1]:
+                        per_run.pop()
+                    if len(per_run) == len(group) and all("".join(w) == r for w, r in zip(per_run, group)):
+                        for r, w in zip(group, per_run):
+                            self._store(r, w)
+                        continue
+                for r in group:  # one run per call (a run that raises stays uncached: its document goes whole)
+                    try:
+                        self._store(r, [t.text for t in tok(r)])
+                    except Exception:
+                        pass
+
+    def tokenize_batch(self, texts: list[str], whole) -> list[list[str]]:
+        cache = self._cache
+        # datatrove retries a text containing "IS_ALPHA" without it: such documents go whole, untouched
+        runs_per_doc = [t.split() if "IS_ALPHA" not in t else None for t in texts]
+        missing = {r for runs in runs_per_doc if runs for r in runs if r not in cache}
+        if missing:
+            self._fill(list(missing))
+            cache = self._cache
+        out: list[list[str] | None] = []
+        redo: list[int] = []
+        pairs = self._pairs
+        for i, runs in enumerate(runs_per_doc):
+            if runs is None:
+                redo.append(i)
+                out.append(None)
+                continue
+            words: list[str] | None = []
+            prev_risky = False
+            prev_last = None
+            risky: list[int] = []
+            try:
+                for r in runs:
+                    toks, end_risky, start_risky = cache[r]
+                    if prev_risky and start_risky and (prev_last, toks[0]) in pairs:
+                        risky.append(len(words))
+                    words += toks
+                    prev_risky = end_risky
+                    prev_last = toks[-1]
+                if risky and self._crosses(words, risky):
+                    words = None
+            except KeyError:  # a run that raised (not cached)
+                words = None
+            if words is None:
+                redo.append(i)
+            out.append(words)
+        if redo:
+            self.fallback_docs += len(redo)
+            for i, w in zip(redo, whole([texts[i] for i in redo])):
+                out[i] = w
+        return out  # type: ignore[return-value]
 
 
 _TSHEG_RE = re.compile(

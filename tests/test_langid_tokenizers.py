@@ -80,3 +80,48 @@ def test_sentences():
     sents = load_word_tokenizer("cmn_Hani").sent_tokenize(UDHR["cmn_Hani"])
     assert len(sents) == 2
     assert len(load_word_tokenizer("hin_Deva").sent_tokenize(UDHR["hin_Deva"] + " " + UDHR["hin_Deva"])) >= 1
+
+
+FAST_PATH_EXTRA = [
+    "Los EE. UU. y la U.E. firmaron; EE.UU. no. (EE. UU.)",  # es: special case spanning two runs
+    "в т.ч. и в н.в. — вед. науч. сотр. института",  # ru: the same
+    ": -) :-) (: don't  z. B. usw.\u00a0etc.\tend\n\n",
+    "人人生而自由， 在尊严和权利上一律平等。\r\n他们 赋有 理性和良心 ABC 123 3.5% a_b",
+    "",
+    "   \n ",
+]
+
+
+@pytest.mark.parametrize("lang", ["spa_Latn", "rus_Cyrl", "deu_Latn", "cmn_Hani", "hau_Latn"])
+def test_fast_paths_identical_to_datatrove_on_fixture(lang):
+    """Run cache (spaCy rule tokenizers) and jieba-direct (zh): datatrove's tokens on the shared pages."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from datatrove.utils.word_tokenizers import load_word_tokenizer as dt_load
+
+    fixture = Path(__file__).parent / "data" / "filter_fixture.jsonl.gz"
+    with gzip.open(fixture, "rt", encoding="utf-8") as f:
+        texts = [d["text"] for d in map(json.loads, f) if d["lang_script"] == lang]
+    texts += FAST_PATH_EXTRA
+    tok = load_word_tokenizer(lang)
+    dt = dt_load(lang)
+    ref = [dt.word_tokenize(t) if t else [] for t in texts]
+    assert tok.word_tokenize_batch(texts) == ref  # cold cache
+    assert tok.word_tokenize_batch(texts[::-1]) == ref[::-1]  # warm cache
+    assert [tok.word_tokenize(t) for t in texts[-len(FAST_PATH_EXTRA):]] == ref[-len(FAST_PATH_EXTRA):]
+    if lang != "cmn_Hani":
+        assert tok._chunks is not None  # the fast path is really used
+    else:
+        assert tok._jieba is not None
+
+
+def test_run_cache_falls_back_on_cross_run_special_case():
+    tok = load_word_tokenizer("spa_Latn")
+    before = tok._chunks.fallback_docs
+    words = tok.word_tokenize_batch(["Los EE. UU. ganan"])[0]
+    from datatrove.utils.word_tokenizers import load_word_tokenizer as dt_load
+
+    assert words == dt_load("spa_Latn").word_tokenize("Los EE. UU. ganan")
+    assert tok._chunks.fallback_docs == before + 1
