@@ -34,6 +34,7 @@ import re
 import unicodedata
 from functools import lru_cache
 from itertools import chain
+from operator import itemgetter
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -95,33 +96,87 @@ def _char_class(codepoints) -> "re.Pattern[str]":
 
 @lru_cache(maxsize=1)
 def _norm():
-    """datatrove's patterns, with its translate tables turned into (much faster) regex classes.
+    """datatrove's numbers pattern and its punctuation / whitespace sets.
 
-    * punctuation -> space followed by ``\\s+`` -> one space equals one pass of ``[punct\\s]+`` -> space;
-    * "drop characters whose ``unicodedata.category`` is Mn" is the ``regex`` module's ``\\p{Mn}``
-      corrected, character by character, for any difference between its Unicode version and
-      Python's ``unicodedata`` (checked over all code points at first use).
+    Returns ``(numbers, punct_ws_chars)``: ``punct_ws_chars`` is every character that datatrove
+    turns into a space (its punctuation table) or collapses (``\\s`` of ``re``), as a frozenset.
     """
-    import regex
     from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_TRANS, WHITESPACE_PATTERN
 
     assert set(PUNCTUATION_TRANS.values()) == {32}, "datatrove's punctuation table changed"
     assert WHITESPACE_PATTERN.pattern == r"\s+", "datatrove's whitespace pattern changed"
-    punct_ws = re.compile(_char_class(PUNCTUATION_TRANS).pattern[:-2] + r"\s]+")
-    everything = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
-    by_regex = {ord(c) for c in regex.findall(r"\p{Mn}", everything)}
-    by_ud = {ord(c) for c in everything if unicodedata.category(c) == "Mn"}
-    extra, missing = sorted(by_regex - by_ud), sorted(by_ud - by_regex)
-    pat = r"\p{Mn}"
-    if extra or missing:
-        ex = "".join(regex.escape(chr(c)) for c in extra) or "\\x00"
-        mi = "".join(regex.escape(chr(c)) for c in missing) or "\\x00"
-        pat = rf"(?V1)[[\p{{Mn}}--[{ex}]]||[{mi}]]"
-        if not missing:
-            pat = rf"(?V1)[\p{{Mn}}--[{ex}]]"
-    mn_exact = regex.compile(pat + "+")
-    odd = re.compile("[" + "".join(re.escape(chr(c)) for c in extra + missing) + "]") if extra or missing else None
-    return NUMBERS_PATTERN, punct_ws, (regex.compile(r"\p{Mn}+"), mn_exact, odd)
+    ws = {chr(c) for c in range(0x110000) if chr(c).isspace()}  # re's \s for str is str.isspace
+    assert all(WHITESPACE_PATTERN.fullmatch(c) for c in ws) and not WHITESPACE_PATTERN.search("\u200b\ufeff_x")
+    return NUMBERS_PATTERN, frozenset(chr(c) for c in PUNCTUATION_TRANS) | frozenset(ws)
+
+
+@lru_cache(maxsize=4096)
+def _class_pattern(chars: frozenset, multi_only: frozenset) -> "re.Pattern[str]":
+    """``[chars]{2,}|[chars - multi_only]``: the runs of ``chars`` that are not a lone character of
+    ``multi_only``. Replacing its matches by one space == replacing every ``[chars]+`` run by one
+    space when ``multi_only == {" "}`` (a lone space already is one space), without touching the
+    (hundreds of thousands of) single spaces between words."""
+    cls = "".join(re.escape(c) for c in sorted(chars))
+    single = "".join(re.escape(c) for c in sorted(chars - multi_only))
+    return re.compile(f"[{cls}]{{2,}}|[{single}]" if single else f"[{cls}]{{2,}}")
+
+
+@lru_cache(maxsize=4096)
+def _mn_pattern(chars: frozenset) -> "re.Pattern[str]":
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]+")
+
+
+_MN_CACHE: dict[str, bool] = {}
+
+
+def _drop_mn(text: str) -> str:
+    """Remove every character whose ``unicodedata.category`` is ``Mn`` (datatrove's test, exactly:
+    the distinct characters of the text are classified with ``unicodedata`` itself)."""
+    present = set(text)
+    mn = set()
+    for c in present:
+        if c > "\x7f":
+            v = _MN_CACHE.get(c)
+            if v is None:
+                v = _MN_CACHE[c] = unicodedata.category(c) == "Mn"
+            if v:
+                mn.add(c)
+    return _mn_pattern(frozenset(mn)).sub("", text) if mn else text
+
+
+def simplify_joined(texts: Sequence[str]) -> str | None:
+    """``_SEP.join(simplify_text(t) for t in texts)`` up to spaces around each ``_SEP`` (every
+    segment is its document's simplified text, possibly with one leading / trailing space), or
+    None when a text contains ``_SEP`` itself.
+
+    * lower, numbers -> "0" (datatrove's regex) on the whole batch;
+    * punctuation -> space and whitespace collapse: one regex built from the punctuation /
+      whitespace characters that actually occur in the batch (``set(text)``), matching only runs
+      that are not already a single space;
+    * NFD + removal of ``Mn`` characters only on the segments that are not ASCII (NFD and ``Mn``
+      leave ASCII unchanged; ``_SEP`` is a starter without decomposition, so NFD is segment-local).
+    """
+    if any(_SEP in t for t in texts):
+        return None
+    numbers, punct_ws = _norm()
+    text = _SEP.join(texts).lower()
+    text = numbers.sub("0", text)
+    present = punct_ws.intersection(text)
+    if present:
+        if present == {" "}:
+            if "  " in text:
+                text = _class_pattern(frozenset(present), frozenset(" ")).sub(" ", text)
+        else:
+            text = _class_pattern(frozenset(present), frozenset(" ")).sub(" ", text)
+    if not text.isascii():
+        segs = text.split(_SEP)
+        bad = [i for i, t in enumerate(segs) if not t.isascii()]
+        if bad:
+            sub = _drop_mn(unicodedata.normalize("NFD", _SEP.join([segs[i] for i in bad])))
+            for i, t in zip(bad, sub.split(_SEP)):
+                segs[i] = t
+            text = _SEP.join(segs)
+    return text
 
 
 def simplify_batch(texts: Sequence[str]) -> list[str]:
@@ -132,20 +187,12 @@ def simplify_batch(texts: Sequence[str]) -> list[str]:
     """
     if not texts:
         return []
-    if any(_SEP in t for t in texts):
+    joined = simplify_joined(texts)
+    if joined is None:
         from datatrove.utils.text import simplify_text
 
         return [simplify_text(t) for t in texts]
-    numbers, punct_ws, mn = _norm()
-    text = _SEP.join(texts).lower()
-    text = numbers.sub("0", text)
-    text = punct_ws.sub(" ", text)
-    if not text.isascii():
-        text = unicodedata.normalize("NFD", text)
-        if not text.isascii():
-            fast, exact, odd = mn
-            text = (exact if odd is not None and odd.search(text) else fast).sub("", text)
-    return [p.strip() for p in text.split(_SEP)]
+    return [p.strip() for p in joined.split(_SEP)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +223,45 @@ class _ChunkCache(dict):
             self.clear()
         self[chunk] = v
         return v
+
+
+class _ChunkVocab(dict):
+    """chunk (whitespace-free string) -> dense id; per id its token count and the offset of its
+    tokens' xxhash64 values in ``tok``. Id 0 is the document separator ``_SEP`` (no tokens)."""
+
+    LIMIT = 4_000_000
+
+    def __init__(self, tokenize):
+        super().__init__()
+        self._tokenize = tokenize
+        self.reset()
+
+    def reset(self) -> None:
+        self.clear()
+        self[_SEP] = 0
+        self._ntok = [0]
+        self._off = [0]
+        self._tok: list[int] = []
+        self.ntok = np.zeros(1, np.int64)
+        self.off = np.zeros(1, np.int64)
+        self.tok = np.zeros(0, np.uint64)
+
+    def __missing__(self, chunk: str) -> int:
+        hs = [_h64(t.encode()) for t in self._tokenize(chunk)]
+        k = len(self)
+        self[chunk] = k
+        self._ntok.append(len(hs))
+        self._off.append(len(self._tok) + self.tok.size)
+        self._tok.extend(hs)
+        return k
+
+    def sync(self) -> None:
+        """Move the entries added since the last call into the numpy arrays."""
+        if len(self._ntok) > self.ntok.size:
+            self.ntok = np.concatenate([self.ntok, np.array(self._ntok[self.ntok.size :], np.int64)])
+            self.off = np.concatenate([self.off, np.array(self._off[self.off.size :], np.int64)])
+            self.tok = np.concatenate([self.tok, np.array(self._tok, np.uint64)])
+            self._tok = []
 
 
 class _TokenHashCache(dict):
@@ -218,6 +304,7 @@ class MinHasher:
             chunk_local = spec is not None and spec.kind == "SpaCyTokenizer" and spec.arg not in _NOT_CHUNK_LOCAL_SPACY
         self.chunk_local = chunk_local
         self._chunks = _ChunkCache(self._tokenize_chunk)
+        self._vocab = _ChunkVocab(self._tokenize_chunk)
         self._toks = _TokenHashCache()
         self._tok_chunk = getattr(tokenizer, "_tokens", None)  # our spaCy wrapper without memory zone
 
@@ -227,6 +314,32 @@ class MinHasher:
         return self.tokenizer.word_tokenize(chunk)
 
     # -- shingles --------------------------------------------------------------------------
+    def token_hashes_joined(self, joined: str, ndocs: int) -> tuple[np.ndarray, np.ndarray]:
+        """``token_hashes`` of the documents of ``simplify_joined`` (chunk-local tokenizers): one
+        ``split`` of the whole batch, one dict lookup per chunk (``np.fromiter``), then numpy."""
+        voc = self._vocab
+        if len(voc) > voc.LIMIT:
+            voc.reset()
+        words = joined.replace(_SEP, f" {_SEP} ").split()
+        if len(words) > 1:  # itemgetter: one C call for all lookups (misses go to __missing__)
+            ids = np.fromiter(itemgetter(*words)(voc), dtype=np.int64, count=len(words))
+        else:
+            ids = np.array([voc[w] for w in words], dtype=np.int64)
+        voc.sync()
+        nt = voc.ntok[ids]
+        doc = np.cumsum(ids == 0)
+        counts = np.bincount(doc, weights=nt, minlength=ndocs).astype(np.int64)
+        if counts.size != ndocs:
+            raise AssertionError("document separator count mismatch")
+        keep = nt > 0
+        ids, nt = ids[keep], nt[keep]
+        if nt.size and int(nt.max()) == 1:
+            return voc.tok[voc.off[ids]], counts
+        total = int(nt.sum())
+        first = np.cumsum(nt) - nt
+        pos = np.repeat(voc.off[ids] - first, nt) + np.arange(total)
+        return voc.tok[pos], counts
+
     def token_hashes(self, simplified: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """All token hashes of a batch (concatenated) and per-document token counts."""
         if self.chunk_local:
@@ -242,8 +355,11 @@ class MinHasher:
         flat = np.fromiter(chain.from_iterable(per_doc), dtype=np.uint64, count=int(counts.sum()))
         return flat, counts
 
-    def _shingles_fast(self, simplified: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        th, counts = self.token_hashes(simplified)
+    def _shingles_fast(self, simplified: Sequence[str] | None, joined: str | None = None, ndocs: int = 0):
+        if joined is not None:
+            th, counts = self.token_hashes_joined(joined, ndocs)
+        else:
+            th, counts = self.token_hashes(simplified)
         n = self.n
         nsh = np.maximum(counts - n + 1, 0)
         total = th.size
@@ -277,13 +393,15 @@ class MinHasher:
         return np.array(out, dtype=np.uint64), nsh
 
     # -- signatures ------------------------------------------------------------------------
-    def signatures(self, texts: Sequence[str], block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def signatures(self, texts: Sequence[str], block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """(has_sig: bool[len(texts)], sigs: uint64[has_sig.sum(), num_perm])."""
-        simplified = simplify_batch(list(texts))
-        if self.shingle_hash == "fast":
-            sh, nsh = self._shingles_fast(simplified)
+        texts = list(texts)
+        if self.shingle_hash == "fast" and self.chunk_local and texts and (joined := simplify_joined(texts)) is not None:
+            sh, nsh = self._shingles_fast(None, joined, len(texts))
+        elif self.shingle_hash == "fast":
+            sh, nsh = self._shingles_fast(simplify_batch(texts))
         else:
-            sh, nsh = self._shingles_datatrove(simplified)
+            sh, nsh = self._shingles_datatrove(simplify_batch(texts))
         has = nsh > 0
         sigs = permute_min(sh, nsh[has], self.a, self.b, block=block)
         return has, sigs
@@ -292,7 +410,7 @@ class MinHasher:
         return band_keys(sigs, self.num_buckets, self.rows)
 
 
-def permute_min(shingles: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 4096) -> np.ndarray:
+def permute_min(shingles: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 1024) -> np.ndarray:
     """Per document (``counts`` consecutive shingles, all > 0), min over shingles of each permutation.
 
     ``((x * a + b) mod 2**64) mod (2**61 - 1)`` exactly as datatrove computes it on uint64; the
