@@ -268,30 +268,51 @@ def _line_signals(texts: Sequence[str], out: dict[str, np.ndarray]) -> None:
     out["sig_ellipsis_line_frac"] = _div(end_ell, sl_n)
 
 
-def _greedy_dup_chars(ids: list[int], first: list[int], cand: list[int], clen: list[int], n: int) -> int:
+def _greedy_dup_chars(n_pos: int, cand: list[int], gids: list[int], first: list[int], clen: list[int], n: int) -> int:
     """datatrove's find_all_duplicate, visiting only positions whose n-gram occurred before.
 
-    ``ids[p]`` n-gram group of position p, ``first[p]`` first position of that group, ``cand`` the
-    positions that are not first occurrences (ascending), ``clen[p]`` the n-gram's char length.
+    ``n_pos`` n-gram positions of the document; ``cand`` the positions that are not first occurrences
+    of their n-gram (ascending), with, for each, ``gids`` its n-gram group, ``first`` the group's first
+    position and ``clen`` the n-gram's char length.
     A first occurrence is in datatrove's ``unique`` set iff the scan landed on it (it was not inside a
     jump); a later occurrence lands as "new" only when every earlier occurrence was jumped over.
     """
-    skipped = bytearray(len(ids))  # 1 = inside a jump (never landed on)
+    skipped = bytearray(n_pos)  # 1 = inside a jump (never landed on)
     added_late: set[int] = set()
     chars = 0
     i, n_cand = 0, len(cand)
     while i < n_cand:
         c = cand[i]
-        g = ids[c]
-        if not skipped[first[c]] or g in added_late:
-            chars += clen[c]
-            end = min(c + n, len(ids))
+        g = gids[i]
+        if not skipped[first[i]] or g in added_late:
+            chars += clen[i]
+            end = min(c + n, n_pos)
             skipped[c + 1 : end] = b"\x01" * (end - c - 1)
             i = bisect_left(cand, c + n, i + 1)  # next candidate the scan can land on
         else:
             added_late.add(g)
             i += 1
     return chars
+
+
+def _repeated(key: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of a superset of the entries of ``key`` whose value occurs more than once.
+
+    One value sort (much cheaper than an argsort) finds the repeated values; the entries holding one
+    are then picked by a bit table indexed by the key's low bits (a few percent false positives, which
+    the caller drops: their group has one member)."""
+    if len(key) < 2:
+        return np.empty(0, dtype=np.int64)
+    ks = np.sort(key)
+    d = ks[1:] == ks[:-1]
+    if not d.any():
+        return np.empty(0, dtype=np.int64)
+    vals = ks[1:][d]
+    bits = min(max(int(len(vals)).bit_length() + 5, 12), 24)
+    mask = (1 << bits) - 1
+    table = np.zeros(mask + 1, dtype=bool)
+    table[vals & mask] = True
+    return np.flatnonzero(table[key & mask])
 
 
 def _word_signals(
@@ -361,19 +382,37 @@ def _word_signals(
         last = widx[: max(n_words_total - n + 1, 0)]
         return last[doc_of[last + n - 1] == doc_of[last]] if len(last) else last
 
-    def groups(doc: np.ndarray, length: np.ndarray, key: np.ndarray):
-        """Group equal (doc, length, string hash) n-grams: one stable int64 argsort.
+    def group_key(doc: np.ndarray, length: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """One int64 per n-gram, equal for equal (doc, length, string hash).
 
         doc and length are folded into the first hash component (mod 2^31-1), so n-grams of other
         documents or other lengths share a key only by a hash collision (~2^-61 per pair)."""
         h1, h2 = np.divmod(key, _P2)
-        k = ((h1 + doc * _K_DOC + length * _K_LEN) % _P1) * _P2 + h2
-        order = np.argsort(k, kind="stable")  # equal keys keep position order
-        ks = k[order]
+        return ((h1 + doc * _K_DOC + length * _K_LEN) % _P1) * _P2 + h2
+
+    def repeated_groups(k: np.ndarray):
+        """Positions (indices into k, ascending) of repeated n-grams; for each, its group id, the
+        group's first position and size. Only repeated n-grams can be a top n-gram with count > 1 or
+        a duplicate, and they are usually few, so only they are argsorted."""
+        rep = _repeated(k)
+        if not len(rep):
+            return rep, rep, rep, rep
+        order = np.argsort(k[rep], kind="stable")  # rep is ascending: equal keys keep position order
+        ks = k[rep][order]
         new = np.ones(len(order), dtype=bool)
         new[1:] = ks[1:] != ks[:-1]
+        starts = np.flatnonzero(new)
         gid_sorted = np.cumsum(new) - 1
-        return order, new, gid_sorted
+        size_sorted = np.diff(np.append(starts, len(order)))[gid_sorted]
+        first_sorted = rep[order][starts][gid_sorted]
+        gid = np.empty(len(rep), dtype=np.int64)
+        gid[order] = gid_sorted
+        first = np.empty(len(rep), dtype=np.int64)
+        first[order] = first_sorted
+        size = np.empty(len(rep), dtype=np.int64)
+        size[order] = size_sorted
+        keep = size > 1  # drop the bit table's false positives
+        return rep[keep], gid[keep], first[keep], size[keep]
 
     for n in top_ns:
         res = np.full(n_docs, np.nan)
@@ -382,20 +421,22 @@ def _word_signals(
             a, b = starts_sp[st], ends_sp[st + n - 1]
             length = b - a
             doc = doc_of[st]
-            order, new, gid = groups(doc, length, h_sp.hash(a, b))
-            counts_sorted = np.diff(np.append(np.flatnonzero(new), len(order)))[gid]
-            cnt = np.empty(len(order), dtype=np.int64)
-            cnt[order] = counts_sorted  # count of each position's n-gram
-            # docs own contiguous runs of positions; per doc: max count, then the first position
-            # having it (a first occurrence, hence the max-count n-gram seen first = most_common(1))
+            # every n-gram seen once: most_common(1) is the document's first n-gram, count 1
             dstart = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
-            dmax = np.maximum.reduceat(cnt, dstart)
-            docs_here = doc[dstart]
-            run = np.repeat(np.arange(len(dstart)), np.diff(np.append(dstart, len(doc))))
-            hit = np.flatnonzero(cnt == dmax[run])
-            _, first_hit = np.unique(run[hit], return_index=True)
-            best = hit[first_hit]
-            res[docs_here] = _div(length[best] * cnt[best], text_len[docs_here])
+            res[doc[dstart]] = _div(length[dstart], text_len[doc[dstart]])
+            rep, _, _, cnt = repeated_groups(group_key(doc, length, h_sp.hash(a, b)))
+            if len(rep):
+                # docs with a repeated n-gram: max count, then the first position having it (a first
+                # occurrence, hence the max-count n-gram seen first = Counter.most_common(1))
+                rdoc = doc[rep]
+                rstart = np.flatnonzero(np.r_[True, rdoc[1:] != rdoc[:-1]])
+                dmax = np.maximum.reduceat(cnt, rstart)
+                run = np.repeat(np.arange(len(rstart)), np.diff(np.append(rstart, len(rep))))
+                hit = np.flatnonzero(cnt == dmax[run])
+                _, first_hit = np.unique(run[hit], return_index=True)
+                best = rep[hit[first_hit]]
+                docs_here = rdoc[rstart]
+                res[docs_here] = _div(length[best] * cnt[hit[first_hit]], text_len[docs_here])
         out[f"sig_top_{n}gram_char_frac"] = res
 
     for n in dup_ns:
@@ -405,24 +446,23 @@ def _word_signals(
             a, b = starts_nosp[st], ends_nosp[st + n - 1]
             length = b - a
             doc = doc_of[st]
-            order, new, gid = groups(doc, length, h_nosp.hash(a, b))
-            first_sorted = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
-            first_pos = np.empty(len(order), dtype=np.int64)
-            first_pos[order] = st[order][first_sorted]
-            is_cand = first_pos != st
+            rep, gid, first, _ = repeated_groups(group_key(doc, length, h_nosp.hash(a, b)))
+            is_cand = first != rep
             if is_cand.any():
-                cand_docs = np.unique(doc[is_cand])
-                gid_pos = np.empty(len(order), dtype=np.int64)
-                gid_pos[order] = gid
+                cand = rep[is_cand]
+                c_doc = doc[cand]
                 st_bounds = np.searchsorted(doc, np.arange(n_docs + 1))
-                for d in cand_docs.tolist():
-                    s0, s1 = st_bounds[d], st_bounds[d + 1]
-                    base = int(st[s0])
+                c_bounds = np.searchsorted(c_doc, np.arange(n_docs + 1))
+                c_gid, c_first, c_len = gid[is_cand], first[is_cand], length[cand]
+                for d in np.unique(c_doc).tolist():
+                    s0 = int(st_bounds[d])
+                    c0, c1 = c_bounds[d], c_bounds[d + 1]
                     res[d] = _greedy_dup_chars(
-                        gid_pos[s0:s1].tolist(),
-                        (first_pos[s0:s1] - base).tolist(),
-                        np.flatnonzero(is_cand[s0:s1]).tolist(),
-                        length[s0:s1].tolist(),
+                        int(st_bounds[d + 1]) - s0,
+                        (cand[c0:c1] - s0).tolist(),
+                        c_gid[c0:c1].tolist(),
+                        (c_first[c0:c1] - s0).tolist(),
+                        c_len[c0:c1].tolist(),
                         n,
                     )
         out[f"sig_dup_{n}gram_char_frac"] = _div(res, text_len)
