@@ -31,7 +31,12 @@ import time
 from pathlib import Path
 
 
+SHARD_DOCS = 10_000  # documents per corpus file (like one extract task's output file)
+
+
 def make_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
+    """Writes ``path.parent / docs-NNNNN.parquet``, ``SHARD_DOCS`` documents each (``path`` names
+    the directory's first file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -53,7 +58,13 @@ def make_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
             rows.append(doc(i, " ".join(rng.choice(V) for _ in range(rng.randint(80, 400)))))
             i += 1
     rows = rows[:n_docs]
-    pq.write_table(table_from_rows(rows), path, row_group_size=10000)
+    table = table_from_rows(rows)
+    for k, s in enumerate(range(0, n_docs, SHARD_DOCS)):
+        pq.write_table(table.slice(s, SHARD_DOCS), path.parent / f"docs-{k:05d}.parquet", row_group_size=SHARD_DOCS)
+
+
+def corpus_files(corpus: str) -> list[Path]:
+    return sorted(Path(corpus).parent.glob("docs-*.parquet"))
 
 
 def _child(fn: str, *args: str) -> dict:
@@ -81,6 +92,23 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``), so the
+    peak measured afterwards is the phase's own, not the imports'."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # babelsieve phases
 
@@ -96,13 +124,23 @@ def phase_ours(out: str, stages: str) -> dict:
 
     cfg = _config(out)
     cj = cfg.model_dump_json()
+    import babelsieve.pipeline.dedup.minhash  # noqa: F401  (imports are not the phase's memory)
+    import babelsieve.pipeline.dedup.stages  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    from babelsieve.pipeline import storage
+
+    storage.list_files(out, ".json")  # fsspec's local filesystem
+
+    rss0 = _rss_mb()
+    reset = _reset_peak()
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     for name in stages.split(","):
         for t in stage_class(name)(cfg).plan():
             r = execute_task(t.to_dict(), cj)
             n += 1
-    return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "peak_mb": _peak_mb(), "tasks": n}
+    return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "peak_mb": _peak_mb(), "tasks": n,
+            "rss_before_mb": rss0, "peak_above_start_mb": (_peak_mb() - rss0) if reset else None}
 
 
 def setup_ours(corpus: str, out: str) -> None:
@@ -112,13 +150,14 @@ def setup_ours(corpus: str, out: str) -> None:
     from babelsieve.pipeline.tasks import MANIFEST_VERSION, manifest_url
 
     cfg = _config(out)
-    url = language_dir(storage.join(out, "extract"), "eng_Latn") + "/00000.parquet"
-    Path(url).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(corpus, url)
-    entry = {"path": url, "kind": "documents", "lang_script": "eng_Latn"}
-    storage.publish_json(manifest_url(cfg, "extract", "00000"), {
-        "version": MANIFEST_VERSION, "stage": "extract", "task_id": "00000", "inputs": [], "params": {},
-        "config_hash": cfg.content_hash(), "files": [entry], "stats": {}, "seconds": 0})
+    for k, f in enumerate(corpus_files(corpus)):
+        url = language_dir(storage.join(out, "extract"), "eng_Latn") + f"/{k:05d}.parquet"
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, url)
+        entry = {"path": url, "kind": "documents", "lang_script": "eng_Latn"}
+        storage.publish_json(manifest_url(cfg, "extract", f"{k:05d}"), {
+            "version": MANIFEST_VERSION, "stage": "extract", "task_id": f"{k:05d}", "inputs": [], "params": {},
+            "config_hash": cfg.content_hash(), "files": [entry], "stats": {}, "seconds": 0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +180,7 @@ def phase_dt(corpus: str, work: str, step: str) -> dict:
     from datatrove.pipeline.writers import ParquetWriter
 
     mc = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
-    reader = lambda: ParquetReader(str(Path(corpus).parent), glob_pattern=Path(corpus).name, text_key="text")  # noqa
+    reader = lambda: ParquetReader(str(Path(corpus).parent), glob_pattern="docs-*.parquet", text_key="text")  # noqa
     w = Path(work)
     if step == "signatures":
         pipe, tasks = [reader(), MinhashDedupSignature(str(w / "sigs"), mc, language="en")], 1
@@ -155,6 +194,44 @@ def phase_dt(corpus: str, work: str, step: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     LocalPipelineExecutor(pipe, tasks=tasks, workers=1, logging_dir=str(w / f"logs_{step}"), skip_completed=False).run()
     return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "peak_mb": _peak_mb()}
+
+
+def phase_dt_sigs_from_ours(corpus: str, work: str) -> dict:
+    """datatrove's signature files (``sigs/bucket_BBB/00000.minhash.sig``, one rank) computed with
+    babelsieve's ``shingle_hash="datatrove"`` mode, whose signatures are bit-identical to
+    ``MinhashDedupSignature`` (tests/test_dedup.py), written in datatrove's record format
+    (``<8QI``: 8 band hashes + the document's index in the reader's stream) and sorted by all
+    fields exactly as its ``run`` does. Used to feed datatrove's buckets + clustering on corpora
+    where its own signature stage would take hours; ``--check-dt-sigs`` compares the files
+    byte for byte with datatrove's own output."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from babelsieve.pipeline.dedup.minhash import MinHasher
+
+    mh = MinHasher("eng_Latn", 5, 14, 8, 1, shingle_hash="datatrove")
+    rows_per_band, nb = 8, 14
+    dtype = np.dtype([(f"field{i + 1}", "<u8") for i in range(rows_per_band)] + [(f"field{rows_per_band + 1}", "<u4")])
+    t0, c0 = time.perf_counter(), time.process_time()
+    idx_parts, sig_parts, base = [], [], 0
+    for f in corpus_files(corpus):
+        col = pq.read_table(f, columns=["text"]).column("text")
+        for s in range(0, len(col), 2000):
+            has, sg = mh.signatures([t or "" for t in col.slice(s, 2000).to_pylist()])
+            idx_parts.append(np.flatnonzero(has) + base + s)
+            sig_parts.append(sg)
+        base += len(col)
+    idx = np.concatenate(idx_parts).astype(np.uint32)
+    sigs = np.concatenate(sig_parts)
+    for bi in range(nb):
+        rec = np.empty(len(idx), dtype)
+        for j in range(rows_per_band):
+            rec[f"field{j + 1}"] = sigs[:, bi * rows_per_band + j]
+        rec[f"field{rows_per_band + 1}"] = idx
+        rec.sort(order=dtype.names)
+        d = Path(work) / "sigs" / f"bucket_{bi:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "00000.minhash.sig").write_bytes(rec.tobytes())
+    return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "peak_mb": _peak_mb(), "docs": base}
 
 
 def phase_baseline() -> dict:
@@ -175,16 +252,20 @@ def main() -> None:
     if a.phase:
         name, *args = a.phase
         res = {"ours": lambda: phase_ours(*args), "dt": lambda: phase_dt(*args),
+               "dt_sigs_from_ours": lambda: phase_dt_sigs_from_ours(*args),
                "setup": lambda: (setup_ours(*args), {})[1], "baseline": phase_baseline}[name]()
         print(json.dumps(res))
         return
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-minhash-"))
     work.mkdir(parents=True, exist_ok=True)
-    corpus = work / "corpus" / "docs.parquet"
+    corpus = work / "corpus" / "docs-00000.parquet"
     corpus.parent.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    make_corpus(corpus, a.docs)
-    print(f"corpus: {a.docs:,} documents, {corpus.stat().st_size / 1e6:.1f} MB Parquet ({time.perf_counter() - t0:.0f} s)")
+    if not corpus.exists():
+        make_corpus(corpus, a.docs)
+    size = sum(f.stat().st_size for f in corpus_files(str(corpus)))
+    print(f"corpus: {a.docs:,} documents, {size / 1e6:.1f} MB Parquet in {len(corpus_files(str(corpus)))} files "
+          f"({time.perf_counter() - t0:.0f} s)")
     base = _child("baseline")["peak_mb"]
     ours_out = str(work / "ours")
     _child("setup", str(corpus), ours_out)

@@ -75,6 +75,20 @@ def test_chunk_cache_tokens_equal_the_language_tokenizer():
             assert th.tolist() == [xxhash.xxh64_intdigest(w.encode()) for w in tok.word_tokenize(t)]
 
 
+def test_batched_chunk_vocabulary_equals_per_document_tokens():
+    from babelsieve.pipeline.dedup.minhash import simplify_joined
+
+    texts = _messy_texts(random.Random(4), 200) + ["cannot gonna i'm x² ½ ①", "", "ÅNGSTRÖM naïve"]
+    for lang in ("eng_Latn", "rus_Cyrl"):
+        mh = MinHasher(lang)
+        ref = mh.token_hashes(simplify_batch(texts))
+        for limit in (4_000_000, 50):  # the vocabulary is reset between batches past its limit
+            mh._vocab.LIMIT = limit
+            for _ in range(2):
+                th, counts = mh.token_hashes_joined(simplify_joined(texts), len(texts))
+                assert np.array_equal(th, ref[0]) and np.array_equal(counts, ref[1])
+
+
 def test_short_documents_have_no_signature_and_batches_do_not_matter():
     mh = MinHasher("eng_Latn")
     texts = ["one two three four", "one two three four five", "", "alpha beta gamma delta epsilon zeta eta"] * 3

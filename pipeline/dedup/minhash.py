@@ -12,12 +12,16 @@ What a signature *means* is datatrove 0.10.1's ``MinhashDedupSignature``:
 
 What differs is *how* it is computed, to remove the per-n-gram Python loop:
 
-* ``simplify_text`` runs once on a whole batch joined by a separator (same result per document);
+* ``simplify_text`` runs once on a whole batch joined by a separator (same result per document):
+  lower and numbers on the whole batch; punctuation / whitespace with one regex built from the
+  punctuation and whitespace characters that occur in the batch, matching only runs that are not
+  already one space (no substitution per word gap); NFD + removal of ``Mn`` characters (classified
+  with ``unicodedata``, as datatrove) only on the documents that are not ASCII;
 * for tokenizers that tokenize each whitespace-separated chunk independently (spaCy's rule-based
-  tokenizers, i.e. ~all Latin/Cyrillic/Arabic/... languages), tokens come from a per-chunk cache
-  that maps a chunk straight to the 64-bit hashes of its tokens (one dict lookup per word);
-  other tokenizers (jieba, SudachiPy, Thai, Korean, ...) run on the batch and only their tokens
-  are hashed;
+  tokenizers, i.e. ~all Latin/Cyrillic/Arabic/... languages), the batch is split once and every
+  chunk is mapped to a dense id in a chunk vocabulary (one C-level lookup pass per batch); the
+  vocabulary holds each chunk's token hashes, gathered with numpy. Other tokenizers (jieba,
+  SudachiPy, Thai, Korean, ...) run on the batch and only their tokens are hashed;
 * ``shingle_hash="fast"`` (default) hashes each *token* once with xxhash64 and combines the n
   token hashes of an n-gram with vectorised 64-bit mixing (order-sensitive); this is a different
   64-bit hash of the same n-gram, so signatures are not bit-identical to datatrove's but have the
@@ -264,6 +268,21 @@ class _ChunkVocab(dict):
             self._tok = []
 
 
+class _ChunkTokens(dict):
+    """chunk -> tuple of its tokens (datatrove mode: the n-grams are joined strings)."""
+
+    def __init__(self, tokenize):
+        super().__init__()
+        self._tokenize = tokenize
+
+    def __missing__(self, chunk: str) -> tuple[str, ...]:
+        v = tuple(self._tokenize(chunk))
+        if len(self) > 2_000_000:
+            self.clear()
+        self[chunk] = v
+        return v
+
+
 class _TokenHashCache(dict):
     def __missing__(self, tok: str) -> int:
         v = _h64(tok.encode())
@@ -305,6 +324,7 @@ class MinHasher:
         self.chunk_local = chunk_local
         self._chunks = _ChunkCache(self._tokenize_chunk)
         self._vocab = _ChunkVocab(self._tokenize_chunk)
+        self._chunk_tokens = _ChunkTokens(self._tokenize_chunk)
         self._toks = _TokenHashCache()
         self._tok_chunk = getattr(tokenizer, "_tokens", None)  # our spaCy wrapper without memory zone
 
@@ -386,6 +406,15 @@ class MinHasher:
         out: list[int] = []
         nsh = np.zeros(len(simplified), np.int64)
         h64 = _h64
+        n = self.n
+        if self.chunk_local:  # tokens from the per-chunk cache (the same tokens, tested)
+            get = self._chunk_tokens.__getitem__
+            for i, t in enumerate(simplified):
+                toks = list(chain.from_iterable(map(get, t.split())))
+                hs = [h64(" ".join(toks[j : j + n]).encode()) for j in range(len(toks) - n + 1)]
+                nsh[i] = len(hs)
+                out.extend(hs)
+            return np.array(out, dtype=np.uint64), nsh
         for i, t in enumerate(simplified):
             hs = [h64(" ".join(g).encode()) for g in ngrams(self.tokenizer.word_tokenize(t), self.n)]
             nsh[i] = len(hs)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,15 @@ def _file_task_id(file_index: int) -> str:
 # stage 1: signatures
 
 
+@lru_cache(maxsize=8)
+def _cached_minhasher(lang: str, n: int, bands: int, rows: int, seed: int, shingle_hash: str):
+    """One MinHasher per language and parameters per worker process: the tokenizer is loaded once
+    and its chunk vocabulary is reused by the next task (signatures do not depend on it)."""
+    from babelsieve.pipeline.dedup.minhash import MinHasher
+
+    return MinHasher(lang, n, bands, rows, seed, shingle_hash)
+
+
 class DedupSignaturesStage(Stage):
     name = "dedup_signatures"
 
@@ -127,10 +137,8 @@ class DedupSignaturesStage(Stage):
         return tasks
 
     def _minhasher(self, lang: str):
-        from babelsieve.pipeline.dedup.minhash import MinHasher
-
         c = self.config.dedup
-        return MinHasher(lang, c.n_grams, c.num_buckets, c.hashes_per_bucket, c.seed, c.shingle_hash)
+        return _cached_minhasher(lang, c.n_grams, c.num_buckets, c.hashes_per_bucket, c.seed, c.shingle_hash)
 
     def run(self, task: Task) -> TaskOutput:
         c = self.config.dedup
@@ -150,12 +158,12 @@ class DedupSignaturesStage(Stage):
             n_docs = len(arr)
         else:
             table = read_table(task.inputs[0], self.storage_options, columns=["text"])
-            texts = table.column("text").to_pylist()
-            n_docs = len(texts)
+            col = table.column("text")
+            n_docs = len(col)
             mh = self._minhasher(lang)
             rows_parts, sig_parts = [], []
             for s in range(0, n_docs, BATCH_DOCS):
-                batch = [t or "" for t in texts[s : s + BATCH_DOCS]]
+                batch = [t or "" for t in col.slice(s, BATCH_DOCS).to_pylist()]
                 has, sg = mh.signatures(batch)
                 rows_parts.append(np.flatnonzero(has) + s)
                 sig_parts.append(sg)
