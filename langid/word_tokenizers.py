@@ -54,6 +54,8 @@ shortcut. ``tokenizer_name(lang_script)`` gives the backend name without loading
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import csv
 import re
 from dataclasses import dataclass
@@ -196,18 +198,20 @@ def _strip(tokens: Iterable[str]) -> list[str]:
     return out
 
 
-class WordTokenizer:
+class WordTokenizer(ABC):
     """A loaded tokenizer. ``name`` is its backend; ``spec`` how it was chosen."""
 
     def __init__(self, spec: TokenizerSpec):
         self.spec = spec
         self.name = spec.name
 
-    def word_tokenize(self, text: str) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def word_tokenize(self, text: str) -> list[str]:
+        """The words of ``text``, as datatrove's tokenizer for this language gives them."""
 
-    def sent_tokenize(self, text: str) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def sent_tokenize(self, text: str) -> list[str]:
+        """The sentences of ``text``."""
 
     def word_tokenize_batch(self, texts: Iterable[str]) -> list[list[str]]:
         return [self.word_tokenize(t) for t in texts]
