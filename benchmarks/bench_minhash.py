@@ -246,6 +246,10 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--work", default=None, help="work directory (default: a temp dir, removed)")
     ap.add_argument("--skip-datatrove", action="store_true")
+    ap.add_argument("--dt-signature-docs", type=int, default=0,
+                    help="run datatrove's own signature stage on the first N documents only (its per-core rate); "
+                         "its buckets/clustering then read signature files of the whole corpus written by the "
+                         "bit-identical datatrove mode (checked byte for byte on those N documents)")
     ap.add_argument("--phase", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     _pin()
@@ -275,33 +279,73 @@ def main() -> None:
     r["ours_clusters"] = _child("ours", ours_out, "dedup_clusters")
     r["ours_annotate"] = _child("ours", ours_out, "dedup_annotate")
     clusters_stats = json.loads(next((Path(ours_out) / "_manifests" / "dedup_clusters").glob("*.json")).read_text())["stats"]
+    dt = work / "dt"
+    sub_n = 0
     if not a.skip_datatrove:
-        for step in ("signatures", "buckets", "cluster", "filter"):
-            r[f"dt_{step}"] = _child("dt", str(corpus), str(work / "dt"), step)
+        files = corpus_files(str(corpus))
+        if a.dt_signature_docs and a.dt_signature_docs < a.docs:
+            # datatrove's own signature stage on the first files only (its rate per core is
+            # measured there); the full corpus's signature files come from the bit-identical mode
+            sub = work / "corpus_dt_subset"
+            sub.mkdir(exist_ok=True)
+            k = max(1, a.dt_signature_docs // SHARD_DOCS)
+            for f in files[:k]:
+                if not (sub / f.name).exists():
+                    os.symlink(f, sub / f.name)
+            sub_n = min(k * SHARD_DOCS, a.docs)
+            r["dt_signatures"] = _child("dt", str(sub / files[0].name), str(work / "dt_subset"), "signatures")
+            r["dt_sigs_from_ours"] = _child("dt_sigs_from_ours", str(corpus), str(dt))
+            same = all((work / "dt_subset" / "sigs" / f"bucket_{bi:03d}" / "00000.minhash.sig").read_bytes()
+                       == _child_bytes_subset(str(sub / files[0].name), str(work / "dt_subset_check"), bi)
+                       for bi in range(14))
+            print(f"datatrove signature files from the bit-identical mode == datatrove's own on the first "
+                  f"{sub_n:,} documents: {same}")
+        else:
+            r["dt_signatures"] = _child("dt", str(corpus), str(dt), "signatures")
+        for step in ("buckets", "cluster", "filter"):
+            r[f"dt_{step}"] = _child("dt", str(corpus), str(dt), step)
     n = a.docs
-    print(f"\nbaseline interpreter+numpy+pyarrow RSS: {base:.0f} MB; cores used: 1 (pinned)")
+    print(f"\nbaseline interpreter+numpy+pyarrow RSS: {base:.0f} MB; cores used: 1 (pinned); "
+          f"/proc/loadavg at the end: {Path('/proc/loadavg').read_text().strip()}")
     print(f"clustered documents: {clusters_stats['clustered_documents']:,}, clusters {clusters_stats['clusters']:,}, "
           f"to remove {clusters_stats['to_remove']:,}")
     rows = [("signatures", "ours_sig", "dt_signatures"), ("buckets", "ours_buckets", "dt_buckets"),
             ("clustering", "ours_clusters", "dt_cluster"), ("annotate/filter", "ours_annotate", "dt_filter")]
-    print(f"{'phase':<16}{'ours s':>10}{'ours MB':>10}{'dt s':>10}{'dt MB':>10}{'speed-up':>10}")
+    print(f"{'phase':<16}{'ours wall s':>12}{'ours CPU s':>12}{'ours MB':>9}{'dt wall s':>11}{'dt CPU s':>10}{'dt MB':>8}")
     for label, o, d in rows:
         ro, rd = r[o], r.get(d)
-        print(f"{label:<16}{ro['seconds']:>10.1f}{ro['peak_mb']:>10.0f}"
-              + (f"{rd['seconds']:>10.1f}{rd['peak_mb']:>10.0f}{rd['seconds'] / ro['seconds']:>9.1f}x" if rd else ""))
-    print(f"signatures: ours {n / r['ours_sig']['seconds']:,.0f} docs/s/core"
-          + (f", datatrove {n / r['dt_signatures']['seconds']:,.0f} docs/s/core" if "dt_signatures" in r else ""))
+        print(f"{label:<16}{ro['seconds']:>12.1f}{ro['cpu']:>12.1f}{ro['peak_mb']:>9.0f}"
+              + (f"{rd['seconds']:>11.1f}{rd['cpu']:>10.1f}{rd['peak_mb']:>8.0f}" if rd else ""))
+    dt_n = sub_n or n
+    line = f"signatures per core: ours {n / r['ours_sig']['cpu']:,.0f} docs/CPU-s"
+    if "dt_signatures" in r:
+        dr = dt_n / r["dt_signatures"]["cpu"]
+        line += (f", datatrove {dr:,.1f} docs/CPU-s (measured on {dt_n:,} documents)"
+                 f" -> {n / r['ours_sig']['cpu'] / dr:.1f}x")
+    print(line)
     bc_o = r["ours_buckets"]["seconds"] + r["ours_clusters"]["seconds"]
-    line = f"buckets+clustering: ours {bc_o:.1f} s"
+    bc_oc = r["ours_buckets"]["cpu"] + r["ours_clusters"]["cpu"]
+    line = f"buckets+clustering: ours {bc_o:.1f} s wall / {bc_oc:.1f} CPU-s"
     if "dt_buckets" in r:
         bc_d = r["dt_buckets"]["seconds"] + r["dt_cluster"]["seconds"]
-        line += f", datatrove {bc_d:.1f} s ({bc_d / bc_o:.1f}x)"
+        bc_dc = r["dt_buckets"]["cpu"] + r["dt_cluster"]["cpu"]
+        line += f", datatrove {bc_d:.1f} s wall / {bc_dc:.1f} CPU-s ({bc_d / bc_o:.1f}x wall, {bc_dc / bc_oc:.1f}x CPU)"
     print(line)
-    extra = max(r["ours_clusters"]["peak_mb"] - base, 0) * 2**20
-    print(f"clustering peak RSS above baseline: {extra / 2**20:.0f} MB = {extra / n:.1f} bytes/document "
-          f"(structures: {clusters_stats['memory_bytes_per_clustered_doc']} bytes per clustered document)")
+    extra = r["ours_clusters"]["peak_above_start_mb"]
+    if extra is not None:
+        print(f"clustering memory: peak RSS above the process's RSS at its start {extra:.1f} MB = "
+              f"{extra * 2**20 / n:.1f} bytes/document (structures: {clusters_stats['memory_bytes_per_clustered_doc']} "
+              f"bytes per clustered document)")
+    print(json.dumps(r))
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _child_bytes_subset(corpus: str, work: str, bucket: int) -> bytes:
+    f = Path(work) / "sigs" / f"bucket_{bucket:03d}" / "00000.minhash.sig"
+    if not f.exists():
+        _child("dt_sigs_from_ours", corpus, work)
+    return f.read_bytes()
 
 
 if __name__ == "__main__":
