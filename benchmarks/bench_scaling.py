@@ -12,6 +12,8 @@ bench_e2e.py's scaling part), each shard linked ``--copies`` times under differe
   best of ``--repeat``. Reports wall time, CPU seconds of the process tree, per-stage wall time
   from ``_summary.json``, the load average before each run, and peak RSS (VmHWM) of the driver
   and of each worker process (polled from /proc every 0.2 s).
+* ceiling: after each 1-worker/2-worker pair, a pure-Python loop run once alone and then twice at
+  once: how much 2 processes could gain over 1 on this (shared) machine at that moment.
 * ``--datatrove``: datatrove 0.10.1's LocalPipelineExecutor on the same shards (bench_e2e.py's
   pipeline, one task per shard) with 1 and 2 workers, for its per-worker peak RSS and wall time.
 
@@ -67,16 +69,21 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _status(pid: int) -> tuple[int, str]:
-    """(VmHWM kB, command line) of a live process, or (0, '')."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _status(pid: int) -> tuple[int, str, float]:
+    """(VmHWM kB, command line, CPU seconds so far) of a live process, or (0, '', 0.0)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             hwm = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        return hwm, cmd
-    except (OSError, StopIteration, ValueError):
-        return 0, ""
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return hwm, cmd, (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0, "", 0.0
 
 
 def run_monitored(cmd: list[str]) -> dict:
@@ -84,15 +91,16 @@ def run_monitored(cmd: list[str]) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
-    peaks: dict[int, tuple[int, str]] = {}
+    peaks: dict[int, tuple[int, str, float]] = {}
     done = threading.Event()
 
     def poll() -> None:
         while not done.is_set():
             for pid in [p.pid, *_descendants(p.pid)]:
-                hwm, c = _status(pid)
-                if hwm and hwm >= peaks.get(pid, (0, ""))[0]:
-                    peaks[pid] = (hwm, c or peaks.get(pid, (0, ""))[1])
+                hwm, c, cpu = _status(pid)
+                old = peaks.get(pid, (0, "", 0.0))
+                if hwm:
+                    peaks[pid] = (max(hwm, old[0]), c or old[1], max(cpu, old[2]))
             done.wait(0.2)
 
     th = threading.Thread(target=poll, daemon=True)
@@ -105,11 +113,28 @@ def run_monitored(cmd: list[str]) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.stderr.write(err.decode("utf-8", "replace")[-3000:])
-    driver = peaks.pop(p.pid, (0, ""))[0] // 1024
-    workers = [hwm // 1024 for hwm, c in peaks.values() if "resource_tracker" not in c and "semaphore_tracker" not in c
-               and hwm > 40 * 1024]
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "code": code, "load": load,
-            "driver_rss": driver, "worker_rss": sorted(workers, reverse=True), "largest_rss": ru.ru_maxrss // 1024}
+    driver = peaks.pop(p.pid, (0, "", 0.0))
+    workers = sorted(((hwm // 1024, cpu) for hwm, c, cpu in peaks.values() if "resource_tracker" not in c
+                      and "semaphore_tracker" not in c and hwm > 40 * 1024), reverse=True)
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "code": code, "load": load, "load_after": os.getloadavg()[0],
+            "driver_rss": driver[0] // 1024, "driver_cpu": driver[2], "worker_rss": [w[0] for w in workers],
+            "worker_cpu": [w[1] for w in workers], "largest_rss": ru.ru_maxrss // 1024}
+
+
+CALIBRATE = "s = 0\nfor i in range(60_000_000):\n    s += i & 7\n"
+
+
+def ceiling() -> float:
+    """What 2 processes get over 1 on this machine right now: a pure-Python loop run alone, then twice at once."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", CALIBRATE], check=True)
+    one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ps = [subprocess.Popen([sys.executable, "-c", CALIBRATE]) for _ in range(2)]
+    for q in ps:
+        q.wait()
+    two = time.perf_counter() - t0
+    return 2 * one / two
 
 
 def startup(shard: Path, work: Path, repeat: int) -> dict:
@@ -165,8 +190,15 @@ def fmt_rss(r: dict) -> str:
     return f"driver {r['driver_rss']} MB, workers {'/'.join(str(x) for x in w) or '-'} MB"
 
 
+def fmt_cpu(r: dict) -> str:
+    """CPU seconds of the driver and of each worker (polled, so up to 0.2 s short), and CPU/wall."""
+    w = "/".join(f"{x:.1f}" for x in r["worker_cpu"]) or "-"
+    return f"CPU s: driver {r['driver_cpu']:.1f}, workers {w}; cores busy on average {r['cpu'] / r['wall']:.2f}"
+
+
 def runs_text(rs: list[dict]) -> str:
-    return ", ".join(f"{r['wall']:.1f} s (load {r['load']:.1f})" if r["code"] == 0 else "failed" for r in rs)
+    return ", ".join(f"{r['wall']:.1f} s (load {r['load']:.1f} -> {r['load_after']:.1f})" if r["code"] == 0 else "failed"
+                     for r in rs)
 
 
 def main() -> None:
@@ -200,9 +232,11 @@ def main() -> None:
     for mode in args.modes.split(","):
         stages = mode.split("+")
         runs: dict[int, list[dict]] = {1: [], 2: []}
+        ceilings = []
         for _ in range(args.repeat):
             for w in (1, 2):
                 runs[w].append(ours(str(in_dir / "*.warc.gz"), work / f"out-{w}", w, stages))
+            ceilings.append(ceiling())
         print(f"\nbabelsieve local engine, stages {' + '.join(stages)}:")
         best = {}
         for w in (1, 2):
@@ -215,6 +249,7 @@ def main() -> None:
             per_stage = ", ".join(f"{k} {min(r['stages'].get(k, 1e9) for r in ok):.1f} s" for k in b["stages"])
             print(f"  {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), CPU {b['cpu']:.1f} s, "
                   f"stages: {per_stage}; peak RSS {fmt_rss(b)}")
+            print(f"      {fmt_cpu(b)}")
             print(f"      runs: {runs_text(runs[w])}")
         if 1 in best and 2 in best:
             ratio = best[1]["wall"] / best[2]["wall"]
@@ -223,6 +258,8 @@ def main() -> None:
 
             st = " ".join(f"{k} {stage_best(1, k) / stage_best(2, k):.2f}x;" for k in best[1]["stages"] if k in best[2]["stages"])
             print(f"  1 -> 2 workers: whole run {ratio:.2f}x; per stage: {st}")
+            print(f"  ceiling measured beside these runs (a CPU-bound loop, 2 processes vs 1): "
+                  f"{', '.join(f'{c:.2f}x' for c in ceilings)}")
 
         if args.datatrove:
             dt: dict[int, list[dict]] = {1: [], 2: []}

@@ -35,96 +35,181 @@ def _input_bytes(task: Task) -> int | None:
     return total
 
 
-def _largest_first(tasks: list[Task], workers: int) -> list[Task]:
-    """Submission order: largest inputs first (less idle tail when a few tasks are much bigger).
+def _affinity_key(task: Task) -> str | None:
+    """Tasks with the same key should run in the same worker: per-language stages (filter, dedup)
+    load that language's tokenizer and caches once per process."""
+    key = task.params.get("lang_script") if task.params else None
+    return str(key) if key else None
 
-    Only the order in which tasks start changes; each task writes the same files whatever the order.
-    """
-    if workers < 2 or len(tasks) <= workers:
-        return list(tasks)
-    sizes = [_input_bytes(t) for t in tasks]
-    if any(s is None for s in sizes):
-        return list(tasks)
-    order = sorted(range(len(tasks)), key=lambda i: -sizes[i])  # stable: ties keep the planned order
-    return [tasks[i] for i in order]
+
+class _Queue:
+    """Pending tasks, largest local inputs first; keyed tasks grouped by affinity key."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        sizes = {t.task_id: _input_bytes(t) for t in tasks}
+        known = all(v is not None for v in sizes.values())
+        # stable: ties (and inputs that are not local files) keep the planned order
+        ordered = sorted(tasks, key=lambda t: -(sizes[t.task_id] or 0)) if known else list(tasks)
+        self.unkeyed: list[Task] = []
+        self.by_key: dict[str, list[Task]] = {}
+        self.key_bytes: dict[str, int] = {}
+        for t in ordered:
+            k = _affinity_key(t)
+            if k is None:
+                self.unkeyed.append(t)
+            else:
+                self.by_key.setdefault(k, []).append(t)
+                self.key_bytes[k] = self.key_bytes.get(k, 0) + (sizes[t.task_id] or 0)
+        self.unkeyed.reverse()  # pop() from the end = largest first
+
+    def __bool__(self) -> bool:
+        return bool(self.unkeyed) or any(self.by_key.values())
+
+    def push_back(self, task: Task) -> None:
+        """A task to run again (its worker died): next in line."""
+        k = _affinity_key(task)
+        if k is None:
+            self.unkeyed.append(task)
+        else:
+            self.by_key.setdefault(k, []).insert(0, task)
+
+    def pick(self, own: set[str], owned_by_others: set[str]) -> Task | None:
+        """The next task for a worker that has loaded the keys ``own``.
+
+        Its own keys first; then tasks without a key; then the biggest key no worker has
+        started; then, when only other workers' keys are left, it helps with the key that has the
+        most tasks remaining (taking from the end), so no worker idles while another has a queue.
+        """
+        for k in own:
+            if self.by_key.get(k):
+                return self.by_key[k].pop(0)
+        if self.unkeyed:
+            return self.unkeyed.pop()
+        free = [k for k, ts in self.by_key.items() if ts and k not in owned_by_others]
+        if free:
+            k = max(free, key=lambda k: (self.key_bytes[k], len(self.by_key[k])))
+            own.add(k)
+            return self.by_key[k].pop(0)
+        busy = [k for k, ts in self.by_key.items() if len(ts) >= 2]
+        if busy:
+            k = max(busy, key=lambda k: len(self.by_key[k]))
+            own.add(k)
+            return self.by_key[k].pop()
+        return None
+
+
+_IN_FLIGHT = 2  # tasks queued per worker process: the next one starts without a round trip to the driver
 
 
 class LocalEngine(Engine):
-    """One process pool for the whole run: worker processes (and what they loaded: modules, the URL
-    block lists, lid.176, tokenizers) are reused across stages, not started again for each stage.
-    A pool whose worker died is replaced."""
+    """Worker processes that live for the whole run, one single-process executor each.
+
+    * Workers (and what they loaded: modules, the URL block lists, lid.176, tokenizers) are reused
+      across stages instead of being started again for each stage.
+    * Tasks are routed: a worker keeps getting the languages it has already loaded (filter and
+      dedup tasks carry ``lang_script``), so with N workers each language's tokenizer is loaded
+      about once rather than N times; an idle worker still takes other languages' tasks.
+    * Largest local inputs first, so a big task does not start last.
+    * A worker that dies (OOM killer, SIGKILL) is replaced; its tasks are rerun (``max_retries``).
+
+    Only the order and the process in which tasks run change; each task writes the same files.
+    """
 
     name = "local"
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        self._executor: ProcessPoolExecutor | None = None
+        self._executors: list[ProcessPoolExecutor | None] = []
+        self._keys: list[set[str]] = []
 
     @property
     def workers(self) -> int:
         return self.config.engine_options.workers or os.cpu_count() or 1
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is not None and getattr(self._executor, "_broken", False):
-            self._discard_pool()  # a worker died while idle
-        if self._executor is None:
+    def _executor(self, i: int) -> ProcessPoolExecutor:
+        ex = self._executors[i]
+        if ex is not None and getattr(ex, "_broken", False):
+            self._discard(i, ex)  # died while idle
+            ex = None
+        if ex is None:
             # spawn: no inherited threads/locks from the driver (polars, pyarrow and rich use threads).
-            # Processes start on demand (at most one per submitted task), as before.
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers,
+            ex = self._executors[i] = ProcessPoolExecutor(
+                max_workers=1,
                 mp_context=mp.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(self.config.extract.memory_limit_mb,),
             )
-        return self._executor
+        return ex
 
-    def _discard_pool(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def _discard(self, i: int, ex: ProcessPoolExecutor) -> None:
+        if self._executors[i] is ex:
+            self._executors[i] = None
+            self._keys[i] = set()
+        ex.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
-        self._discard_pool()
+        for i, ex in enumerate(self._executors):
+            if ex is not None:
+                self._discard(i, ex)
 
     def run_tasks(self, tasks: list[Task], on_result: ResultCallback) -> list[dict[str, Any]]:
         config_json = self.config.model_dump_json()
         results: dict[str, dict[str, Any]] = {}
         attempts: dict[str, int] = {t.task_id: 0 for t in tasks}
-        pending = _largest_first(tasks, self.workers)
         max_retries = self.config.engine_options.max_retries
-        while pending:
-            pool = self._pool()
-            futures: dict[Future, Task] = {}
-            keep_pool = False
-            try:
-                for t in pending:
+        n = max(1, min(self.workers, len(tasks)))
+        while len(self._executors) < n:
+            self._executors.append(None)
+            self._keys.append(set())
+        queue = _Queue(tasks)
+        futures: dict[Future, tuple[int, ProcessPoolExecutor, Task]] = {}
+        in_flight = [0] * n
+
+        def fill() -> None:
+            for i in range(n):
+                while in_flight[i] < _IN_FLIGHT and queue:
+                    others = set().union(*(self._keys[j] for j in range(n) if j != i))
+                    t = queue.pick(self._keys[i], others)
+                    if t is None:
+                        break
+                    ex = self._executor(i)
                     attempts[t.task_id] += 1
-                    futures[pool.submit(execute_task, t.to_dict(), config_json)] = t
-                pending = []
-                broken = False
-                not_done = set(futures)
-                while not_done:
-                    done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        t = futures[fut]
-                        try:
-                            res = fut.result()
-                        except BrokenProcessPool:
-                            # A worker died (OOM killer, SIGKILL): rerun its tasks in a new pool.
-                            broken = True
-                            if attempts[t.task_id] <= max_retries:
-                                pending.append(t)
-                                continue
-                            res = failed_result(t, "worker process died (killed or out of memory) on every attempt")
-                        except TaskFailedError as e:
-                            res = failed_result(t, str(e))
-                        except Exception as e:  # noqa: BLE001 - any other failure belongs to this task only
-                            res = failed_result(t, f"{type(e).__name__}: {e}")
-                        res.setdefault("inputs", list(t.inputs))
-                        results[t.task_id] = res
-                        on_result(res)
-                keep_pool = not broken
-            finally:
-                if not keep_pool:  # broken, or interrupted (Ctrl-C, a callback error): no half-used pool
-                    self._discard_pool()
+                    futures[ex.submit(execute_task, t.to_dict(), config_json)] = (i, ex, t)
+                    in_flight[i] += 1
+            if queue and not futures:  # cannot happen by pick's rules; never stop with tasks left
+                t = queue.pick(self._keys[0], set())
+                if t is not None:
+                    attempts[t.task_id] += 1
+                    futures[self._executor(0).submit(execute_task, t.to_dict(), config_json)] = (0, self._executor(0), t)
+                    in_flight[0] += 1
+
+        completed = False
+        try:
+            fill()
+            while futures:
+                done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i, ex, t = futures.pop(fut)
+                    in_flight[i] -= 1
+                    try:
+                        res = fut.result()
+                    except BrokenProcessPool:
+                        # The worker died (OOM killer, SIGKILL): replace it, rerun its tasks.
+                        self._discard(i, ex)
+                        if attempts[t.task_id] <= max_retries:
+                            queue.push_back(t)
+                            continue
+                        res = failed_result(t, "worker process died (killed or out of memory) on every attempt")
+                    except TaskFailedError as e:
+                        res = failed_result(t, str(e))
+                    except Exception as e:  # noqa: BLE001 - any other failure belongs to this task only
+                        res = failed_result(t, f"{type(e).__name__}: {e}")
+                    res.setdefault("inputs", list(t.inputs))
+                    results[t.task_id] = res
+                    on_result(res)
+                fill()
+            completed = True
+        finally:
+            if not completed:  # interrupted (Ctrl-C, a callback error): no half-used workers
+                self.close()
         return [results[t.task_id] for t in tasks]
