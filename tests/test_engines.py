@@ -162,6 +162,19 @@ def test_injected_worker_kill_is_retried_and_output_identical(engine_name, reque
     _assert_same_as_clean(out, clean)
 
 
+@pytest.mark.parametrize("engine_name", ["local", "ray", "spark"])
+def test_transient_task_error_is_retried_within_the_run(engine_name, request, inputs, clean, tmp_path):
+    """A dropped connection in one task (injected once) is retried by every engine in the same run."""
+    if engine_name != "local":
+        request.getfixturevalue("ray_session" if engine_name == "ray" else "spark_context")
+    out = tmp_path / "out"
+    cfg, summary = _run(engine_name, inputs, out, env={"BABELSIEVE_FAULT": "extract:00002:transient"})
+    assert (out / "_faults" / "extract-00002").exists()  # the fault really fired once
+    assert summary.failed_tasks == 0
+    assert summary.stages[0].done == 4
+    _assert_same_as_clean(out, clean)
+
+
 @pytest.mark.parametrize("engine_name", ["ray", "spark"])
 def test_task_error_is_not_retried_other_tasks_complete_rerun_completes(engine_name, request, inputs, clean,
                                                                         tmp_path):

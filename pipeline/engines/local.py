@@ -9,7 +9,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
-from babelsieve.pipeline.tasks import Task, TaskFailedError, execute_task
+from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
+from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 
 def _init_worker(memory_limit_mb: int | None) -> None:
@@ -174,13 +175,13 @@ class LocalEngine(Engine):
                         break
                     ex = self._executor(i)
                     attempts[t.task_id] += 1
-                    futures[ex.submit(execute_task, t.to_dict(), config_json)] = (i, ex, t)
+                    futures[ex.submit(run_with_retries, t.to_dict(), config_json, max_retries)] = (i, ex, t)
                     in_flight[i] += 1
             if queue and not futures:  # cannot happen by pick's rules; never stop with tasks left
                 t = queue.pick(self._keys[0], set())
                 if t is not None:
                     attempts[t.task_id] += 1
-                    futures[self._executor(0).submit(execute_task, t.to_dict(), config_json)] = (0, self._executor(0), t)
+                    futures[self._executor(0).submit(run_with_retries, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
                     in_flight[0] += 1
 
         completed = False
@@ -200,6 +201,8 @@ class LocalEngine(Engine):
                             queue.push_back(t)
                             continue
                         res = failed_result(t, "worker process died (killed or out of memory) on every attempt")
+                    except TransientTaskError as e:  # retried in the worker, max_retries times
+                        res = failed_result(t, f"{e} (transient error on {max_retries + 1} attempts)")
                     except TaskFailedError as e:
                         res = failed_result(t, str(e))
                     except Exception as e:  # noqa: BLE001 - any other failure belongs to this task only

@@ -44,12 +44,11 @@ import socket
 import socketserver
 import sys
 import threading
-import time
 from functools import partial
 from typing import Any
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
-from babelsieve.pipeline.engines.worker import TransientTaskError, forwarded_env, run_task
+from babelsieve.pipeline.engines.worker import TransientTaskError, forwarded_env, run_with_retries
 from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 _FAILED_TASK_RE = re.compile(r"Task (\d+) in stage [\d.]+ failed (\d+) times")
@@ -72,23 +71,14 @@ def spark_task(task_dict: dict[str, Any], config_json: str, env: dict[str, str],
                address: tuple[str, int] | None, token: str, backoff_s: float = 2.0) -> dict[str, Any]:
     """The function Spark maps over the tasks. Never raises for a stage error."""
     task = Task.from_dict(task_dict)
-    attempt = 0
-    while True:
-        try:
-            res = run_task(task_dict, config_json, env, backoff_s=0)
-            break
-        except TransientTaskError as e:
-            attempt += 1
-            if attempt > max_retries:
-                res = failed_result(task, f"{e} (transient error on {attempt} attempts)")
-                break
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 60) * (0.5 + os.urandom(1)[0] / 255))
-        except TaskFailedError as e:
-            res = failed_result(task, str(e))
-            break
-        except Exception as e:  # noqa: BLE001 - e.g. a config mismatch: this task only
-            res = failed_result(task, f"{type(e).__name__}: {e}")
-            break
+    try:
+        res = run_with_retries(task_dict, config_json, max_retries, env, backoff_s)
+    except TransientTaskError as e:
+        res = failed_result(task, f"{e} (transient error on {max_retries + 1} attempts)")
+    except TaskFailedError as e:
+        res = failed_result(task, str(e))
+    except Exception as e:  # noqa: BLE001 - e.g. a config mismatch: this task only
+        res = failed_result(task, f"{type(e).__name__}: {e}")
     res.setdefault("inputs", list(task.inputs))
     _report(address, token, res)
     return res

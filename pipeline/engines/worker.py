@@ -128,3 +128,19 @@ def run_task(task_dict: dict[str, Any], config_json: str, env: dict[str, str] | 
             if backoff_s > 0:
                 time.sleep(backoff_s * (0.5 + random.random()))
             raise TransientTaskError(f"transient: {e}") from e
+
+
+def run_with_retries(task_dict: dict[str, Any], config_json: str, max_retries: int,
+                     env: dict[str, str] | None = None, backoff_s: float = 2.0) -> dict[str, Any]:
+    """:func:`run_task`, retrying transient failures in place with exponential back-off (jittered,
+    at most 60 s) up to ``max_retries`` times; then the last :class:`TransientTaskError` is raised.
+    Other failures raise at once: a bad shard fails the same way on every attempt."""
+    attempt = 0
+    while True:
+        try:
+            return run_task(task_dict, config_json, env, backoff_s=0)
+        except TransientTaskError:
+            attempt += 1
+            if attempt > max_retries:
+                raise
+            time.sleep(min(backoff_s * 2 ** (attempt - 1), 60) * (0.5 + random.random()))
