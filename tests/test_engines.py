@@ -21,7 +21,7 @@ from engine_helpers import all_rows, data_files, make_config, make_inputs
 
 from babelsieve.pipeline.engines import get_engine
 from babelsieve.pipeline.engines.local import LocalEngine
-from babelsieve.pipeline.engines.worker import TransientTaskError, is_transient, run_task
+from babelsieve.pipeline.engines.worker import TransientTaskError, is_transient, run_task, task_env
 from babelsieve.pipeline.runner import run_pipeline
 from babelsieve.pipeline.tasks import TaskFailedError
 
@@ -69,16 +69,8 @@ def spark_context(inputs, tmp_path_factory):
 
 def _run(engine_name, inputs, out, env=None):
     cfg = make_config(inputs, str(out), engine=engine_name)
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
+    with task_env(env):  # the same set-then-restore the workers use for forwarded variables
         summary = run_pipeline(cfg, show_progress=False)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return cfg, summary
 
 
