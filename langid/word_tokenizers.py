@@ -58,6 +58,8 @@ from abc import ABC, abstractmethod
 
 import csv
 import re
+from bisect import bisect_right
+from itertools import accumulate
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
@@ -255,18 +257,22 @@ class _SpacyTokenizer(WordTokenizer):
         super().__init__(spec)
         from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
-        self._dt = SpaCyTokenizer(spec.arg)
-        self._nlp = self._dt.tokenizer  # builds spacy.blank(...) + sentencizer
+        self._dt = SpaCyTokenizer(spec.arg)  # its pipeline is built only if needed (sentences, non-rule tokenizers)
+        # rule-based languages: the same tokenizer with its special cases added when a text can use them
+        self._specials = _LazySpecials.for_language(spec.arg)
+        self._nlp = self._specials.nlp if self._specials is not None else self._dt.tokenizer
         self._tok = self._nlp.tokenizer
         self._is_ja = spec.arg == "ja"
-        self._chunks = _ChunkCache.for_tokenizer(self._nlp)
+        self._chunks = _ChunkCache(self._nlp, self._specials) if self._specials is not None else None
         # spaCy "zh" with jieba: ChineseTokenizer aligns jieba's words to the text (get_words_and_spaces,
         # quadratic in the text length) and builds a Doc; see _jieba_words for why the words are the same
         self._jieba = getattr(self._tok, "jieba_seg", None) if getattr(self._tok, "segmenter", None) == "jieba" else None
 
-    def _tokens(self, text: str) -> list[str]:
+    def _tokens(self, text: str, specials_added: bool = False) -> list[str]:
         from datatrove.utils.word_tokenizers import chunk_text_on_bytes
 
+        if self._specials is not None and not specials_added:
+            self._specials.add_for(text)
         chunks = chunk_text_on_bytes(text, 40000) if self._is_ja else [text]
         self._nlp.max_length = len(text) + 10
         try:
@@ -314,13 +320,224 @@ class _SpacyTokenizer(WordTokenizer):
 
     def _tokens_full(self, texts: list[str]) -> list[list[str]]:
         """The whole text through spaCy's tokenizer (one memory zone for the batch)."""
+        if self._specials is not None:  # outside the memory zone: special cases are permanent
+            for t in texts:
+                self._specials.add_for(t)
         with self._nlp.memory_zone():
-            return [self._tokens(t) if t else [] for t in texts]
+            return [self._tokens(t, specials_added=True) if t else [] for t in texts]
 
     def sent_tokenize(self, text: str) -> list[str]:
         if not text:
             return []
         return self._dt.sent_tokenize(text)
+
+
+_LAZY_FACTORY = "babelsieve.LazySpecialsTokenizer.v1"
+
+
+def _register_lazy_factory() -> None:
+    """spaCy's own ``spacy.Tokenizer.v1`` factory, given language defaults without special cases."""
+    import spacy
+    from types import SimpleNamespace
+
+    if _LAZY_FACTORY in spacy.registry.tokenizers:
+        return
+
+    def lazy_specials_tokenizer():
+        from spacy.language import create_tokenizer
+
+        make = create_tokenizer()
+
+        def factory(nlp):
+            defaults = type("Defaults", (nlp.Defaults,), {"tokenizer_exceptions": {}})
+            return make(SimpleNamespace(vocab=nlp.vocab, Defaults=defaults))
+
+        return factory
+
+    spacy.registry.tokenizers.register(_LAZY_FACTORY, func=lazy_specials_tokenizer)
+
+
+class _LazySpecials:
+    """spaCy's rule-based tokenizer whose special cases (tokenizer exceptions) are added when a text could use one.
+
+    ``spacy.blank("id")`` adds ~16,000 exceptions one by one at load (2.6-4.4 s; each one tokenized and added to a
+    ``PhraseMatcher``), although a page uses a handful. Here the tokenizer starts with none, and before a text is
+    tokenized every exception whose string, whitespace removed, occurs in the text with whitespace removed is added
+    (one Aho-Corasick pass). Why the tokens are those of the fully loaded tokenizer:
+
+    * A special case acts in two ways. (1) Its string is looked up for a whitespace-free substring of the text (a
+      run, or what is left of it while prefixes and suffixes are split off): that substring equals the string, so
+      the string occurs in the text. (2) Its ``PhraseMatcher`` pattern (the string tokenized by the affix rules)
+      matches a sequence of non-whitespace tokens (patterns with a whitespace token are refused in
+      ``for_language``); the matched tokens concatenate to the pattern's tokens concatenated, i.e. the string with
+      whitespace removed, and consecutive tokens are separated by nothing or whitespace, so that string occurs in
+      the text with whitespace removed. A matched span whose text is not a rule changes nothing itself but can
+      stop an overlapping match from applying; it is added too, by the same argument.
+    * So every special case that can act on the text is present; the others cannot act. Matches are filtered and
+      applied by span and string, independent of the order in which cases were added; each ``add_special_case``
+      empties spaCy's cache, so no result computed before an addition is reused after it.
+
+    Cases are added only outside a memory zone (their lexemes must be permanent).
+    """
+
+    def __init__(self, nlp, rules: dict):
+        import ahocorasick
+        from spacy.tokenizer import Tokenizer
+
+        self.nlp = nlp
+        self.tok = nlp.tokenizer
+        self.rules = rules
+        tok = self.tok
+        self.plain = Tokenizer(  # the affix rules alone: the patterns spaCy gives its special matcher
+            nlp.vocab, rules={}, prefix_search=tok.prefix_search, suffix_search=tok.suffix_search,
+            infix_finditer=tok.infix_finditer, token_match=tok.token_match, url_match=tok.url_match,
+        )
+        groups: dict[str, list[str]] = {}
+        for s in sorted(rules):
+            groups.setdefault("".join(s.split()), []).append(s)
+        self.groups = list(groups.values())
+        self.key_len = [len(k) for k in groups]
+        self.automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for i, key in enumerate(groups):
+            if key:
+                self.automaton.add_word(key, i)
+        self.automaton.make_automaton()
+        self.added: set[int] = set()
+        self._patterns: dict[str, tuple[str, ...]] = {}
+        self._cut_cache: dict[str, frozenset[int] | None] = {}
+        # whitespace-only rules (" ", "\n", ...) have no string to find: always present, as in spaCy
+        self._add({i for i, n in enumerate(self.key_len) if n == 0})
+
+    @classmethod
+    def for_language(cls, code: str) -> "_LazySpecials | None":
+        """For a language whose spaCy tokenizer is the rule-based ``Tokenizer``; else None."""
+        import spacy
+
+        try:
+            lang_cls = spacy.util.get_lang_class(code)
+            factory = lang_cls.default_config["nlp"]["tokenizer"].get("@tokenizers")
+        except Exception:
+            return None
+        if factory != "spacy.Tokenizer.v1":  # zh (jieba), ja (SudachiPy), vi (pyvi), ...
+            return None
+        _register_lazy_factory()
+        nlp = spacy.blank(code, config={"nlp": {"tokenizer": {"@tokenizers": _LAZY_FACTORY}}})
+        lazy = cls(nlp, dict(lang_cls.Defaults.tokenizer_exceptions or {}))
+        for s in lazy.rules:  # a pattern with a whitespace token could match across whitespace: not this path
+            if any(c.isspace() for c in s) and s.strip() and lazy.in_matcher(s):
+                p = lazy.pattern(s)
+                if len(p) > 1 and any(not t or t.strip() != t for t in p):
+                    return None
+        return lazy
+
+    def pattern(self, s: str) -> tuple[str, ...]:
+        """The special matcher's pattern for rule ``s`` (its tokens under the affix rules)."""
+        p = self._patterns.get(s)
+        if p is None:
+            with self.nlp.memory_zone():
+                p = self._patterns[s] = tuple(t.text for t in self.plain(s))
+        return p
+
+    def in_matcher(self, s: str) -> bool:
+        tok = self.tok
+        return bool(not tok.faster_heuristics or tok.find_prefix(s) or tok.find_infix(s) or tok.find_suffix(s) or " " in s)
+
+    def add_for(self, text: str) -> None:
+        """Add the special cases that can act on ``text`` (see the class docstring), or on the text datatrove
+        retries when spaCy fails on ``IS_ALPHA``."""
+        found = {i for _, i in self.automaton.iter("".join(text.split()))}
+        if "IS_ALPHA" in text:
+            found |= {i for _, i in self.automaton.iter("".join(text.replace("IS_ALPHA", "").split()))}
+        self._add(found)
+
+    def add_for_runs(self, runs: list[str]) -> None:
+        """``add_for`` for whitespace-free runs tokenized one by one (no case can span two of them)."""
+        self._add({i for _, i in self.automaton.iter("\n".join(runs))})
+
+    def _add(self, found: set[int]) -> None:
+        new = found - self.added
+        if not new:
+            return
+        if self.nlp.vocab.in_memory_zone:
+            raise RuntimeError("special cases must be added outside a spaCy memory zone")
+        for i in sorted(new):
+            for s in self.groups[i]:
+                self.tok.add_special_case(s, self.rules[s])
+        self.added |= new
+
+    def crosses(self, runs: list[str], token_ends) -> bool:
+        """Could a special-case pattern match the text's tokens across two of its runs?
+
+        spaCy's special matcher runs on the tokens before any matcher rule is applied. A match across a run
+        boundary spells the rule's string, whitespace removed, over that boundary in the joined runs; every
+        boundary it covers falls between two of the pattern's tokens (tokens never span runs), and where it starts
+        or ends inside a run, a token of that run starts or ends. ``token_ends(k)`` gives the token end offsets of
+        run ``k`` and the spans (start, end) inside it where a multi-token matcher rule could have applied: only
+        strictly inside such a span can the tokens the matcher saw have other boundaries, so an offset there is
+        not checked. An occurrence that passes these checks counts (the tokens between are not compared): the
+        caller then tokenizes the whole text."""
+        joined = "".join(runs)
+        hits = [(end, i) for end, i in self.automaton.iter(joined)]
+        if not hits:
+            return False
+        run_starts = list(accumulate((len(r) for r in runs[:-1]), initial=0))
+        for end, i in hits:
+            start = end - self.key_len[i] + 1
+            lo, hi = bisect_right(run_starts, start), bisect_right(run_starts, end)
+            if lo == hi:
+                continue  # inside one run
+            found = False
+            for s in self.groups[i]:
+                cuts = self._cuts(s)
+                if cuts is not None and all(b - start in cuts for b in run_starts[lo:hi]):
+                    found = True
+                    break
+            if not found:
+                continue
+            first, last = lo - 1, hi - 1
+            off = start - run_starts[first]
+            if off:  # the match starts inside run `first`: a token must start there
+                ends, spans = token_ends(first)
+                if off not in ends and not any(a < off < b for a, b in spans):
+                    continue
+            off = end + 1 - run_starts[last]
+            if off < len(runs[last]):  # it ends inside run `last`: a token must end there
+                ends, spans = token_ends(last)
+                if off not in ends and not any(a < off < b for a, b in spans):
+                    continue
+            return True
+        return False
+
+    def matched_spans(self, runs: list[str]) -> dict[int, list[tuple[int, int]]]:
+        """Run index -> the spans (start, end offsets in the run) where a multi-token matcher rule could apply
+        inside that run (there its tokens may differ from the tokens the matcher saw)."""
+        joined = "\n".join(runs)
+        hits = [(end, i) for end, i in self.automaton.iter(joined)]
+        out: dict[int, list[tuple[int, int]]] = {}
+        if not hits:
+            return out
+        run_starts = list(accumulate((len(r) + 1 for r in runs[:-1]), initial=0))
+        for end, i in hits:
+            if any(self._cuts(s) is not None for s in self.groups[i]):
+                k = bisect_right(run_starts, end) - 1
+                b = end + 1 - run_starts[k]
+                out.setdefault(k, []).append((b - self.key_len[i], b))
+        return out
+
+    def _cuts(self, s: str) -> frozenset[int] | None:
+        """Offsets between the tokens of rule ``s``'s matcher pattern (in its string without whitespace), or None
+        when the rule is not in the special matcher or its pattern is one token."""
+        cuts = self._cut_cache.get(s, False)
+        if cuts is False:
+            cuts = None
+            if self.in_matcher(s):
+                p = self.pattern(s)
+                if len(p) > 1:
+                    ends = list(accumulate(len(t) for t in p))
+                    # a pattern that does not spell the string (never seen) counts as matching anywhere
+                    cuts = frozenset(ends[:-1]) if "".join(p) == "".join(s.split()) else frozenset(range(ends[-1] + 1))
+            self._cut_cache[s] = cuts
+        return cuts
 
 
 class _ChunkCache:
@@ -338,66 +555,24 @@ class _ChunkCache:
       sequence for the multi-token special-case patterns. A match inside one run is found, filtered
       and applied the same way when the run is tokenized alone (matches in different runs never
       overlap, and the longest-first filter keeps their relative order). A match *across* runs (e.g.
-      the Spanish rule ``"EE. UU."``) is the only way the whole text can differ from its runs. Where
-      the last token of a run and the first of the next are consecutive tokens of some pattern
-      (``_pairs``), the joined tokens are compared with every such pattern at that place
-      (``_crosses``; a pattern containing a whitespace token could also match across a whitespace
-      token: languages with such a pattern do not get this path). A document with a match, and any document containing ``IS_ALPHA`` (datatrove's retry) or whose run raises, is
-      tokenized whole, exactly as before.
+      the Spanish rule ``"EE. UU."``) is the only way the whole text can differ from its runs:
+      ``_LazySpecials.crosses`` finds every place where one could (patterns containing a whitespace
+      token, which could also match across a whitespace token, make ``for_language`` refuse the
+      language). A document with such a match, and any document containing ``IS_ALPHA``
+      (datatrove's retry) or whose run raises, is tokenized whole, exactly as before.
 
-    Runs are tokenized one by one inside a memory zone (no vocabulary growth); the cache maps a run to
+    Runs are tokenized inside a memory zone (no vocabulary growth); the cache maps a run to
     its tokens and is emptied when it holds ``max_entries`` runs.
     """
 
-    def __init__(self, nlp, pairs: dict, max_entries: int = 500_000):
+    def __init__(self, nlp, specials: _LazySpecials, max_entries: int = 500_000):
         self._nlp = nlp
         self._tok = nlp.tokenizer
-        self._pairs = pairs
-        self._ends = {a for a, _ in pairs}
-        self._starts = {b for _, b in pairs}
+        self._specials = specials
         self._cache: dict[str, tuple] = {}
+        self._matched: dict[str, list] = {}  # cached run -> spans where a multi-token special case could apply
         self.max_entries = max_entries
         self.fallback_docs = 0  # documents tokenized whole (cross-run special case possible, IS_ALPHA)
-
-    @classmethod
-    def for_tokenizer(cls, nlp) -> "_ChunkCache | None":
-        from spacy.tokenizer import Tokenizer
-
-        tok = nlp.tokenizer
-        if type(tok) is not Tokenizer:  # zh (jieba), ja (SudachiPy), vi (pyvi), ...: not run-compositional
-            return None
-        plain = Tokenizer(
-            nlp.vocab, rules={}, prefix_search=tok.prefix_search, suffix_search=tok.suffix_search,
-            infix_finditer=tok.infix_finditer, token_match=tok.token_match, url_match=tok.url_match,
-        )
-        pairs: dict[tuple[str, str], list[tuple[tuple[str, ...], int]]] = {}
-        with nlp.memory_zone():
-            for s in tok.rules or {}:
-                # the strings spaCy adds to its special matcher, tokenized as spaCy does (affixes, no specials)
-                if tok.faster_heuristics and not (
-                    tok.find_prefix(s) or tok.find_infix(s) or tok.find_suffix(s) or " " in s
-                ):
-                    continue
-                pattern = [t.text for t in plain(s)]
-                if len(pattern) < 2:
-                    continue
-                if any(not p or p.strip() != p for p in pattern):
-                    return None  # a pattern with whitespace in a token: keep whole-text tokenization
-                for k in range(1, len(pattern)):  # (token k-1, token k) -> the pattern, k
-                    pairs.setdefault((pattern[k - 1], pattern[k]), []).append((tuple(pattern), k))
-        return cls(nlp, pairs)
-
-    def _crosses(self, words: list[str], boundaries: list[int]) -> bool:
-        """Does a special-case pattern match the tokens across one of these run boundaries?"""
-        for b in boundaries:
-            for pattern, k in self._pairs[(words[b - 1], words[b])]:
-                a = b - k
-                if a >= 0 and tuple(words[a : a + len(pattern)]) == pattern:
-                    return True
-        return False
-
-    def _store(self, run: str, toks: list[str]) -> None:
-        self._cache[run] = (tuple(toks) if len(toks) > 1 else (run,), toks[-1] in self._ends, toks[0] in self._starts)
 
     def _fill(self, runs: list[str], group_chars: int = 100_000) -> None:
         """Tokenize new runs, many per spaCy call: runs joined by "\n" (a whitespace token between two
@@ -405,6 +580,10 @@ class _ChunkCache:
         tokens it gets alone); a group that does not split back into its runs goes one run at a time."""
         if len(self._cache) + len(runs) > self.max_entries:
             self._cache.clear()
+            self._matched.clear()
+        self._specials.add_for_runs(runs)
+        self._matched.update((runs[k], spans) for k, spans in self._specials.matched_spans(runs).items())
+        cache = self._cache
         tok = self._tok
         with self._nlp.memory_zone():
             i = 0
@@ -431,11 +610,11 @@ class _ChunkCache:
                         per_run.pop()
                     if len(per_run) == len(group) and all("".join(w) == r for w, r in zip(per_run, group)):
                         for r, w in zip(group, per_run):
-                            self._store(r, w)
+                            cache[r] = tuple(w)
                         continue
                 for r in group:  # one run per call (a run that raises stays uncached: its document goes whole)
                     try:
-                        self._store(r, [t.text for t in tok(r)])
+                        cache[r] = tuple(t.text for t in tok(r))
                     except Exception:
                         pass
 
@@ -449,28 +628,21 @@ class _ChunkCache:
             cache = self._cache
         out: list[list[str] | None] = []
         redo: list[int] = []
-        pairs = self._pairs
+        crosses = self._specials.crosses
+        matched = self._matched
+
+        def token_ends(runs: list[str], k: int) -> tuple[set[int], list]:
+            return set(accumulate(len(t) for t in cache[runs[k]])), matched.get(runs[k], ())
+
         for i, runs in enumerate(runs_per_doc):
-            if runs is None:
-                redo.append(i)
-                out.append(None)
-                continue
-            words: list[str] | None = []
-            prev_risky = False
-            prev_last = None
-            risky: list[int] = []
-            try:
-                for r in runs:
-                    toks, end_risky, start_risky = cache[r]
-                    if prev_risky and start_risky and (prev_last, toks[0]) in pairs:
-                        risky.append(len(words))
-                    words += toks
-                    prev_risky = end_risky
-                    prev_last = toks[-1]
-                if risky and self._crosses(words, risky):
+            words: list[str] | None = None
+            if runs is not None:
+                try:
+                    words = [w for r in runs for w in cache[r]]
+                except KeyError:  # a run that raised (not cached)
                     words = None
-            except KeyError:  # a run that raised (not cached)
-                words = None
+                if words is not None and len(runs) > 1 and crosses(runs, lambda k, runs=runs: token_ends(runs, k)):
+                    words = None
             if words is None:
                 redo.append(i)
             out.append(words)

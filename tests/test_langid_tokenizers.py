@@ -125,3 +125,58 @@ def test_run_cache_falls_back_on_cross_run_special_case():
 
     assert words == dt_load("spa_Latn").word_tokenize("Los EE. UU. ganan")
     assert tok._chunks.fallback_docs == before + 1
+
+
+def _special_case_soup(rules, rng, n: int) -> list[str]:
+    """Texts made of a language's spaCy tokenizer exceptions glued and split in every way: joined, separated by
+    one or more spaces or newlines, cut in two, upper-cased, with the punctuation that spaCy splits off."""
+    keys = sorted(rules)
+    seps = [" ", "", "\n", "  ", " - ", ".", ",", "-", "(", ")", "'", " . ", "\u00a0", "\t", "/", ":"]
+    words = ["anak", "Dr", "med", "EE", "UU", "z", "B", "usw", "the", "a", "in", "т", "ч", "12", "3.5"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(3, 25)):
+            r = rng.random()
+            if r < 0.55:
+                s = rng.choice(keys)
+                s = s.upper() if rng.random() < 0.2 else s
+                s = s.replace(" ", rng.choice(["", "  ", "\n", " "])) if rng.random() < 0.2 else s
+                parts.append(s)
+            elif r < 0.8:
+                parts.append(rng.choice(words))
+            else:
+                s = rng.choice(keys)
+                k = rng.randint(0, len(s))
+                parts += [s[:k], rng.choice(seps), s[k:]]
+            parts.append(rng.choice(seps))
+        out.append("".join(parts))
+    return out
+
+
+@pytest.mark.parametrize("code", ["id", "nl", "en", "es", "ru", "de", "fr", "xx", "pt", "da", "gd"])
+def test_lazy_special_cases_give_the_fully_loaded_tokens(code):
+    """spaCy rule tokenizers start without their exceptions and add those a text can use (``_LazySpecials``); the
+    run cache sends a text whole where an exception could match across whitespace. On texts that are nothing but
+    exceptions glued and split in every way, the tokens must be those of datatrove's fully loaded tokenizer: in one
+    warm batch, in reverse order, and from a fresh tokenizer per 40 texts (cold: cases added text by text)."""
+    import random
+
+    import spacy
+    from datatrove.utils.word_tokenizers import SpaCyTokenizer
+
+    from babelsieve.langid.word_tokenizers import TokenizerSpec, _SpacyTokenizer
+
+    rules = spacy.util.get_lang_class(code).Defaults.tokenizer_exceptions
+    texts = _special_case_soup(rules, random.Random(code), 160)
+    dt = SpaCyTokenizer(code)
+    ref = [dt.word_tokenize(t) for t in texts]
+    spec = TokenizerSpec("SpaCyTokenizer", code, "datatrove")
+    warm = _SpacyTokenizer(spec)
+    assert warm._specials is not None and warm._chunks is not None  # the lazy path is the one tested
+    assert warm.word_tokenize_batch(texts) == ref
+    assert warm.word_tokenize_batch(texts[::-1]) == ref[::-1]
+    assert len(warm._specials.added) < len(warm._specials.groups) or len(rules) < 300  # really lazy
+    for i in range(0, len(texts), 40):
+        cold = _SpacyTokenizer(spec)
+        assert [cold.word_tokenize(t) for t in texts[i : i + 40]] == ref[i : i + 40]
