@@ -413,7 +413,10 @@ class _LazySpecials:
         """For a language whose spaCy tokenizer is the rule-based ``Tokenizer``; else None."""
         import spacy
 
+        from .regex_cache import preload_spacy_language
+
         try:
+            preload_spacy_language(code)  # French: its 3-5 s TOKEN_MATCH compile, from the per-machine cache
             lang_cls = spacy.util.get_lang_class(code)
             factory = lang_cls.default_config["nlp"]["tokenizer"].get("@tokenizers")
         except Exception:
