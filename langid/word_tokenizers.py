@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import copy
 import csv
 import re
 from bisect import bisect_right
@@ -675,15 +676,28 @@ class _TibetanTokenizer(WordTokenizer):
 
 
 @lru_cache(maxsize=None)
-def _load_spec(spec: TokenizerSpec) -> WordTokenizer:
-    if spec.kind == "TibetanRegex":
+def _load_backend(kind: str, arg: str) -> WordTokenizer:
+    spec = TokenizerSpec(kind, arg, "datatrove")
+    if kind == "TibetanRegex":
         return _TibetanTokenizer(spec)
-    if spec.kind == "SpaCyTokenizer":
+    if kind == "SpaCyTokenizer":
         return _SpacyTokenizer(spec)
     from datatrove.utils import word_tokenizers as dtw
 
-    cls = getattr(dtw, spec.kind)
-    return _DatatroveTokenizer(spec, cls(spec.arg) if spec.arg else cls())
+    cls = getattr(dtw, kind)
+    return _DatatroveTokenizer(spec, cls(arg) if arg else cls())
+
+
+@lru_cache(maxsize=None)
+def _load_spec(spec: TokenizerSpec) -> WordTokenizer:
+    # one backend per (class, code): labels reaching spaCy "xx" through datatrove's table, a stanza substitute or
+    # the script fallback share its tokenizer (and its run cache); each label keeps its own spec and name
+    backend = _load_backend(spec.kind, spec.arg)
+    if backend.spec == spec:
+        return backend
+    view = copy.copy(backend)
+    view.spec, view.name = spec, spec.name
+    return view
 
 
 def load_word_tokenizer(lang_script: str) -> WordTokenizer:
