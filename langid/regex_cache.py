@@ -1,45 +1,44 @@
-"""Compiled-regex cache for spaCy language modules that compile a huge regex at import.
+"""Per-machine cache of compiled regular expressions for spaCy's tokenizers.
 
-``import spacy.lang.fr`` compiles ``TOKEN_MATCH``, one alternation of ~600 patterns over spaCy's Unicode letter
-classes: 3-5 CPU seconds in ``re``'s parser and charset optimiser, in every process that tokenizes French (the
-same cost in datatrove). The result of that work is the pattern's ``_sre`` code, a list of integers that depends
-only on the pattern string, the flags and the Python version. We store it once per machine (under
-``$BABELSIEVE_CACHE`` or ``~/.cache/babelsieve``, ``regex/``) and, before the module is imported, put the
-pattern built from it into ``re``'s own compile cache under the module's exact (pattern, flags) key. The module's
-``re.compile`` call then returns that object instead of compiling: the same code gives the same matcher.
+Loading a spaCy rule tokenizer compiles large regexes: the prefix, suffix and infix alternations of every
+language (10-25 kB each, ~50 ms per language) and, for French, ``TOKEN_MATCH`` (one alternation of ~600 patterns
+over spaCy's Unicode letter classes, 3-5 CPU seconds at ``import spacy.lang.fr``). A process that meets 40
+languages pays seconds for it, again in every worker (datatrove too). What ``re`` computes is the pattern's
+``_sre`` code, a list of integers that depends only on the pattern string, the flags and the Python version.
 
-Nothing here can change a result: the cached object is used only when the module asks ``re`` for exactly the
-pattern string and flags it was built from (``re``'s cache key); after the import we check that the module holds
-our object, and anything unexpected (another Python, a changed module, a missing ``re`` internal) falls back to
-the plain import and rewrites the cache.
+``regex_code_cache(tag)`` is a block: before it, the code stored under ``tag`` (``$BABELSIEVE_CACHE`` or
+``~/.cache/babelsieve``, ``regex/``) is turned back into pattern objects and put into ``re``'s own compile cache
+under their exact (type, pattern, flags) key; inside it, a ``re.compile`` of one of those patterns returns the
+stored object instead of compiling; after it, long patterns that were compiled in the block are added to the
+file. The same code gives the same matcher, and a stored object is used only for exactly the pattern string and
+flags it was built from (``re``'s own key), so nothing here can change a result. Anything unexpected (another
+Python, a missing ``re`` internal, an unreadable file) means the plain compile.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from typing import Iterator
 
-# modules whose import compiles a regex worth caching: module -> (global holding the pattern, the flags argument
-# of the module's re.compile call; spaCy writes its flags inline, "(?iu)...")
-SLOW_REGEX_MODULES: dict[str, tuple[tuple[str, int], ...]] = {"spacy.lang.fr.tokenizer_exceptions": (("TOKEN_MATCH", 0),)}
-_FORMAT = 1
-FROM_CACHE: dict[str, bool] = {}  # module -> were its regexes taken from the cache (for tests and reports)
+_FORMAT = 2
+MIN_PATTERN_CHARS = 1000  # shorter patterns compile in well under a millisecond
+STATS: dict[str, dict[str, int]] = {}  # tag -> {"seeded": n, "compiled": n}: for tests and reports
 
 
-def _cache_file(module: str) -> Path | None:
+def _cache_file(tag: str) -> Path | None:
     try:
         import _sre
-        import spacy
 
-        tag = f"{module}-spacy{spacy.__version__}-py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}-sre{_sre.MAGIC}-v{_FORMAT}"
+        key = f"{tag}-py{sys.version_info[0]}.{sys.version_info[1]}.{sys.version_info[2]}-sre{_sre.MAGIC}-v{_FORMAT}"
     except Exception:
         return None
     root = Path(os.environ.get("BABELSIEVE_CACHE") or Path.home() / ".cache" / "babelsieve")
-    return root / "regex" / f"{tag}.pickle"
+    return root / "regex" / f"{key}.pickle"
 
 
 def _code_of(pattern: str, flags: int) -> tuple:
@@ -56,51 +55,54 @@ def _code_of(pattern: str, flags: int) -> tuple:
     return (pattern, flags, flags | p.state.flags, [int(c) for c in code], p.state.groups - 1, dict(groupindex), tuple(indexgroup))
 
 
-def _seed(entries: list[tuple]) -> list:
+def _load(path: Path | None) -> list[tuple]:
+    if path is None or not path.exists():
+        return []
+    try:
+        entries = pickle.loads(path.read_bytes())
+        return entries if isinstance(entries, list) else []
+    except Exception:
+        return []
+
+
+def _seed(entries: list[tuple]) -> int:
     import _sre
-    import re
 
-    objs = []
+    n = 0
     for pattern, flags, final_flags, code, groups, groupindex, indexgroup in entries:
-        obj = _sre.compile(pattern, final_flags, code, groups, groupindex, indexgroup)
-        re._cache[(str, pattern, flags)] = obj  # type: ignore[attr-defined]
-        objs.append(obj)
-    return objs
+        key = (str, pattern, flags)
+        if key not in re._cache:  # type: ignore[attr-defined]
+            re._cache[key] = _sre.compile(pattern, final_flags, code, groups, groupindex, indexgroup)  # type: ignore[attr-defined]
+            n += 1
+    return n
 
 
-def preload_spacy_language(code: str) -> None:
-    """Import spaCy's modules for language ``code`` that have slow regexes, through the cache."""
-    for module in SLOW_REGEX_MODULES:
-        if module.startswith(f"spacy.lang.{code}."):
-            import_with_regex_cache(module)
-
-
-def import_with_regex_cache(module: str) -> ModuleType:
-    """``importlib.import_module(module)``, with its slow regexes taken from the cache when they are there."""
-    names = SLOW_REGEX_MODULES.get(module)
-    if names is None or module in sys.modules:
-        return importlib.import_module(module)
-    path = _cache_file(module)
-    seeded: list = []
-    if path is not None and path.exists():
-        try:
-            seeded = _seed(pickle.loads(path.read_bytes()))
-        except Exception:
-            seeded = []
-    mod = importlib.import_module(module)
-    # the global may be the pattern or one of its bound methods (spaCy keeps ``re.compile(...).match``)
-    held = [getattr(getattr(mod, n, None), "__self__", getattr(mod, n, None)) for n, _ in names]
-    FROM_CACHE[module] = bool(seeded) and len(seeded) == len(held) and all(a is b for a, b in zip(held, seeded))
-    if FROM_CACHE[module]:
-        return mod
-    if path is not None:  # first use on this machine (or a stale cache): store the code of what the module compiled
-        try:
-            entries = [_code_of(p.pattern, flags) for p, (_, flags) in zip(held, names)]
+@contextmanager
+def regex_code_cache(tag: str) -> Iterator[None]:
+    """Long regexes compiled inside the block come from, and go to, the per-machine cache file ``tag``."""
+    path = _cache_file(tag)
+    entries = _load(path)
+    stats = STATS.setdefault(tag, {"seeded": 0, "compiled": 0})
+    try:
+        stats["seeded"] += _seed(entries)
+        before = set(re._cache)  # type: ignore[attr-defined]
+    except Exception:  # no usable re internals: plain compiles
+        yield
+        return
+    yield
+    try:
+        known = {(e[0], e[1]) for e in entries}
+        new = [
+            (p, flags)
+            for (kind, p, flags) in list(re._cache)  # type: ignore[attr-defined]
+            if kind is str and len(p) >= MIN_PATTERN_CHARS and (kind, p, flags) not in before and (p, flags) not in known
+        ]
+        stats["compiled"] += len(new)
+        if new and path is not None:
+            entries += [_code_of(p, flags) for p, flags in new]
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, path)
-        except Exception:
-            pass
-    return mod
-
+    except Exception:
+        pass

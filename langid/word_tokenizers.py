@@ -333,29 +333,14 @@ class _SpacyTokenizer(WordTokenizer):
         return self._dt.sent_tokenize(text)
 
 
-_LAZY_FACTORY = "babelsieve.LazySpecialsTokenizer.v1"
-
-
-def _register_lazy_factory() -> None:
-    """spaCy's own ``spacy.Tokenizer.v1`` factory, given language defaults without special cases."""
-    import spacy
+def _lazy_tokenizer_factory(nlp):
+    """spaCy's own ``spacy.Tokenizer.v1`` factory, given the language's defaults without special cases."""
     from types import SimpleNamespace
 
-    if _LAZY_FACTORY in spacy.registry.tokenizers:
-        return
+    from spacy.language import create_tokenizer
 
-    def lazy_specials_tokenizer():
-        from spacy.language import create_tokenizer
-
-        make = create_tokenizer()
-
-        def factory(nlp):
-            defaults = type("Defaults", (nlp.Defaults,), {"tokenizer_exceptions": {}})
-            return make(SimpleNamespace(vocab=nlp.vocab, Defaults=defaults))
-
-        return factory
-
-    spacy.registry.tokenizers.register(_LAZY_FACTORY, func=lazy_specials_tokenizer)
+    defaults = type("Defaults", (nlp.Defaults,), {"tokenizer_exceptions": {}})
+    return create_tokenizer()(SimpleNamespace(vocab=nlp.vocab, Defaults=defaults))
 
 
 class _LazySpecials:
@@ -414,18 +399,19 @@ class _LazySpecials:
         """For a language whose spaCy tokenizer is the rule-based ``Tokenizer``; else None."""
         import spacy
 
-        from .regex_cache import preload_spacy_language
+        from .regex_cache import regex_code_cache
 
         try:
-            preload_spacy_language(code)  # French: its 3-5 s TOKEN_MATCH compile, from the per-machine cache
-            lang_cls = spacy.util.get_lang_class(code)
-            factory = lang_cls.default_config["nlp"]["tokenizer"].get("@tokenizers")
+            # the language's big regexes (affixes; French TOKEN_MATCH at import) from the per-machine cache
+            with regex_code_cache(f"spacy{spacy.__version__}-{code}"):
+                lang_cls = spacy.util.get_lang_class(code)
+                if lang_cls.default_config["nlp"]["tokenizer"].get("@tokenizers") != "spacy.Tokenizer.v1":
+                    return None  # zh (jieba), ja (SudachiPy), vi (pyvi), ...
+                # the blank pipeline spacy.blank(code) builds (same vocabulary and tokenizer factory), without
+                # resolving a config
+                nlp = lang_cls(create_tokenizer=_lazy_tokenizer_factory)
         except Exception:
             return None
-        if factory != "spacy.Tokenizer.v1":  # zh (jieba), ja (SudachiPy), vi (pyvi), ...
-            return None
-        _register_lazy_factory()
-        nlp = spacy.blank(code, config={"nlp": {"tokenizer": {"@tokenizers": _LAZY_FACTORY}}})
         lazy = cls(nlp, dict(lang_cls.Defaults.tokenizer_exceptions or {}))
         for s in lazy.rules:  # a pattern with a whitespace token could match across whitespace: not this path
             if any(c.isspace() for c in s) and s.strip() and lazy.in_matcher(s):
