@@ -10,7 +10,11 @@ datatrove class        what we use
 =====================  ==========================================================================
 SpaCyTokenizer(code)   the same ``spacy.blank(code)`` pipeline (zh: jieba, ja: SudachiPy through
                        datatrove's registered Japanese tokenizer, vi: pyvi); we call the spaCy
-                       tokenizer directly (no sentencizer) inside a ``memory_zone`` -> same tokens
+                       tokenizer directly (no sentencizer) inside a ``memory_zone`` -> same tokens.
+                       Rule-based languages load without their tokenizer exceptions and add the
+                       ones a text can use (``_LazySpecials``), with their big regexes from a
+                       per-machine compiled-code cache (``regex_cache``); tokens per whitespace run
+                       are cached (``_ChunkCache``)
 WhitespaceTokenizer    datatrove's (spaCy ``xx`` for words)
 IndicNLPTokenizer      datatrove's (indic-nlp-library trivial tokenizer)
 ThaiTokenizer          datatrove's (pythainlp ``newmm-safe``)
