@@ -444,10 +444,6 @@ class _LazySpecials:
             found |= {i for _, i in self.automaton.iter("".join(text.replace("IS_ALPHA", "").split()))}
         self._add(found)
 
-    def add_for_runs(self, runs: list[str]) -> None:
-        """``add_for`` for whitespace-free runs tokenized one by one (no case can span two of them)."""
-        self._add({i for _, i in self.automaton.iter("\n".join(runs))})
-
     def _add(self, found: set[int]) -> None:
         new = found - self.added
         if not new:
@@ -502,14 +498,17 @@ class _LazySpecials:
             return True
         return False
 
-    def matched_spans(self, runs: list[str]) -> dict[int, list[tuple[int, int]]]:
-        """Run index -> the spans (start, end offsets in the run) where a multi-token matcher rule could apply
-        inside that run (there its tokens may differ from the tokens the matcher saw)."""
+    def prepare_runs(self, runs: list[str]) -> dict[int, list[tuple[int, int]]]:
+        """Before whitespace-free runs are tokenized one by one (no case can span two of them): add the special
+        cases that can act on them (``add_for``), and return run index -> the spans (start, end offsets in the run)
+        where a multi-token matcher rule could apply inside that run (there its tokens may differ from the tokens
+        the matcher saw). One automaton pass serves both."""
         joined = "\n".join(runs)
         hits = [(end, i) for end, i in self.automaton.iter(joined)]
         out: dict[int, list[tuple[int, int]]] = {}
         if not hits:
             return out
+        self._add({i for _, i in hits})
         run_starts = list(accumulate((len(r) + 1 for r in runs[:-1]), initial=0))
         for end, i in hits:
             if any(self._cuts(s) is not None for s in self.groups[i]):
@@ -575,8 +574,7 @@ class _ChunkCache:
         if len(self._cache) + len(runs) > self.max_entries:
             self._cache.clear()
             self._matched.clear()
-        self._specials.add_for_runs(runs)
-        self._matched.update((runs[k], spans) for k, spans in self._specials.matched_spans(runs).items())
+        self._matched.update((runs[k], spans) for k, spans in self._specials.prepare_runs(runs).items())
         cache = self._cache
         tok = self._tok
         with self._nlp.memory_zone():
