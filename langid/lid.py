@@ -119,6 +119,7 @@ class LIDBackend(ABC):
     def __init__(self, model_path: str | os.PathLike):
         self.model_path = Path(model_path)
         self._model = None
+        self._compiled = False  # not loaded yet (None: not available)
         self._lock = threading.Lock()
 
     @property
@@ -132,25 +133,71 @@ class LIDBackend(ABC):
                     self._model = fasttext.load_model(str(self.model_path))
         return self._model
 
+    @property
+    def compiled(self):
+        """The model as arrays for the compiled predictor (``fasttext_inference``), or ``None``.
+
+        ``None`` when the model uses a feature the compiled predictor lacks, when numba is missing,
+        or when ``BABELSIEVE_LID_INFERENCE=fasttext`` asks for fastText's own binding; predictions
+        are the same either way (bit for bit), only slower through the binding.
+        """
+        if self._compiled is False:
+            with self._lock:
+                if self._compiled is False:
+                    self._compiled = self._load_compiled()
+        return self._compiled
+
+    def _load_compiled(self):
+        if os.environ.get("BABELSIEVE_LID_INFERENCE", "").lower() == "fasttext":
+            return None
+        try:
+            import numba  # noqa: F401
+
+            from babelsieve.langid.fasttext_inference import UnsupportedModel, load_fasttext_arrays
+        except ImportError as e:  # pragma: no cover - numba is a dependency
+            log.info("compiled language-ID predictor unavailable (%s): using fastText's binding", e)
+            return None
+        try:
+            return load_fasttext_arrays(self.model_path)
+        except (UnsupportedModel, OSError) as e:
+            log.info("%s: %s; using fastText's binding", self.model_path.name, e)
+            return None
+
     def labels(self) -> list[str]:
+        if self.compiled is not None:
+            return list(self.compiled.labels)
         return [lab.removeprefix("__label__") for lab in self.model.get_labels()]
+
+    def _predict_chunk(self, chunk: list[str], k: int, thr: float) -> tuple[list, list]:
+        """fastText's ``multilinePredict(chunk, k, thr)``: label lists and probability lists."""
+        arrays = self.compiled
+        if arrays is None:
+            return self.model.f.multilinePredict(chunk, k, thr, "strict")
+        from babelsieve.langid.fasttext_inference import predict_lines
+
+        counts, ids, probs = predict_lines(arrays, chunk, k, thr)
+        names = arrays.labels
+        labels = [[names[j] for j in row[:c]] for row, c in zip(ids.tolist(), counts.tolist())]
+        return labels, [p[:c] for p, c in zip(probs, counts.tolist())]
 
     def _raw(self, texts: list[str], threshold: float) -> list[tuple[list[str], list[float]]]:
         """fastText predictions (labels without ``__label__``) for prepared, non-empty texts."""
         out = []
-        f = self.model.f
         thr = max(threshold, 0.0)
+        compiled = self.compiled is not None
         for i in range(0, len(texts), _BATCH):
             # the "\n" is the end-of-sentence token that fasttext's Python predict() appends too
             chunk = [t + "\n" for t in texts[i : i + _BATCH]]
-            res = f.multilinePredict(chunk, -1, thr, "strict")
+            res = self._predict_chunk(chunk, -1, thr)
             # res: (list of label lists, list of prob arrays)
             for j, (labels, probs) in enumerate(zip(res[0], res[1])):
                 if not len(labels):  # nothing above the threshold: take the top-1
-                    l1, p1 = f.multilinePredict([chunk[j]], 1, 0.0, "strict")
+                    l1, p1 = self._predict_chunk([chunk[j]], 1, 0.0)
                     labels, probs = l1[0], p1[0]
                 # still nothing (fastText gives no prediction e.g. for one 20,000-letter "word"): empty
-                out.append(([lab[9:] for lab in labels], [min(float(p), 1.0) for p in probs]))
+                if not compiled:
+                    labels = [lab[9:] for lab in labels]
+                out.append((labels, [min(float(p), 1.0) for p in probs]))
         return out
 
     @abstractmethod

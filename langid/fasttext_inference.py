@@ -1,0 +1,302 @@
+"""fastText supervised-model prediction in compiled code (numba), bit for bit what fastText computes.
+
+Why: on extracted web pages, fastText's own C++ ``predict`` is nearly all of language-ID time (the
+Python around it is a few per cent), so the stage cannot be much faster than the C++ call. That call
+spends its time on a ``std::string`` per character n-gram, a hash-map lookup per n-gram in the pruned
+model's bucket map and a stream read per byte. Here the same arithmetic runs over one byte buffer per
+batch: n-gram hashes are extended a character at a time (FNV-1a is a running hash, so each longer n-gram
+costs one more step), pruned buckets are looked up in a dense array, the input rows of quantised
+models are decoded once at load.
+
+What makes the results identical (``tests/test_fasttext_inference.py`` compares labels *and* float32
+scores with fastText on real pages, UDHR lines, random Unicode and models trained in the test):
+
+* the same tokens (``readWord``: ASCII whitespace and NUL separate, ``\\n`` is the end-of-sentence token
+  ``</s>`` and ends the line; a token equal to ``</s>`` ends it too; tokens with the label prefix are
+  dropped), the same word ids, the same n-grams (UTF-8 characters, ``<`` ``>`` around the word, lengths
+  ``minn..maxn``, FNV-1a over sign-extended bytes, ``% bucket``, the pruned-bucket map);
+* the same float32 arithmetic in the same order: rows summed in token order, times ``float(1.0 / n)``;
+  sequential float32 dot products; hierarchical softmax's depth-first walk with fastText's
+  ``1. / (1 + exp(-f))`` and ``log(x + 1e-5)`` in the precisions its C++ uses, or softmax with its
+  max-shift; the result heap with libstdc++'s ``push_heap``/``pop_heap``/``sort_heap`` (so ties come
+  out in fastText's order); probabilities ``expf(score)``.
+
+Models it takes: ``supervised`` with ``hs`` or ``softmax`` loss, dense or product-quantised input
+(``.ftz``, also with ``qnorm``), dense output, ``wordNgrams == 1``. Anything else raises
+:class:`UnsupportedModel` at load and the caller keeps using the fastText binding.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FastTextArrays", "UnsupportedModel", "load_fasttext_arrays", "predict_lines"]
+
+_MAGIC = 793712314
+_EOS = b"</s>"
+_LOSS_HS, _LOSS_SOFTMAX = 1, 3  # fastText's loss_name enum
+_MODEL_SUPERVISED = 3
+
+
+class UnsupportedModel(ValueError):
+    """The model file uses a feature this module does not implement (use the fastText binding)."""
+
+
+@dataclass
+class FastTextArrays:
+    """A supervised fastText model as flat arrays for :func:`predict_lines`."""
+
+    labels: list[str]  # without the label prefix
+    label_prefix: bytes
+    dim: int
+    minn: int
+    maxn: int
+    bucket: int
+    nwords: int
+    loss: int
+    entry_bytes: np.ndarray  # uint8: every dictionary entry's UTF-8 bytes, concatenated
+    entry_offsets: np.ndarray  # int64 [size + 1]
+    entry_hash: np.ndarray  # int64: fastText's hash of each entry
+    word_table: np.ndarray  # int32 open-addressing table (power-of-two size) of entry ids, -1 empty
+    ngram_row: np.ndarray  # int32 [bucket]: input row of each n-gram bucket, -1 if pruned away
+    input_rows: np.ndarray  # float32 [rows, dim]
+    output_rows: np.ndarray  # float32 [rows, dim]
+    tree_left: np.ndarray  # int32 [2 * nlabels - 1] (hierarchical softmax), -1 for leaves
+    tree_right: np.ndarray
+    eos_id: int
+
+
+class _Reader:
+    """Sequential reads from a memory-mapped model file (matrices are copied out, the map is closed)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def unpack(self, fmt: str):
+        size = struct.calcsize("<" + fmt)
+        if self.pos + size > len(self.data):
+            raise UnsupportedModel("model file ends early")
+        vals = struct.unpack_from("<" + fmt, self.data, self.pos)
+        self.pos += size
+        return vals if len(vals) > 1 else vals[0]
+
+    def array(self, dtype, count: int) -> np.ndarray:
+        dt = np.dtype(dtype)
+        end = self.pos + dt.itemsize * count
+        if count < 0 or end > len(self.data):
+            raise UnsupportedModel("model file ends early")
+        arr = np.frombuffer(self.data, dtype=dt, count=count, offset=self.pos).copy()
+        self.pos = end
+        return arr
+
+    def cstring(self) -> bytes:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            raise UnsupportedModel("model file ends early")
+        s = self.data[self.pos : end]
+        self.pos = end + 1
+        return s
+
+
+def fasttext_hash(word: bytes) -> int:
+    """fastText's ``Dictionary::hash``: 32-bit FNV-1a over the bytes taken as signed chars."""
+    h = 2166136261
+    for b in word:
+        h = ((h ^ (b | 0xFFFFFF00 if b >= 128 else b)) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _huffman_tree(counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """fastText's ``HierarchicalSoftmaxLoss::buildTree`` (labels sorted by decreasing count)."""
+    osz = len(counts)
+    size = 2 * osz - 1
+    count = [10**15] * size
+    count[:osz] = counts
+    left = np.full(size, -1, np.int32)
+    right = np.full(size, -1, np.int32)
+    leaf, node = osz - 1, osz
+    for i in range(osz, size):
+        mini = [0, 0]
+        for j in range(2):
+            if leaf >= 0 and count[leaf] < count[node]:
+                mini[j] = leaf
+                leaf -= 1
+            else:
+                mini[j] = node
+                node += 1
+        left[i], right[i] = mini
+        count[i] = count[mini[0]] + count[mini[1]]
+    return left, right
+
+
+def _subword_buckets(word: bytes, minn: int, maxn: int, bucket: int) -> list[int]:
+    """fastText's ``computeSubwords`` hashes (before pruning) of ``word`` (already wrapped in ``<`` ``>``)."""
+    out = []
+    n_bytes = len(word)
+    for i in range(n_bytes):
+        if (word[i] & 0xC0) == 0x80:
+            continue
+        j, n = i, 1
+        ngram = bytearray()
+        while j < n_bytes and n <= maxn:
+            ngram.append(word[j])
+            j += 1
+            while j < n_bytes and (word[j] & 0xC0) == 0x80:
+                ngram.append(word[j])
+                j += 1
+            if n >= minn and not (n == 1 and (i == 0 or j == n_bytes)):
+                out.append(fasttext_hash(bytes(ngram)) % bucket)
+            n += 1
+    return out
+
+
+def load_fasttext_arrays(path: str | Path) -> FastTextArrays:
+    """Parse a fastText ``.bin``/``.ftz`` model file (format version 12) into :class:`FastTextArrays`."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        return _parse(_Reader(mm), str(path))
+
+
+def _parse(r: _Reader, path: str) -> FastTextArrays:
+    magic, version = r.unpack("ii")
+    if magic != _MAGIC or version > 12:
+        raise UnsupportedModel(f"{path}: not a fastText model of format version <= 12")
+    (dim, _ws, _epoch, _min_count, _neg, word_ngrams, loss, model, bucket, minn, maxn, _lr_update) = r.unpack(
+        "12i"
+    )
+    r.unpack("d")  # t
+    if model != _MODEL_SUPERVISED or loss not in (_LOSS_HS, _LOSS_SOFTMAX):
+        raise UnsupportedModel("only supervised models with hs or softmax loss")
+    if word_ngrams > 1:
+        raise UnsupportedModel("wordNgrams > 1")
+    size, nwords, nlabels = r.unpack("iii")
+    _ntokens, pruneidx_size = r.unpack("qq")
+    words, counts, types = [], [], []
+    for _ in range(size):
+        words.append(r.cstring())
+        c, t = r.unpack("qb")
+        counts.append(c)
+        types.append(t)
+    prune = r.array(np.int32, 2 * max(pruneidx_size, 0)).reshape(-1, 2)
+    quant_input = r.unpack("?")
+    if quant_input:
+        qnorm, m, n, codesize = r.unpack("?qqi")
+        codes = r.array(np.uint8, codesize)
+        pq_dim, nsubq, dsub, lastdsub = r.unpack("iiii")
+        centroids = r.array(np.float32, pq_dim * 256)
+        norms = np.ones(m, np.float32)
+        if qnorm:  # each row's norm is quantised too: a row is norm * its centroids (float32 product)
+            norm_codes = r.array(np.uint8, m)
+            r.unpack("iiii")  # the norm quantiser: dim 1, one sub-quantiser
+            norms = r.array(np.float32, 256)[norm_codes]
+        input_rows = np.empty((m, n), np.float32)
+        codes = codes.reshape(m, nsubq)
+        for s in range(nsubq):
+            d = lastdsub if s == nsubq - 1 else dsub
+            base = s * 256 * dsub
+            cents = centroids[base : base + 256 * d].reshape(256, d)
+            input_rows[:, s * dsub : s * dsub + d] = norms[:, None] * cents[codes[:, s]]
+    else:
+        m, n = r.unpack("qq")
+        input_rows = r.array(np.float32, m * n).reshape(m, n)
+    qout = r.unpack("?")
+    if quant_input and qout:
+        raise UnsupportedModel("quantised output matrix")
+    om, on = r.unpack("qq")
+    output_rows = r.array(np.float32, om * on).reshape(om, on)
+    if n != dim or on != dim:
+        raise UnsupportedModel("matrix width differs from dim")
+
+    offsets = np.zeros(size + 1, np.int64)
+    offsets[1:] = np.cumsum([len(w) for w in words])
+    entry_hash = np.array([fasttext_hash(w) for w in words], np.int64)
+    table_size = 1 << max(4, (2 * size).bit_length())
+    table = np.full(table_size, -1, np.int32)
+    for i, h in enumerate(entry_hash.tolist()):
+        j = h & (table_size - 1)
+        while table[j] != -1:
+            j = (j + 1) & (table_size - 1)
+        table[j] = i
+
+    if pruneidx_size < 0:  # not pruned: bucket b is row nwords + b
+        ngram_row = np.arange(nwords, nwords + bucket, dtype=np.int32)
+    else:
+        ngram_row = np.full(bucket, -1, np.int32)
+        if len(prune):
+            ngram_row[prune[:, 0]] = nwords + prune[:, 1]
+    label_counts = [c for c, t in zip(counts, types) if t == 1]
+    if loss == _LOSS_HS:
+        left, right = _huffman_tree(label_counts)
+    else:
+        left = right = np.full(1, -1, np.int32)
+    prefix = b"__label__"
+    labels = [w.decode("utf-8", "replace").removeprefix(prefix.decode()) for w, t in zip(words, types) if t == 1]
+    eos_id = words.index(_EOS) if _EOS in words else -1
+    return FastTextArrays(
+        labels=labels,
+        label_prefix=prefix,
+        dim=dim,
+        minn=minn,
+        maxn=maxn,
+        bucket=bucket,
+        nwords=nwords,
+        loss=loss,
+        entry_bytes=np.frombuffer(b"".join(words), np.uint8).copy(),
+        entry_offsets=offsets,
+        entry_hash=entry_hash,
+        word_table=table,
+        ngram_row=ngram_row,
+        input_rows=np.ascontiguousarray(input_rows),
+        output_rows=np.ascontiguousarray(output_rows),
+        tree_left=left,
+        tree_right=right,
+        eos_id=eos_id,
+    )
+
+
+_kernel = None
+
+
+def _get_kernel():
+    global _kernel
+    if _kernel is None:
+        from babelsieve.langid import fasttext_kernel
+
+        _kernel = fasttext_kernel.predict_batch
+    return _kernel
+
+
+def predict_lines(
+    model: FastTextArrays, lines: list[str], k: int = -1, threshold: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fastText's ``multilinePredict(lines, k, threshold)`` for lines that each end with ``"\\n"``.
+
+    Returns ``(counts, label_ids, probs)``: document ``i`` has ``counts[i]`` predictions, best first,
+    in rows ``i`` of the ``[len(lines), max_k]`` arrays (``probs`` float32, as fastText returns them).
+    """
+    # (lone surrogates, which fastText's binding refuses, are kept as their bytes)
+    data = [s.encode("utf-8", "surrogatepass") for s in lines]
+    lengths = np.fromiter((len(b) for b in data), np.int64, len(data))
+    starts = np.zeros(len(data) + 1, np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    buf = np.frombuffer(b"".join(data), np.uint8) if data else np.zeros(0, np.uint8)
+    nlabels = len(model.labels)
+    kk = nlabels if k < 0 else min(k, nlabels)
+    counts = np.zeros(len(data), np.int32)
+    label_ids = np.zeros((len(data), max(kk, 1)), np.int32)
+    probs = np.zeros((len(data), max(kk, 1)), np.float32)
+    if len(data):
+        _get_kernel()(
+            buf, starts, model.entry_bytes, model.entry_offsets, model.entry_hash, model.word_table,
+            model.ngram_row, model.input_rows, model.output_rows, model.tree_left, model.tree_right,
+            np.frombuffer(model.label_prefix, np.uint8), model.eos_id, model.nwords, nlabels,
+            model.minn, model.maxn, model.bucket, model.loss == _LOSS_HS, kk, np.float32(threshold),
+            counts, label_ids, probs,
+        )
+    return counts, label_ids, probs
+

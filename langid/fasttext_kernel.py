@@ -1,0 +1,303 @@
+"""The compiled loop of :mod:`babelsieve.langid.fasttext_inference` (numba, cached on disk after the first use).
+
+Kept in its own module so that importing the language-ID package does not import numba.
+Each function mirrors one fastText / libstdc++ routine; the float32/float64 casts are where fastText's
+C++ converts, and must stay where they are for the scores to be identical.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_F32 = np.float32
+
+
+@njit(cache=True, inline="always")
+def _fnv_step(h: int, b: int) -> int:
+    # fastText hashes each byte as a signed char widened to uint32
+    if b >= 128:
+        b = b | 0xFFFFFF00
+    return ((h ^ b) * 16777619) & 0xFFFFFFFF
+
+
+@njit(cache=True, inline="always")
+def _std_log(x):
+    """fastText's ``std_log(real x)``: ``log(x + 1e-5)`` in double, returned as float32."""
+    return _F32(math.log(np.float64(x) + 1e-5))
+
+
+@njit(cache=True)
+def _push_heap(hs, hn, hole, top, vs, vn):
+    """libstdc++ ``__push_heap`` with fastText's ``comparePairs`` (``a.first > b.first``)."""
+    parent = (hole - 1) // 2
+    while hole > top and hs[parent] > vs:
+        hs[hole] = hs[parent]
+        hn[hole] = hn[parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    hs[hole] = vs
+    hn[hole] = vn
+
+
+@njit(cache=True)
+def _pop_heap(hs, hn, length):
+    """libstdc++ ``__pop_heap(first, first + length - 1, first + length - 1)``: front moves to the end."""
+    last = length - 1
+    vs = hs[last]
+    vn = hn[last]
+    hs[last] = hs[0]
+    hn[last] = hn[0]
+    # __adjust_heap(first, 0, last, value)
+    n = last
+    hole = 0
+    second = 0
+    while second < (n - 1) // 2:
+        second = 2 * (second + 1)
+        if hs[second] > hs[second - 1]:
+            second -= 1
+        hs[hole] = hs[second]
+        hn[hole] = hn[second]
+        hole = second
+    if (n & 1) == 0 and n >= 2 and second == (n - 2) // 2:
+        second = 2 * (second + 1)
+        hs[hole] = hs[second - 1]
+        hn[hole] = hn[second - 1]
+        hole = second - 1
+    _push_heap(hs, hn, hole, 0, vs, vn)
+
+
+@njit(cache=True)
+def _heap_add(hs, hn, size, k, score, node):
+    """``heap.push_back; push_heap; if size > k: pop_heap; pop_back`` -> new size."""
+    hs[size] = score
+    hn[size] = node
+    size += 1
+    _push_heap(hs, hn, size - 1, 0, score, node)
+    if size > k:
+        _pop_heap(hs, hn, size)
+        size -= 1
+    return size
+
+
+@njit(cache=True)
+def _sort_heap(hs, hn, size):
+    while size > 1:
+        _pop_heap(hs, hn, size)
+        size -= 1
+
+
+@njit(cache=True)
+def _dot_row(rows, r, hidden):
+    d = _F32(0.0)
+    for j in range(hidden.shape[0]):
+        d = d + rows[r, j] * hidden[j]
+    return d
+
+
+@njit(cache=True)
+def _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node, stack_score):
+    """``HierarchicalSoftmaxLoss::dfs`` from the root, as an explicit stack (same visiting order)."""
+    log_thr = _std_log(threshold)
+    size = 0
+    sp = 0
+    stack_node[0] = 2 * nlabels - 2
+    stack_score[0] = _F32(0.0)
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        node = stack_node[sp]
+        score = stack_score[sp]
+        if score < log_thr:
+            continue
+        if size == k and score < hs[0]:
+            continue
+        if left[node] == -1 and right[node] == -1:
+            size = _heap_add(hs, hn, size, k, score, node)
+            continue
+        f = _dot_row(output_rows, node - nlabels, hidden)
+        f = _F32(1.0 / np.float64(_F32(1.0) + math.exp(-f)))
+        # left gets log(1 - f), right log(f); right is pushed first so that it is visited after the
+        # whole left subtree, as in the recursion
+        stack_node[sp] = right[node]
+        stack_score[sp] = score + _std_log(f)
+        stack_node[sp + 1] = left[node]
+        stack_score[sp + 1] = score + _std_log(_F32(1.0 - np.float64(f)))
+        sp += 2
+    _sort_heap(hs, hn, size)
+    return size
+
+
+@njit(cache=True)
+def _softmax_predict(output_rows, nlabels, hidden, k, threshold, out, hs, hn):
+    """``SoftmaxLoss::computeOutput`` + ``Loss::findKBest``."""
+    for i in range(nlabels):
+        out[i] = _dot_row(output_rows, i, hidden)
+    mx = out[0]
+    for i in range(nlabels):
+        if out[i] > mx:
+            mx = out[i]
+    z = _F32(0.0)
+    for i in range(nlabels):
+        out[i] = _F32(math.exp(np.float64(out[i] - mx)))
+        z = z + out[i]
+    for i in range(nlabels):
+        out[i] = out[i] / z
+    size = 0
+    for i in range(nlabels):
+        if out[i] < threshold:
+            continue
+        s = _std_log(out[i])
+        if size == k and s < hs[0]:
+            continue
+        size = _heap_add(hs, hn, size, k, s, i)
+    _sort_heap(hs, hn, size)
+    return size
+
+
+@njit(cache=True)
+def _find_entry(buf, s, e, h, entry_bytes, entry_offsets, entry_hash, table):
+    mask = table.shape[0] - 1
+    j = h & mask
+    n = e - s
+    while True:
+        idx = table[j]
+        if idx < 0:
+            return -1
+        if entry_hash[idx] == h and entry_offsets[idx + 1] - entry_offsets[idx] == n:
+            base = entry_offsets[idx]
+            same = True
+            for t in range(n):
+                if entry_bytes[base + t] != buf[s + t]:
+                    same = False
+                    break
+            if same:
+                return idx
+        j = (j + 1) & mask
+
+
+@njit(cache=True)
+def _add_subwords(word, n_bytes, minn, maxn, bucket, ngram_row, input_rows, hidden, nrows):
+    """``computeSubwords(word)`` + ``addRowToVector`` for each kept bucket -> new row count."""
+    dim = hidden.shape[0]
+    for i in range(n_bytes):
+        if (word[i] & 0xC0) == 0x80:
+            continue
+        h = 2166136261
+        j = i
+        n = 1
+        while j < n_bytes and n <= maxn:
+            h = _fnv_step(h, word[j])
+            j += 1
+            while j < n_bytes and (word[j] & 0xC0) == 0x80:
+                h = _fnv_step(h, word[j])
+                j += 1
+            if n >= minn and not (n == 1 and (i == 0 or j == n_bytes)):
+                row = ngram_row[h % bucket]
+                if row >= 0:
+                    for d in range(dim):
+                        hidden[d] = hidden[d] + input_rows[row, d]
+                    nrows += 1
+            n += 1
+    return nrows
+
+
+@njit(cache=True, inline="always")
+def _is_sep(c):
+    # readWord's separators: ' ' '\n' '\r' '\t' '\v' '\f' '\0'
+    return c == 32 or c == 10 or c == 13 or c == 9 or c == 11 or c == 12 or c == 0
+
+
+@njit(cache=True, nogil=True)
+def predict_batch(
+    buf, starts, entry_bytes, entry_offsets, entry_hash, table, ngram_row, input_rows, output_rows,
+    left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, is_hs, k, threshold,
+    counts, label_ids, probs,
+):
+    """fastText ``predictLine`` for each document ``buf[starts[i]:starts[i + 1]]``."""
+    dim = input_rows.shape[1]
+    hidden = np.zeros(dim, np.float32)
+    maxlen = 0
+    for i in range(starts.shape[0] - 1):
+        if starts[i + 1] - starts[i] > maxlen:
+            maxlen = starts[i + 1] - starts[i]
+    word = np.empty(maxlen + 2, np.uint8)
+    hs = np.empty(nlabels + 2, np.float32)
+    hn = np.empty(nlabels + 2, np.int32)
+    stack_node = np.empty(2 * nlabels + 2, np.int32)
+    stack_score = np.empty(2 * nlabels + 2, np.float32)
+    out = np.empty(nlabels, np.float32)
+    npre = prefix.shape[0]
+    for doc in range(starts.shape[0] - 1):
+        pos = starts[doc]
+        end = starts[doc + 1]
+        if pos == end:  # predictLine: nothing to read, no prediction
+            continue
+        for d in range(dim):
+            hidden[d] = _F32(0.0)
+        nrows = 0
+        while True:
+            # readWord
+            while pos < end and _is_sep(buf[pos]) and buf[pos] != 10:
+                pos += 1
+            if pos >= end:
+                break
+            if buf[pos] == 10:
+                s = -1  # the end-of-sentence token
+                pos += 1
+            else:
+                s = pos
+                while pos < end and not _is_sep(buf[pos]):
+                    pos += 1
+            if s < 0:
+                idx = eos_id
+                is_eos = True
+            else:
+                h = 2166136261
+                for t in range(s, pos):
+                    h = _fnv_step(h, buf[t])
+                idx = _find_entry(buf, s, pos, h, entry_bytes, entry_offsets, entry_hash, table)
+                n = pos - s
+                is_eos = n == 4 and buf[s] == 60 and buf[s + 1] == 47 and buf[s + 2] == 115 and buf[s + 3] == 62
+            if idx >= nwords:  # a label of the dictionary
+                pass
+            elif idx >= 0:  # a word of the dictionary: its row, then its n-grams
+                for d in range(dim):
+                    hidden[d] = hidden[d] + input_rows[idx, d]
+                nrows += 1
+                if not is_eos and maxn > 0:
+                    n = pos - s
+                    word[0] = 60
+                    word[1 : n + 1] = buf[s:pos]
+                    word[n + 1] = 62
+                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, input_rows, hidden, nrows)
+            elif not is_eos:
+                n = pos - s
+                labelled = n >= npre
+                if labelled:
+                    for t in range(npre):
+                        if buf[s + t] != prefix[t]:
+                            labelled = False
+                            break
+                if not labelled:
+                    word[0] = 60
+                    word[1 : n + 1] = buf[s:pos]
+                    word[n + 1] = 62
+                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, input_rows, hidden, nrows)
+            if is_eos:
+                break
+        if nrows == 0:
+            continue
+        scale = _F32(1.0 / nrows)
+        for d in range(dim):
+            hidden[d] = hidden[d] * scale
+        if is_hs:
+            size = _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node, stack_score)
+        else:
+            size = _softmax_predict(output_rows, nlabels, hidden, k, threshold, out, hs, hn)
+        counts[doc] = size
+        for t in range(size):
+            label_ids[doc, t] = hn[t]
+            probs[doc, t] = _F32(math.exp(hs[t]))
