@@ -157,13 +157,15 @@ def test_backend_falls_back_to_the_binding_with_identical_predictions(trained, m
     """identify() gives the same Predictions through the compiled predictor and through fastText's
     binding (BABELSIEVE_LID_INFERENCE=fasttext), and a model the predictor refuses still works."""
     texts = _udhr(400) + _pages()[:60] + _corner_cases()[:60]
+    prepared = [prepare_text(t) for t in texts]
+    monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "compiled")
     fast = Lid176Backend()
-    assert fast.compiled is not None
+    fast_preds = fast.predict(prepared)
+    assert fast._compiled and fast._model is None  # the binding was never loaded
     monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "fasttext")
     slow = Lid176Backend()
     assert slow.compiled is None
-    prepared = [prepare_text(t) for t in texts]
-    assert fast.predict(prepared) == slow.predict(prepared)
+    assert fast_preds == slow.predict(prepared)
     assert fast.labels() == slow.labels()
     monkeypatch.delenv("BABELSIEVE_LID_INFERENCE")
 
@@ -173,3 +175,20 @@ def test_backend_falls_back_to_the_binding_with_identical_predictions(trained, m
     assert bigram.compiled is None  # refused at load: the binding answers
     preds = identify(texts[:50], backend=bigram)
     assert len(preds) == 50 and all(p.backend == "glotlid" for p in preds)
+
+
+def test_auto_mode_switches_to_the_compiled_predictor_after_the_break_even(monkeypatch):
+    """Unset BABELSIEVE_LID_INFERENCE: the binding for the first COMPILED_AFTER_CHARS characters of a
+    process, then the compiled predictor; the predictions do not change at the switch."""
+    from babelsieve.langid import lid
+
+    monkeypatch.delenv("BABELSIEVE_LID_INFERENCE", raising=False)
+    monkeypatch.setattr(lid, "COMPILED_AFTER_CHARS", 60_000)
+    texts = [prepare_text(t) for t in _pages()[:120]]
+    b = Lid176Backend()
+    first = b.predict(texts[:5])
+    assert b._compiled is False and b._model is not None  # binding only so far
+    preds = first + [p for i in range(5, 120, 10) for p in b.predict(texts[i : i + 10])]
+    assert b._compiled  # switched on the way
+    monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "fasttext")
+    assert preds == Lid176Backend().predict(texts)
