@@ -69,14 +69,16 @@ class FastTextArrays:
     tree_left: np.ndarray  # int32 [2 * nlabels - 1] (hierarchical softmax), -1 for leaves
     tree_right: np.ndarray
     eos_id: int
+    mapping: object = None  # the open mmap that ``input_rows`` points into (dense models), else None
 
 
 class _Reader:
-    """Sequential reads from a memory-mapped model file (matrices are copied out, the map is closed)."""
+    """Sequential reads from a memory-mapped model file."""
 
     def __init__(self, data):
         self.data = data
         self.pos = 0
+        self.mapped = False  # a returned view points into ``data``
 
     def unpack(self, fmt: str):
         size = struct.calcsize("<" + fmt)
@@ -93,6 +95,17 @@ class _Reader:
             raise UnsupportedModel("model file ends early")
         arr = np.frombuffer(self.data, dtype=dt, count=count, offset=self.pos).copy()
         self.pos = end
+        return arr
+
+    def view(self, dtype, count: int) -> np.ndarray:
+        """Like :meth:`array`, without the copy (read-only, valid while the map is open)."""
+        dt = np.dtype(dtype)
+        end = self.pos + dt.itemsize * count
+        if count < 0 or end > len(self.data):
+            raise UnsupportedModel("model file ends early")
+        arr = np.frombuffer(self.data, dtype=dt, count=count, offset=self.pos)
+        self.pos = end
+        self.mapped = True
         return arr
 
     def cstring(self) -> bytes:
@@ -158,8 +171,16 @@ def _subword_buckets(word: bytes, minn: int, maxn: int, bucket: int) -> list[int
 
 def load_fasttext_arrays(path: str | Path) -> FastTextArrays:
     """Parse a fastText ``.bin``/``.ftz`` model file (format version 12) into :class:`FastTextArrays`."""
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        return _parse(_Reader(mm), str(path))
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        arrays = _parse(_Reader(mm), str(path))
+    except BaseException:
+        mm.close()
+        raise
+    if arrays.mapping is None:
+        mm.close()
+    return arrays
 
 
 def _parse(r: _Reader, path: str) -> FastTextArrays:
@@ -203,7 +224,9 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
             input_rows[:, s * dsub : s * dsub + d] = norms[:, None] * cents[codes[:, s]]
     else:
         m, n = r.unpack("qq")
-        input_rows = r.array(np.float32, m * n).reshape(m, n)
+        # a dense input matrix (GlotLID: ~1.6 GB) stays in the file's pages: read-only, shared by all the
+        # worker processes of a machine, instead of one copy per process
+        input_rows = r.view(np.float32, m * n).reshape(m, n)
     qout = r.unpack("?")
     if quant_input and qout:
         raise UnsupportedModel("quantised output matrix")
@@ -251,11 +274,12 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         entry_hash=entry_hash,
         word_table=table,
         ngram_row=ngram_row,
-        input_rows=np.ascontiguousarray(input_rows),
+        input_rows=input_rows,
         output_rows=np.ascontiguousarray(output_rows),
         tree_left=left,
         tree_right=right,
         eos_id=eos_id,
+        mapping=r.data if r.mapped else None,
     )
 
 

@@ -159,7 +159,10 @@ class LIDBackend(ABC):
         if mode != "compiled" and self._chars_seen < COMPILED_AFTER_CHARS:
             self._chars_seen += n_chars
             return False
-        return self._compiled_arrays() is not None
+        if self._compiled_arrays() is None:
+            return False
+        self._model = None  # release the binding's copy of the model (GlotLID: ~1.6 GB)
+        return True
 
     def _compiled_arrays(self):
         if self._compiled is False:

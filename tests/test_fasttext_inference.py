@@ -139,6 +139,15 @@ def test_trained_models_same_as_fasttext(trained, name):
     _assert_same(trained[name], texts)
 
 
+def test_dense_input_matrix_stays_in_the_file_pages(trained):
+    """A dense model's input matrix is a read-only view of the mapped file (shared by the workers of
+    a machine), a quantised one is decoded into memory."""
+    dense = load_fasttext_arrays(trained["softmax_dense"])
+    assert dense.mapping is not None and not dense.input_rows.flags.writeable
+    quant = load_fasttext_arrays(trained["softmax_quantised"])
+    assert quant.mapping is None and quant.input_rows.flags.writeable
+
+
 def test_unsupported_and_broken_models_are_refused(trained, tmp_path):
     with pytest.raises(UnsupportedModel, match="wordNgrams"):
         load_fasttext_arrays(trained["word_bigrams"])
@@ -167,9 +176,15 @@ def test_backend_falls_back_to_the_binding_with_identical_predictions(trained, m
     assert slow.compiled is None
     assert fast_preds == slow.predict(prepared)
     assert fast.labels() == slow.labels()
-    monkeypatch.delenv("BABELSIEVE_LID_INFERENCE")
 
     from babelsieve.langid.lid import GlotLIDBackend
+
+    for name in ("softmax_dense", "hs_quantised_qnorm"):  # the GlotLID backend on models of each kind
+        monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "compiled")
+        compiled = GlotLIDBackend(trained[name]).predict(prepared)
+        monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "fasttext")
+        assert compiled == GlotLIDBackend(trained[name]).predict(prepared), name
+    monkeypatch.delenv("BABELSIEVE_LID_INFERENCE")
 
     bigram = GlotLIDBackend(trained["word_bigrams"])
     assert bigram.compiled is None  # refused at load: the binding answers
@@ -189,6 +204,6 @@ def test_auto_mode_switches_to_the_compiled_predictor_after_the_break_even(monke
     first = b.predict(texts[:5])
     assert b._compiled is False and b._model is not None  # binding only so far
     preds = first + [p for i in range(5, 120, 10) for p in b.predict(texts[i : i + 10])]
-    assert b._compiled  # switched on the way
+    assert b._compiled and b._model is None  # switched on the way, binding released
     monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "fasttext")
     assert preds == Lid176Backend().predict(texts)
