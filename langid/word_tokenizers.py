@@ -272,6 +272,9 @@ class _SpacyTokenizer(WordTokenizer):
         # spaCy "zh" with jieba: ChineseTokenizer aligns jieba's words to the text (get_words_and_spaces,
         # quadratic in the text length) and builds a Doc; see _jieba_words for why the words are the same
         self._jieba = getattr(self._tok, "jieba_seg", None) if getattr(self._tok, "segmenter", None) == "jieba" else None
+        # spaCy "ja": JapaneseTokenizer reads five attributes of every SudachiPy morpheme, aligns the words
+        # with text[pos:].index (quadratic) and tags the Doc; see _sudachi_words for why the words are the same
+        self._sudachi = getattr(self._tok, "tokenizer", None) if self._is_ja else None
 
     def _tokens(self, text: str, specials_added: bool = False) -> list[str]:
         from datatrove.utils.word_tokenizers import chunk_text_on_bytes
@@ -296,8 +299,9 @@ class _SpacyTokenizer(WordTokenizer):
         texts = list(texts)
         if self._chunks is not None:
             return self._chunks.tokenize_batch(texts, self._tokens_full)
-        if self._jieba is not None:
-            out = [self._jieba_words(t) if t else [] for t in texts]
+        if self._jieba is not None or self._sudachi is not None:
+            direct = self._jieba_words if self._jieba is not None else self._sudachi_words
+            out = [direct(t) if t else [] for t in texts]
             redo = [i for i, w in enumerate(out) if w is None]
             for i, w in zip(redo, self._tokens_full([texts[i] for i in redo])):
                 out[i] = w
@@ -322,6 +326,37 @@ class _SpacyTokenizer(WordTokenizer):
         if "".join(words) != text or "".join(kept) != "".join(text.split()):
             return None
         return kept
+
+    def _sudachi_words(self, text: str) -> list[str] | None:
+        """spaCy ja's tokens straight from SudachiPy, or None (then the text goes through spaCy).
+
+        Per 40 kB chunk (datatrove's), JapaneseTokenizer keeps the morphemes with a non-empty surface, drops
+        runs of whitespace morphemes after the first, then ``get_dtokens_and_spaces`` skips whitespace words,
+        finds each other word at the first place at or after the previous one (``text[pos:].index``) and
+        inserts the text between them as gap words; datatrove strips and drops blank words. When the surfaces
+        concatenate to the chunk and no non-whitespace surface begins or ends with whitespace (checked here;
+        Sudachi's dictionary has words with inner spaces, e.g. "Trend Micro", which stay one token), a word
+        cannot match inside the whitespace before it, so it is found where Sudachi cut it, every gap is
+        whitespace (dropped) and stripping changes nothing: the result is the non-whitespace surfaces.
+        ``IS_ALPHA`` texts and Sudachi errors go through spaCy (datatrove's retry / error)."""
+        from datatrove.utils.word_tokenizers import chunk_text_on_bytes
+
+        if "IS_ALPHA" in text:
+            return None
+        out: list[str] = []
+        try:
+            for chunk in chunk_text_on_bytes(text, 40000):
+                surfaces = [m.surface() for m in self._sudachi.tokenize(chunk)]
+                if "".join(surfaces) != chunk:
+                    return None
+                for w in surfaces:
+                    if w and not w.isspace():
+                        if w[0].isspace() or w[-1].isspace():
+                            return None
+                        out.append(w)
+        except Exception:
+            return None
+        return out
 
     def _tokens_full(self, texts: list[str]) -> list[list[str]]:
         """The whole text through spaCy's tokenizer (one memory zone for the batch)."""

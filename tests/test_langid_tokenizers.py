@@ -89,12 +89,15 @@ FAST_PATH_EXTRA = [
     "人人生而自由， 在尊严和权利上一律平等。\r\n他们 赋有 理性和良心 ABC 123 3.5% a_b",
     "",
     "   \n ",
+    "Trend Micro の Virtual Private Network 製品。\u3000全角スペース　と\tタブ\r\n 改行  二重  スペース …… ‥ 「引用」",
+    " 先頭と末尾の空白 ",
 ]
 
 
-@pytest.mark.parametrize("lang", ["spa_Latn", "rus_Cyrl", "deu_Latn", "cmn_Hani", "hau_Latn"])
+@pytest.mark.parametrize("lang", ["spa_Latn", "rus_Cyrl", "deu_Latn", "cmn_Hani", "jpn_Jpan", "hau_Latn"])
 def test_fast_paths_identical_to_datatrove_on_fixture(lang):
-    """Run cache (spaCy rule tokenizers) and jieba-direct (zh): datatrove's tokens on the shared pages."""
+    """Run cache (spaCy rule tokenizers), jieba-direct (zh) and Sudachi-direct (ja): datatrove's tokens on the
+    shared pages."""
     import gzip
     import json
     from pathlib import Path
@@ -111,10 +114,13 @@ def test_fast_paths_identical_to_datatrove_on_fixture(lang):
     assert tok.word_tokenize_batch(texts) == ref  # cold cache
     assert tok.word_tokenize_batch(texts[::-1]) == ref[::-1]  # warm cache
     assert [tok.word_tokenize(t) for t in texts[-len(FAST_PATH_EXTRA):]] == ref[-len(FAST_PATH_EXTRA):]
-    if lang != "cmn_Hani":
-        assert tok._chunks is not None  # the fast path is really used
-    else:
+    if lang == "cmn_Hani":
         assert tok._jieba is not None
+    elif lang == "jpn_Jpan":  # the direct path answers for most texts (not only the spaCy fallback)
+        assert tok._sudachi is not None
+        assert sum(tok._sudachi_words(t) is not None for t in texts if t) > 0.9 * sum(1 for t in texts if t)
+    else:
+        assert tok._chunks is not None  # the fast path is really used
 
 
 def test_run_cache_falls_back_on_cross_run_special_case():
