@@ -197,10 +197,20 @@ class LIDBackend(ABC):
         ``compiled``) and probability lists."""
         if not compiled:
             return self.model.f.multilinePredict(chunk, k, thr, "strict")
-        from babelsieve.langid.fasttext_inference import predict_lines
+        from babelsieve.langid import fasttext_inference
 
         arrays = self._compiled_arrays()
-        counts, ids, probs = predict_lines(arrays, chunk, k, thr)
+        try:
+            if arrays is None:
+                raise RuntimeError("disabled after an earlier failure")
+            counts, ids, probs = fasttext_inference.predict_lines(arrays, chunk, k, thr)
+        except Exception as e:  # e.g. numba cannot compile on this machine: the binding gives the same answers
+            if arrays is not None:
+                log.warning("compiled language-ID predictor failed (%s: %s); using fastText's binding",
+                            type(e).__name__, e)
+                self._compiled = None
+            res = self.model.f.multilinePredict(chunk, k, thr, "strict")
+            return [[lab[9:] for lab in labs] for labs in res[0]], res[1]
         names = arrays.labels
         labels = [[names[j] for j in row[:c]] for row, c in zip(ids.tolist(), counts.tolist())]
         return labels, [p[:c] for p, c in zip(probs, counts.tolist())]

@@ -207,3 +207,23 @@ def test_auto_mode_switches_to_the_compiled_predictor_after_the_break_even(monke
     assert b._compiled and b._model is None  # switched on the way, binding released
     monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "fasttext")
     assert preds == Lid176Backend().predict(texts)
+
+
+def test_a_failing_kernel_falls_back_to_the_binding(monkeypatch, caplog):
+    """If the compiled predictor raises (e.g. numba cannot compile on a machine), the backend warns once and
+    answers through fastText's binding, with the same predictions."""
+    from babelsieve.langid import fasttext_inference
+
+    texts = [prepare_text(t) for t in _pages()[:30]]
+    monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "fasttext")
+    want = Lid176Backend().predict(texts)
+    monkeypatch.setenv("BABELSIEVE_LID_INFERENCE", "compiled")
+    b = Lid176Backend()
+
+    def broken(*a, **k):
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(fasttext_inference, "predict_lines", broken)
+    with caplog.at_level("WARNING", logger="babelsieve.langid"):
+        assert b.predict(texts) == want
+    assert b._compiled is None and "no LLVM here" in caplog.text
