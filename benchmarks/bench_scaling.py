@@ -72,8 +72,11 @@ def _descendants(pid: int) -> list[int]:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _status(pid: int) -> tuple[int, str, float]:
-    """(VmHWM kB, command line, CPU seconds so far) of a live process, or (0, '', 0.0)."""
+def _status(pid: int) -> tuple[int, str, float, int, int, int]:
+    """(VmHWM kB, command line, CPU seconds so far, parent pid, oom_score_adj, private kB) of a live process, or zeros.
+
+    Private (Private_Clean + Private_Dirty of smaps_rollup: pages no other process maps) only for processes with
+    oom_score_adj 1000 (datatrove's extractor sandboxes, forked: their RSS counts pages shared with their parent)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             hwm = next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
@@ -81,9 +84,15 @@ def _status(pid: int) -> tuple[int, str, float]:
             cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return hwm, cmd, (int(fields[11]) + int(fields[12])) / _TICK
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            oom = int(f.read())
+        private = 0
+        if oom == 1000:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                private = sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
+        return hwm, cmd, (int(fields[11]) + int(fields[12])) / _TICK, int(fields[1]), oom, private
     except (OSError, StopIteration, ValueError, IndexError):
-        return 0, "", 0.0
+        return 0, "", 0.0, 0, 0, 0
 
 
 def run_monitored(cmd: list[str]) -> dict:
@@ -91,16 +100,17 @@ def run_monitored(cmd: list[str]) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
-    peaks: dict[int, tuple[int, str, float]] = {}
+    peaks: dict[int, tuple[int, str, float, int, int, int]] = {}
     done = threading.Event()
 
     def poll() -> None:
         while not done.is_set():
             for pid in [p.pid, *_descendants(p.pid)]:
-                hwm, c, cpu = _status(pid)
-                old = peaks.get(pid, (0, "", 0.0))
+                hwm, c, cpu, ppid, oom, priv = _status(pid)
+                old = peaks.get(pid, (0, "", 0.0, 0, 0, 0))
                 if hwm:
-                    peaks[pid] = (max(hwm, old[0]), c or old[1], max(cpu, old[2]))
+                    peaks[pid] = (max(hwm, old[0]), c or old[1], max(cpu, old[2]), ppid or old[3], max(oom, old[4]),
+                                  max(priv, old[5]))
             done.wait(0.2)
 
     th = threading.Thread(target=poll, daemon=True)
@@ -113,12 +123,14 @@ def run_monitored(cmd: list[str]) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.stderr.write(err.decode("utf-8", "replace")[-3000:])
-    driver = peaks.pop(p.pid, (0, "", 0.0))
-    workers = sorted(((hwm // 1024, cpu) for hwm, c, cpu in peaks.values() if "resource_tracker" not in c
+    driver = peaks.pop(p.pid, (0, "", 0.0, 0, 0, 0))
+    workers = sorted(((hwm // 1024, cpu) for hwm, c, cpu, *_ in peaks.values() if "resource_tracker" not in c
                       and "semaphore_tracker" not in c and hwm > 40 * 1024), reverse=True)
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "code": code, "load": load, "load_after": os.getloadavg()[0],
             "driver_rss": driver[0] // 1024, "driver_cpu": driver[2], "worker_rss": [w[0] for w in workers],
-            "worker_cpu": [w[1] for w in workers], "largest_rss": ru.ru_maxrss // 1024}
+            "worker_cpu": [w[1] for w in workers], "largest_rss": ru.ru_maxrss // 1024,
+            "procs": [(pid, ppid, hwm // 1024, cpu, c, oom, priv // 1024) for pid, (hwm, c, cpu, ppid, oom, priv) in peaks.items()],
+            "pid": p.pid, "polled_cpu": driver[2] + sum(v[2] for v in peaks.values())}
 
 
 CALIBRATE = "s = 0\nfor i in range(60_000_000):\n    s += i & 7\n"
@@ -174,12 +186,41 @@ def ours(shards_glob: str, out: Path, workers: int, stages: list[str]) -> dict:
 
 def datatrove(in_dir: Path, work: Path, workers: int, tasks: int, with_filters: bool) -> dict:
     script = work / "dt_scaling.py"
-    script.write_text(DATATROVE_SCRIPT.replace("tasks=1, workers=1", "tasks=int(sys.argv[5]), workers=int(sys.argv[6])"))
+    # The script calls the executor at module level. datatrove's pool (start_method "forkserver", its default)
+    # re-runs the main script in every worker process (multiprocess.spawn.prepare -> _fixup_main_from_path, with
+    # the driver's argv), so each worker built the pipeline and called run() again, whose ctx.Pool() raised
+    # "An attempt has been made to start a new process before the current process has finished its bootstrapping
+    # phase": the worker died before taking a task and the pool replaced it, forever. Guard the run() call, as the
+    # multiprocessing docs require; the rest of the script (the patches: lid.176 path, word tokenizers) still runs
+    # in every worker, so workers do the same work as the single-process run.
+    call = "LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1,"
+    assert DATATROVE_SCRIPT.count(call) == 1
+    script.write_text(DATATROVE_SCRIPT.replace(call, 'if __name__ == "__main__":\n    LocalPipelineExecutor(pipeline=pipeline, '
+                                                     'tasks=int(sys.argv[5]), workers=int(sys.argv[6]),'))
     out, logs = work / "dt-out", work / "dt-logs"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     r = run_monitored([sys.executable, str(script), str(in_dir), str(out), str(logs), "1" if with_filters else "0",
                        str(tasks), str(workers)])
+    # Processes: the executor's multiprocess.Manager() (forked from the driver, same command line; with 1 worker
+    # too), a forkserver and resource trackers; pool workers are children of the forkserver (with 1 worker the tasks
+    # run in the driver). The Trafilatura step runs the extraction in a sandbox process (ExtractorSandbox,
+    # multiprocessing.Process with the default start method, fork), one per task, child of the process running the
+    # task; it sets its oom_score_adj to 1000. Its VmHWM counts the pages it inherited from its parent (shared
+    # copy-on-write) as well as its own.
+    procs, drv = r["procs"], r["pid"]
+    fs = {pid for pid, ppid, _, _, c, *_ in procs if ppid == drv and "multiprocess.forkserver" in c}
+    pool = sorted(((m, cpu, pid) for pid, ppid, m, cpu, *_ in procs if ppid in fs), reverse=True)
+    runners = {drv} | {pid for _, _, pid in pool}
+    sandbox = [(pid, ppid, m, cpu, priv) for pid, ppid, m, cpu, _, oom, priv in procs if ppid in runners and oom == 1000]
+    r["worker_rss"], r["worker_cpu"] = [m for m, _, _ in pool], [cpu for _, cpu, _ in pool]
+    r["sandbox"] = {pid: sorted(((m, cpu, priv) for _, ppid, m, cpu, priv in sandbox if ppid == pid), reverse=True)
+                    for pid in [drv, *(pid for _, _, pid in pool)]}
+    sb = {pid for pid, *_ in sandbox}
+    r["manager_rss"] = [m for pid, ppid, m, _, c, *_ in procs if ppid == drv and pid not in sb and pid not in fs
+                        and "resource_tracker" not in c]
+    r["cpu"] = r["polled_cpu"]  # forkserver children are not reaped by the driver: wait4 misses them
+    r["tasks_done"] = len(list((logs / "completions").glob("*"))) if (logs / "completions").is_dir() else 0
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     return r
@@ -275,8 +316,18 @@ def main() -> None:
                     print(f"    {w} worker(s): FAILED")
                     continue
                 b = dbest[w] = min(ok, key=lambda r: r["wall"])
-                print(f"    {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), CPU {b['cpu']:.1f} s; "
-                      f"peak RSS {fmt_rss(b)}; runs: {runs_text(dt[w])}")
+                print(f"    {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), CPU {b['cpu']:.1f} s "
+                      f"(polled), {b['tasks_done']} tasks completed; runs: {runs_text(dt[w])}")
+                print(f"      peak RSS: driver {b['driver_rss']} MB, pool workers {'/'.join(map(str, b['worker_rss'])) or '-'} MB "
+                      f"(with 1 worker the tasks run in the driver), Manager process "
+                      f"{'/'.join(map(str, b['manager_rss'])) or '-'} MB")
+                for pid, sbs in b["sandbox"].items():
+                    if sbs:
+                        who = "driver" if pid == b["pid"] else "pool worker"
+                        print(f"      extractor sandboxes of the {who} {pid} ({len(sbs)}): peak RSS max {sbs[0][0]} MB, "
+                              f"min {sbs[-1][0]} MB; peak private (not shared with the parent) max "
+                              f"{max(x for *_, x in sbs)} MB; CPU s {sum(c for _, c, _ in sbs):.1f}")
+                print(f"      {fmt_cpu(b)}")
             if 1 in dbest and 2 in dbest:
                 print(f"    1 -> 2 workers: {dbest[1]['wall'] / dbest[2]['wall']:.2f}x")
     print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
