@@ -148,27 +148,6 @@ def _huffman_tree(counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
-def _subword_buckets(word: bytes, minn: int, maxn: int, bucket: int) -> list[int]:
-    """fastText's ``computeSubwords`` hashes (before pruning) of ``word`` (already wrapped in ``<`` ``>``)."""
-    out = []
-    n_bytes = len(word)
-    for i in range(n_bytes):
-        if (word[i] & 0xC0) == 0x80:
-            continue
-        j, n = i, 1
-        ngram = bytearray()
-        while j < n_bytes and n <= maxn:
-            ngram.append(word[j])
-            j += 1
-            while j < n_bytes and (word[j] & 0xC0) == 0x80:
-                ngram.append(word[j])
-                j += 1
-            if n >= minn and not (n == 1 and (i == 0 or j == n_bytes)):
-                out.append(fasttext_hash(bytes(ngram)) % bucket)
-            n += 1
-    return out
-
-
 def load_fasttext_arrays(path: str | Path) -> FastTextArrays:
     """Parse a fastText ``.bin``/``.ftz`` model file (format version 12) into :class:`FastTextArrays`."""
     with open(path, "rb") as fh:
@@ -191,6 +170,8 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         "12i"
     )
     r.unpack("d")  # t
+    if version == 11 and model == _MODEL_SUPERVISED:
+        maxn = 0  # fastText's loadModel: supervised models of format 11 have no character n-grams
     if model != _MODEL_SUPERVISED or loss not in (_LOSS_HS, _LOSS_SOFTMAX):
         raise UnsupportedModel("only supervised models with hs or softmax loss")
     if word_ngrams > 1:
@@ -232,8 +213,22 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         raise UnsupportedModel("quantised output matrix")
     om, on = r.unpack("qq")
     output_rows = r.array(np.float32, om * on).reshape(om, on)
-    if n != dim or on != dim:
-        raise UnsupportedModel("matrix width differs from dim")
+    # the kernel indexes these arrays without bounds checks: refuse a file whose parts do not fit together
+    n_rows = nwords + (bucket if pruneidx_size < 0 else max(pruneidx_size, 0))
+    if (
+        n != dim
+        or on != dim
+        or dim <= 0
+        or nwords + nlabels != size
+        or nlabels < 1
+        or om != nlabels
+        or m < n_rows
+        or (len(prune) and (prune[:, 0].min() < 0 or prune[:, 0].max() >= bucket or prune[:, 1].min() < 0
+                            or nwords + prune[:, 1].max() >= m))
+        or (quant_input and (pq_dim != dim or (nsubq - 1) * dsub + lastdsub != dim or codesize != m * nsubq))
+        or bucket <= 0
+    ):
+        raise UnsupportedModel(f"{path}: inconsistent model file (sizes of its parts do not fit together)")
 
     offsets = np.zeros(size + 1, np.int64)
     offsets[1:] = np.cumsum([len(w) for w in words])

@@ -156,6 +156,12 @@ def test_unsupported_and_broken_models_are_refused(trained, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(UnsupportedModel, match="ends early"):
         load_fasttext_arrays(cut)
+    bad = bytearray(data)
+    bad[72:76] = (5).to_bytes(4, "little")  # nlabels (after the 64-byte header, size and nwords): parts disagree
+    wrong = tmp_path / "wrong.ftz"
+    wrong.write_bytes(bytes(bad))
+    with pytest.raises(UnsupportedModel, match="inconsistent|ends early"):
+        load_fasttext_arrays(wrong)
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a model at all")
     with pytest.raises(UnsupportedModel):
