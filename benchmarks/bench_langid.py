@@ -19,6 +19,7 @@ printed because other jobs on the machine still slow a pinned process down (shar
 
 Reproduce:
     /work/venv/bin/python benchmarks/bench_langid.py            # pins itself to CPU 0
+    /work/venv/bin/python benchmarks/bench_langid.py --model ~/.cache/babelsieve/models/glotlid/model_v3.bin
     /work/venv/bin/python benchmarks/bench_langid.py --repeat 5 --udhr PATH --warc PATH
 """
 
@@ -62,6 +63,15 @@ def load_docs(udhr: Path, warc: Path, max_warc_docs: int = 1000) -> list[str]:
     return texts
 
 
+MODEL: Path | None = None  # --model: a GlotLID-kind model instead of the embedded lid.176
+
+
+def new_backend():
+    from babelsieve.langid.lid import GlotLIDBackend, Lid176Backend
+
+    return GlotLIDBackend(MODEL) if MODEL else Lid176Backend()
+
+
 def bench_ours(texts: list[str], batch: int) -> tuple[float, list]:
     """Our identify() on the compiled predictor, i.e. a worker after its first COMPILED_AFTER_CHARS
     characters (before that it runs the binding: see bench_ours_binding and the start costs)."""
@@ -69,11 +79,12 @@ def bench_ours(texts: list[str], batch: int) -> tuple[float, list]:
 
     os.environ["BABELSIEVE_LID_INFERENCE"] = "compiled"
     try:
-        identify(texts[:10], backend="lid176")  # load the model outside the timing
+        b = new_backend()
+        identify(texts[:10], backend=b)  # load the model outside the timing
         t0 = time.process_time()
         preds = []
         for i in range(0, len(texts), batch):
-            preds += identify(texts[i : i + batch], backend="lid176", threshold=0.01)
+            preds += identify(texts[i : i + batch], backend=b, threshold=0.01)
         return time.process_time() - t0, preds
     finally:
         del os.environ["BABELSIEVE_LID_INFERENCE"]
@@ -81,11 +92,11 @@ def bench_ours(texts: list[str], batch: int) -> tuple[float, list]:
 
 def bench_ours_binding(texts: list[str], batch: int) -> tuple[float, list]:
     """Our identify() through fastText's binding instead of the compiled predictor."""
-    from babelsieve.langid.lid import Lid176Backend, identify
+    from babelsieve.langid.lid import identify
 
     os.environ["BABELSIEVE_LID_INFERENCE"] = "fasttext"
     try:
-        b = Lid176Backend()
+        b = new_backend()
         assert b.compiled is None
     finally:
         del os.environ["BABELSIEVE_LID_INFERENCE"]
@@ -104,6 +115,9 @@ def start_cost(inference: str) -> float:
     import sys
 
     code = "from babelsieve.langid import identify; identify(['bonjour tout le monde'], backend='lid176')"
+    if MODEL:
+        code = ("from babelsieve.langid.lid import GlotLIDBackend, identify; "
+                f"identify(['bonjour tout le monde'], backend=GlotLIDBackend({str(MODEL)!r}))")
     env = dict(os.environ, BABELSIEVE_LID_INFERENCE=inference)
 
     def cpu(c: str) -> float:
@@ -123,7 +137,7 @@ def bench_fasttext_core(texts: list[str]) -> float:
     the floor for either side, since both must run it on the same text."""
     from babelsieve.langid.lid import get_backend, prepare_text
 
-    f = get_backend("lid176").model.f
+    f = (new_backend() if MODEL else get_backend("lid176")).model.f
     lines = [prepare_text(t) + "\n" for t in texts]
     t0 = time.process_time()
     f.multilinePredict(lines, -1, 0.01, "strict")
@@ -138,8 +152,8 @@ def bench_datatrove(texts: list[str]) -> tuple[float, list]:
     from babelsieve.langid.models import lid176_path
 
     ft.eprint = lambda *a, **k: None
-    lf = LanguageFilter(backend="ft176", label_only=True, keep_top_pairs_threshold=0.01)
-    lf.model._model = ft._FastText(str(lid176_path()))  # instead of downloading lid.176.bin
+    lf = LanguageFilter(backend="glotlid" if MODEL else "ft176", label_only=True, keep_top_pairs_threshold=0.01)
+    lf.model._model = ft._FastText(str(MODEL or lid176_path()))  # instead of downloading lid.176.bin / GlotLID
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
     lf.filter(Document(text="warm up", id="w"))
     t0 = time.process_time()
@@ -156,7 +170,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--cpu", type=int, default=0, help="core to pin to (-1: no pinning)")
+    ap.add_argument("--model", type=Path, help="a GlotLID-kind fastText model (GlotLID backend on both sides) "
+                    "instead of the embedded lid.176")
     args = ap.parse_args()
+    global MODEL
+    MODEL = args.model
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

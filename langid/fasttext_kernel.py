@@ -131,10 +131,18 @@ def _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn,
 
 
 @njit(cache=True)
-def _softmax_predict(output_rows, nlabels, hidden, k, threshold, out, hs, hn):
-    """``SoftmaxLoss::computeOutput`` + ``Loss::findKBest``."""
+def _softmax_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn):
+    """``SoftmaxLoss::computeOutput`` + ``Loss::findKBest``.
+
+    ``output_cols`` is the output matrix transposed: all the dot products advance one dimension at a time,
+    so each label's sum is still fastText's sequential ``d += w[j] * h[j]`` (same roundings, same order), but
+    the labels are independent lanes the CPU computes side by side instead of one long dependency chain."""
     for i in range(nlabels):
-        out[i] = _dot_row(output_rows, i, hidden)
+        out[i] = _F32(0.0)
+    for j in range(hidden.shape[0]):
+        h = hidden[j]
+        for i in range(nlabels):
+            out[i] = out[i] + output_cols[j, i] * h
     mx = out[0]
     for i in range(nlabels):
         if out[i] > mx:
@@ -179,9 +187,8 @@ def _find_entry(buf, s, e, h, entry_bytes, entry_offsets, entry_hash, table):
 
 
 @njit(cache=True)
-def _add_subwords(word, n_bytes, minn, maxn, bucket, ngram_row, input_rows, hidden, nrows):
-    """``computeSubwords(word)`` + ``addRowToVector`` for each kept bucket -> new row count."""
-    dim = hidden.shape[0]
+def _add_subwords(word, n_bytes, minn, maxn, bucket, ngram_row, rows, nrows):
+    """``computeSubwords(word)``: the input row of each kept bucket appended to ``rows`` -> new row count."""
     for i in range(n_bytes):
         if (word[i] & 0xC0) == 0x80:
             continue
@@ -197,8 +204,7 @@ def _add_subwords(word, n_bytes, minn, maxn, bucket, ngram_row, input_rows, hidd
             if n >= minn and not (n == 1 and (i == 0 or j == n_bytes)):
                 row = ngram_row[h % bucket]
                 if row >= 0:
-                    for d in range(dim):
-                        hidden[d] = hidden[d] + input_rows[row, d]
+                    rows[nrows] = row
                     nrows += 1
             n += 1
     return nrows
@@ -212,7 +218,7 @@ def _is_sep(c):
 
 @njit(cache=True, nogil=True)
 def predict_batch(
-    buf, starts, entry_bytes, entry_offsets, entry_hash, table, ngram_row, input_rows, output_rows,
+    buf, starts, entry_bytes, entry_offsets, entry_hash, table, ngram_row, input_rows, output_rows, output_cols,
     left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, is_hs, k, threshold,
     counts, label_ids, probs,
 ):
@@ -224,6 +230,9 @@ def predict_batch(
         if starts[i + 1] - starts[i] > maxlen:
             maxlen = starts[i + 1] - starts[i]
     word = np.empty(maxlen + 2, np.uint8)
+    # a document's input rows, gathered before they are summed (the loads of many rows are then in flight at
+    # once): at most one row per token plus maxn n-grams per byte of "<" token ">"
+    rows = np.empty((3 * maxlen + 4) * (maxn + 1) + 4, np.int32)
     hs = np.empty(nlabels + 2, np.float32)
     hn = np.empty(nlabels + 2, np.int32)
     stack_node = np.empty(2 * nlabels + 2, np.int32)
@@ -264,15 +273,14 @@ def predict_batch(
             if idx >= nwords:  # a label of the dictionary
                 pass
             elif idx >= 0:  # a word of the dictionary: its row, then its n-grams
-                for d in range(dim):
-                    hidden[d] = hidden[d] + input_rows[idx, d]
+                rows[nrows] = idx
                 nrows += 1
                 if not is_eos and maxn > 0:
                     n = pos - s
                     word[0] = 60
                     word[1 : n + 1] = buf[s:pos]
                     word[n + 1] = 62
-                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, input_rows, hidden, nrows)
+                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, rows, nrows)
             elif not is_eos:
                 n = pos - s
                 labelled = n >= npre
@@ -285,18 +293,22 @@ def predict_batch(
                     word[0] = 60
                     word[1 : n + 1] = buf[s:pos]
                     word[n + 1] = 62
-                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, input_rows, hidden, nrows)
+                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, rows, nrows)
             if is_eos:
                 break
         if nrows == 0:
             continue
+        for t in range(nrows):  # Model::computeHidden: addRowToVector in order
+            r = rows[t]
+            for d in range(dim):
+                hidden[d] = hidden[d] + input_rows[r, d]
         scale = _F32(1.0 / nrows)
         for d in range(dim):
             hidden[d] = hidden[d] * scale
         if is_hs:
             size = _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node, stack_score)
         else:
-            size = _softmax_predict(output_rows, nlabels, hidden, k, threshold, out, hs, hn)
+            size = _softmax_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn)
         counts[doc] = size
         for t in range(size):
             label_ids[doc, t] = hn[t]

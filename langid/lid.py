@@ -181,8 +181,11 @@ class LIDBackend(ABC):
         except ImportError as e:  # pragma: no cover - numba is a dependency
             log.info("compiled language-ID predictor unavailable (%s): using fastText's binding", e)
             return None
+        # BABELSIEVE_LID_MATRIX=private: a per-process copy of a dense model's input matrix on huge pages
+        # (faster), instead of the file's pages shared by all workers of the machine (less memory)
+        private = os.environ.get("BABELSIEVE_LID_MATRIX", "shared").lower() == "private"
         try:
-            return load_fasttext_arrays(self.model_path)
+            return load_fasttext_arrays(self.model_path, private_matrix=private)
         except (UnsupportedModel, OSError) as e:
             log.info("%s: %s; using fastText's binding", self.model_path.name, e)
             return None

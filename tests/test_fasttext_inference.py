@@ -146,6 +146,12 @@ def test_dense_input_matrix_stays_in_the_file_pages(trained):
     assert dense.mapping is not None and not dense.input_rows.flags.writeable
     quant = load_fasttext_arrays(trained["softmax_quantised"])
     assert quant.mapping is None and quant.input_rows.flags.writeable
+    private = load_fasttext_arrays(trained["softmax_dense"], private_matrix=True)  # BABELSIEVE_LID_MATRIX=private
+    assert private.mapping is None and private.input_rows.flags.writeable
+    assert np.array_equal(private.input_rows, dense.input_rows)
+    lines = [t + "\n" for t in _udhr(200)]
+    for got, want in zip(predict_lines(private, lines, -1, 0.0), predict_lines(dense, lines, -1, 0.0)):
+        assert np.array_equal(got, want)
 
 
 def test_unsupported_and_broken_models_are_refused(trained, tmp_path):
