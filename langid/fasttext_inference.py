@@ -314,9 +314,12 @@ def _get_kernel():
 
 
 def predict_lines(
-    model: FastTextArrays, lines: list[str], k: int = -1, threshold: float = 0.0
+    model: FastTextArrays, lines: list[str], k: int = -1, threshold: float = 0.0, top1_fallback: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """fastText's ``multilinePredict(lines, k, threshold)`` for lines that each end with ``"\\n"``.
+
+    ``top1_fallback``: a line with no label above ``threshold`` gets fastText's ``k=1, threshold=0``
+    prediction instead (computed from the same pass).
 
     Returns ``(counts, label_ids, probs)``: document ``i`` has ``counts[i]`` predictions, best first,
     in rows ``i`` of the ``[len(lines), max_k]`` arrays (``probs`` float32, as fastText returns them).
@@ -338,7 +341,7 @@ def predict_lines(
             model.ngram_row, model.input_rows, model.output_rows, model.output_cols, model.tree_left, model.tree_right,
             np.frombuffer(model.label_prefix, np.uint8), model.eos_id, model.nwords, nlabels,
             model.minn, model.maxn, model.bucket, model.loss == _LOSS_HS, kk, np.float32(threshold),
-            counts, label_ids, probs,
+            top1_fallback, counts, label_ids, probs,
         )
     return counts, label_ids, probs
 

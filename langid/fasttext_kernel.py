@@ -153,6 +153,12 @@ def _softmax_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn):
         z = z + out[i]
     for i in range(nlabels):
         out[i] = out[i] / z
+    return _softmax_select(out, nlabels, k, threshold, hs, hn)
+
+
+@njit(cache=True)
+def _softmax_select(out, nlabels, k, threshold, hs, hn):
+    """``Loss::findKBest`` over the softmax output + ``sort_heap``."""
     size = 0
     for i in range(nlabels):
         if out[i] < threshold:
@@ -219,10 +225,12 @@ def _is_sep(c):
 @njit(cache=True, nogil=True)
 def predict_batch(
     buf, starts, entry_bytes, entry_offsets, entry_hash, table, ngram_row, input_rows, output_rows, output_cols,
-    left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, is_hs, k, threshold,
+    left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, is_hs, k, threshold, top1_fallback,
     counts, label_ids, probs,
 ):
-    """fastText ``predictLine`` for each document ``buf[starts[i]:starts[i + 1]]``."""
+    """fastText ``predictLine`` for each document ``buf[starts[i]:starts[i + 1]]``; with ``top1_fallback``, a
+    document with no prediction above ``threshold`` gets ``predictLine(k=1, threshold=0)`` computed from the
+    same hidden vector (what a second fastText call on the same line returns, without a second pass)."""
     dim = input_rows.shape[1]
     hidden = np.zeros(dim, np.float32)
     maxlen = 0
@@ -307,8 +315,13 @@ def predict_batch(
             hidden[d] = hidden[d] * scale
         if is_hs:
             size = _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node, stack_score)
+            if size == 0 and top1_fallback:
+                size = _hs_predict(output_rows, left, right, nlabels, hidden, 1, _F32(0.0), hs, hn, stack_node,
+                                   stack_score)
         else:
             size = _softmax_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn)
+            if size == 0 and top1_fallback:
+                size = _softmax_select(out, nlabels, 1, _F32(0.0), hs, hn)
         counts[doc] = size
         for t in range(size):
             label_ids[doc, t] = hn[t]

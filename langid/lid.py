@@ -197,7 +197,8 @@ class LIDBackend(ABC):
 
     def _predict_chunk(self, chunk: list[str], k: int, thr: float, compiled: bool) -> tuple[list, list]:
         """fastText's ``multilinePredict(chunk, k, thr)``: label lists (without the prefix when
-        ``compiled``) and probability lists."""
+        ``compiled``) and probability lists. The compiled path already gives a line with nothing above
+        ``thr`` its top-1 prediction (what ``_raw`` asks the binding for in a second call)."""
         if not compiled:
             return self.model.f.multilinePredict(chunk, k, thr, "strict")
         from babelsieve.langid import fasttext_inference
@@ -206,7 +207,7 @@ class LIDBackend(ABC):
         try:
             if arrays is None:
                 raise RuntimeError("disabled after an earlier failure")
-            counts, ids, probs = fasttext_inference.predict_lines(arrays, chunk, k, thr)
+            counts, ids, probs = fasttext_inference.predict_lines(arrays, chunk, k, thr, top1_fallback=True)
         except Exception as e:  # e.g. numba cannot compile on this machine: the binding gives the same answers
             if arrays is not None:
                 log.warning("compiled language-ID predictor failed (%s: %s); using fastText's binding",

@@ -97,6 +97,26 @@ def test_lid176_same_as_fasttext_on_tokenizer_corners():
     _assert_same(lid176_path(), _corner_cases())
 
 
+@pytest.mark.parametrize("which", ["lid176", "softmax_dense"])
+def test_top1_fallback_is_a_second_fasttext_call(which, request):
+    """predict_lines(top1_fallback=True): lines with nothing above the threshold get exactly what fastText's
+    multilinePredict(k=1, threshold=0) returns for them; the other lines are unchanged."""
+    path = lid176_path() if which == "lid176" else request.getfixturevalue("trained")[which]
+    f = _binding(path)
+    arrays = load_fasttext_arrays(path)
+    lines = [t + "\n" for t in _udhr(600)] + [c.split("\n")[0] + "\n" for c in _corner_cases()[:80]]
+    counts, ids, probs = predict_lines(arrays, lines, -1, 0.9, top1_fallback=True)
+    plain_labels, plain_probs = f.multilinePredict(lines, -1, 0.9, "strict")
+    top_labels, top_probs = f.multilinePredict(lines, 1, 0.0, "strict")
+    fell_back = 0
+    for i in range(len(lines)):
+        want_l, want_p = (plain_labels[i], plain_probs[i]) if len(plain_labels[i]) else (top_labels[i], top_probs[i])
+        fell_back += not len(plain_labels[i])
+        assert [arrays.labels[j] for j in ids[i, : counts[i]]] == [lab[9:] for lab in want_l]
+        assert np.array_equal(probs[i, : counts[i]], np.asarray(want_p, np.float32))
+    assert fell_back > 20  # the fallback was really exercised
+
+
 TRAINERS = {
     "softmax_dense": "loss='softmax'",
     "hs_dense": "loss='hs'",
