@@ -217,7 +217,7 @@ def run(texts: list[str], args) -> None:
             if len(txt) <= MAX_CHARS and p.label != "zxx_Zzzz" and not p.label.startswith("und_")]
     print(f"{'':<34}{'docs/s/core':>12}{'CPU s (best of ' + str(args.repeat) + ')':>18}")
     print(f"{'babelsieve, compiled predictor':<34}{len(texts) / o:12.0f}{o:18.3f}")
-    print(f"{'datatrove LanguageFilter ft176':<34}{len(texts) / t:12.0f}{t:18.3f}")
+    print(f"{'datatrove LanguageFilter ' + ('glotlid' if MODEL else 'ft176'):<34}{len(texts) / t:12.0f}{t:18.3f}")
     print(f"{'babelsieve via fastText binding':<34}{len(texts) / b:12.0f}{b:18.3f}   (BABELSIEVE_LID_INFERENCE=fasttext)")
     print(f"{'fastText binding alone':<34}{len(texts) / c:12.0f}{c:18.3f}   (one multilinePredict call: the "
           f"ceiling with the binding, {t / c:.2f}x)")
