@@ -72,12 +72,12 @@ def new_backend():
     return GlotLIDBackend(MODEL) if MODEL else Lid176Backend()
 
 
-def bench_ours(texts: list[str], batch: int) -> tuple[float, list]:
-    """Our identify() on the compiled predictor, i.e. a worker after its first COMPILED_AFTER_CHARS
-    characters (before that it runs the binding: see bench_ours_binding and the start costs)."""
+def bench_ours(texts: list[str], batch: int, inference: str = "compiled") -> tuple[float, list]:
+    """Our identify() with ``BABELSIEVE_LID_INFERENCE=inference``: ``compiled`` is a worker after its first
+    COMPILED_AFTER_CHARS characters, ``fasttext`` the binding path it starts on (see also the start costs)."""
     from babelsieve.langid import identify
 
-    os.environ["BABELSIEVE_LID_INFERENCE"] = "compiled"
+    os.environ["BABELSIEVE_LID_INFERENCE"] = inference
     try:
         b = new_backend()
         identify(texts[:10], backend=b)  # load the model outside the timing
@@ -88,24 +88,6 @@ def bench_ours(texts: list[str], batch: int) -> tuple[float, list]:
         return time.process_time() - t0, preds
     finally:
         del os.environ["BABELSIEVE_LID_INFERENCE"]
-
-
-def bench_ours_binding(texts: list[str], batch: int) -> tuple[float, list]:
-    """Our identify() through fastText's binding instead of the compiled predictor."""
-    from babelsieve.langid.lid import identify
-
-    os.environ["BABELSIEVE_LID_INFERENCE"] = "fasttext"
-    try:
-        b = new_backend()
-        assert b.compiled is None
-    finally:
-        del os.environ["BABELSIEVE_LID_INFERENCE"]
-    identify(texts[:10], backend=b)
-    t0 = time.process_time()
-    preds = []
-    for i in range(0, len(texts), batch):
-        preds += identify(texts[i : i + batch], backend=b, threshold=0.01)
-    return time.process_time() - t0, preds
 
 
 def start_cost(inference: str) -> float:
@@ -206,7 +188,7 @@ def run(texts: list[str], args) -> None:
         s, dt = bench_datatrove(texts)
         theirs.append(s)
         core.append(bench_fasttext_core(texts))
-        s, preds_binding = bench_ours_binding(texts, args.batch)
+        s, preds_binding = bench_ours(texts, args.batch, inference="fasttext")
         binding.append(s)
     o, t, c, b = min(ours), min(theirs), min(core), min(binding)
 

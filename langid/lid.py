@@ -195,12 +195,16 @@ class LIDBackend(ABC):
             return list(self._compiled.labels)
         return [lab.removeprefix("__label__") for lab in self.model.get_labels()]
 
-    def _predict_chunk(self, chunk: list[str], k: int, thr: float, compiled: bool) -> tuple[list, list]:
-        """fastText's ``multilinePredict(chunk, k, thr)``: label lists (without the prefix when
-        ``compiled``) and probability lists. The compiled path already gives a line with nothing above
-        ``thr`` its top-1 prediction (what ``_raw`` asks the binding for in a second call)."""
+    def _binding_predict(self, chunk: list[str], k: int, thr: float) -> tuple[list, list]:
+        labels, probs = self.model.f.multilinePredict(chunk, k, thr, "strict")
+        return [[lab[9:] for lab in labs] for labs in labels], probs
+
+    def _predict_chunk(self, chunk: list[str], k: int, thr: float, compiled: bool) -> tuple[list, list, bool]:
+        """fastText's ``multilinePredict(chunk, k, thr)``: label lists (without ``__label__``), probability
+        lists, and whether a line with nothing above ``thr`` already got its top-1 prediction (the compiled
+        path computes it in the same pass; the binding needs a second call)."""
         if not compiled:
-            return self.model.f.multilinePredict(chunk, k, thr, "strict")
+            return (*self._binding_predict(chunk, k, thr), False)
         from babelsieve.langid import fasttext_inference
 
         arrays = self._compiled_arrays()
@@ -213,11 +217,10 @@ class LIDBackend(ABC):
                 log.warning("compiled language-ID predictor failed (%s: %s); using fastText's binding",
                             type(e).__name__, e)
                 self._compiled = None
-            res = self.model.f.multilinePredict(chunk, k, thr, "strict")
-            return [[lab[9:] for lab in labs] for labs in res[0]], res[1]
+            return (*self._binding_predict(chunk, k, thr), False)
         names = arrays.labels
         labels = [[names[j] for j in row[:c]] for row, c in zip(ids.tolist(), counts.tolist())]
-        return labels, [p[:c] for p, c in zip(probs, counts.tolist())]
+        return labels, [p[:c] for p, c in zip(probs, counts.tolist())], True
 
     def _raw(self, texts: list[str], threshold: float) -> list[tuple[list[str], list[float]]]:
         """fastText predictions (labels without ``__label__``) for prepared, non-empty texts."""
@@ -227,15 +230,12 @@ class LIDBackend(ABC):
             # the "\n" is the end-of-sentence token that fasttext's Python predict() appends too
             chunk = [t + "\n" for t in texts[i : i + _BATCH]]
             compiled = self._use_compiled(sum(map(len, chunk)))
-            res = self._predict_chunk(chunk, -1, thr, compiled)
-            # res: (list of label lists, list of prob arrays)
-            for j, (labels, probs) in enumerate(zip(res[0], res[1])):
-                if not len(labels):  # nothing above the threshold: take the top-1
-                    l1, p1 = self._predict_chunk([chunk[j]], 1, 0.0, compiled)
+            all_labels, all_probs, has_top1 = self._predict_chunk(chunk, -1, thr, compiled)
+            for j, (labels, probs) in enumerate(zip(all_labels, all_probs)):
+                if not len(labels) and not has_top1:  # nothing above the threshold: take the top-1
+                    l1, p1 = self._binding_predict([chunk[j]], 1, 0.0)
                     labels, probs = l1[0], p1[0]
                 # still nothing (fastText gives no prediction e.g. for one 20,000-letter "word"): empty
-                if not compiled:
-                    labels = [lab[9:] for lab in labels]
                 out.append((labels, [min(float(p), 1.0) for p in probs]))
         return out
 
