@@ -1,7 +1,7 @@
 """End to end on one core: datatrove 0.10.1 with FineWeb2's settings vs ``babelsieve run``.
 
-Input: ../shared/data/sample-multilingual.warc.gz + ../shared/data/cc/*.warc.gz (symlinked into one
-folder so both sides read the same files). Each side runs as its own process pinned to CPU 0
+Input: the multilingual sample WARC(s) + cc/*.warc.gz of ``--data DIR`` (bench_inputs.py; symlinked
+into one folder so both sides read the same files). Each side runs as its own process pinned to CPU 0
 (``taskset -c 0`` / one worker), timed from process start to exit (imports, model loading and
 writing Parquet included), with its peak RSS (largest process of its tree, from wait4).
 
@@ -25,13 +25,12 @@ Scaling: the local engine on shards split from the sample WARC, 1 vs 2 workers (
 Stages that do not exist yet in this checkout (e.g. filter) are left out on both sides, and the
 output says so.
 
-Reproduce:  /work/venv/bin/python benchmarks/bench_e2e.py [--repeat 3] [--no-scaling] [--core 0]
+Reproduce:  python benchmarks/bench_e2e.py [--data DIR] [--repeat 3] [--no-scaling] [--core 0]
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -43,13 +42,27 @@ import time
 import zlib
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inputs import add_data_argument, cc_warcs, sample_warcs  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
 
-def inputs() -> list[Path]:
-    return [DATA / "sample-multilingual.warc.gz", *sorted(Path(p) for p in glob.glob(str(DATA / "cc" / "*.warc.gz")))]
+def inputs(data: Path) -> list[Path]:
+    """The sample WARC(s) and the Common Crawl excerpts of the data folder."""
+    return [*sample_warcs(data), *cc_warcs(data)]
+
+
+def split_sample(data: Path, dest: Path, n: int) -> list[Path]:
+    """The sample WARC(s) of the data folder split into ``n`` shards in one folder (names unique)."""
+    sources = sample_warcs(data)
+    paths = []
+    for i, src in enumerate(sources):
+        k = n // len(sources) + (1 if i < n % len(sources) else 0)
+        for p in split_warc(src, dest / f"part-{i}", k):
+            paths.append(p.rename(dest / f"{i}-{p.name}"))
+    return paths
 
 
 def html_ids(paths: list[Path]) -> set[str]:
@@ -274,9 +287,9 @@ def split_warc(src: Path, dest: Path, n: int) -> list[Path]:
     return paths
 
 
-def scaling(work: Path, stages: list[str], repeat: int) -> list[tuple[int, float, dict[str, float]]]:
+def scaling(work: Path, data: Path, stages: list[str], repeat: int) -> list[tuple[int, float, dict[str, float]]]:
     """(workers, best process wall s, best wall s per stage from the run summary)."""
-    shards = split_warc(DATA / "sample-multilingual.warc.gz", work / "shards", 8)
+    shards = split_sample(data, work / "shards", 8)
     res = []
     for workers in (1, 2):
         walls, per_stage = [], {}
@@ -300,6 +313,7 @@ def main() -> None:
     ap.add_argument("--no-scaling", action="store_true")
     ap.add_argument("--no-plain", action="store_true", help="skip the extract.extractor=trafilatura_plain run")
     ap.add_argument("--scaling-only", action="store_true")
+    add_data_argument(ap)
     args = ap.parse_args()
 
     stages = available_stages()
@@ -310,10 +324,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     in_dir = work / "in"
     in_dir.mkdir()
-    for p in inputs():
+    for p in inputs(args.data):
         (in_dir / p.name).symlink_to(p)
-    docs = len(html_ids(inputs()))
-    print(f"input: {', '.join(p.name for p in inputs())}: {docs} HTML documents (HTTP 200); "
+    docs = len(html_ids(inputs(args.data)))
+    print(f"input: {', '.join(p.name for p in inputs(args.data))}: {docs} HTML documents (HTTP 200); "
           f"one process per side pinned to CPU {args.core}; best of {args.repeat}")
 
     runs: dict[str, list] = {"datatrove": [], "babelsieve": [], "babelsieve (plain trafilatura)": []}
@@ -364,7 +378,7 @@ def main() -> None:
     for r in runs["datatrove"][:1]:
         if r[3] == 0:
             print("datatrove step seconds: " + ", ".join(f"{k.strip()} {v:.1f}" for k, v in r[4].items()))
-    universe = html_ids(inputs())
+    universe = html_ids(inputs(args.data))
     for name in ("babelsieve", "plain"):
         if name in kept and "datatrove" in kept:
             a, b = kept[name], kept["datatrove"]
@@ -373,7 +387,7 @@ def main() -> None:
                   f"(kept only by us: {len((a - b) & universe)}, only by datatrove: {len((b - a) & universe)})")
 
     if not args.no_scaling:
-        (_, t1, s1), (_, t2, s2) = scaling(work, stages, args.repeat)
+        (_, t1, s1), (_, t2, s2) = scaling(work, args.data, stages, args.repeat)
         print(f"\nscaling, local engine on the sample WARC split into 8 shards ({' + '.join(stages)}, no pinning, "
               f"nproc {os.cpu_count()}, best of {args.repeat}):")
         print(f"  whole run (process start to exit): 1 worker {t1:.1f} s, 2 workers {t2:.1f} s -> {t1 / t2:.2f}x")

@@ -3,8 +3,8 @@
 For each engine (local process pool, a local Ray, a local Spark):
 
 * start-up: creating the engine's runtime (Ray: ``ray.init``; Spark: JVM + SparkContext);
-* throughput: the extract stage on N real WARC shards (``sample-multilingual.warc.gz`` split
-  into shards of whole records), lid.176 language ID on, URL filter off (its block-list load
+* throughput: the extract stage on N real WARC shards (the sample WARC of ``--data DIR``, see
+  bench_inputs.py, or the WARC given, split into shards of whole records), lid.176 language ID on, URL filter off (its block-list load
   is a fixed ~5-20 s per worker process that would swamp a small sample); documents/s and
   parallel efficiency = (docs/s with 2 workers) / (2 x docs/s with 1 worker);
 * per-task overhead: K tiny tasks (one page each); overhead = wall time x workers / K minus
@@ -16,7 +16,7 @@ as happens once per worker in a long run; the local engine starts a new
 process pool for every stage, so its figures include that start-up (this is what a stage costs).
 Outputs are checked byte-identical across engines.
 
-Reproduce:  python benchmarks/bench_engines.py [--shards 8] [--repeat 3] [--tiny 40] [WARC]
+Reproduce:  python benchmarks/bench_engines.py [--data DIR] [--shards 8] [--repeat 3] [--tiny 40] [WARC]
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO.parent / "shared" / "data" / "sample-multilingual.warc.gz"
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_inputs import add_data_argument, sample_warcs  # noqa: E402
 
 
 def split(src: Path, dest: Path, n: int, repeat: int) -> list[Path]:
@@ -104,7 +105,8 @@ def timed_run(engine, cfg):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("warc", nargs="?", default=str(DEFAULT))
+    ap.add_argument("warc", nargs="?", help="a WARC to split (default: the first sample WARC of --data)")
+    add_data_argument(ap)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3, help="copies of the shard set (more work per run)")
     ap.add_argument("--tiny", type=int, default=40)
@@ -113,7 +115,8 @@ def main() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
-    shards = split(Path(args.warc), work / "shards", args.shards, args.repeat)
+    warc = Path(args.warc) if args.warc else sample_warcs(args.data)[0]
+    shards = split(warc, work / "shards", args.shards, args.repeat)
     tiny = tiny_warcs(work / "tiny", args.tiny)
 
     # In-process cost of one tiny task (warm), the baseline for the overhead figure.

@@ -5,18 +5,22 @@ settings (favour precision, deduplicate, no comments). Ours = our WARC reader + 
 + trafilatura with the per-document time bound; datatrove = WarcReader -> Trafilatura (its
 sandboxed extractor process). Language ID and the URL filter are off on both sides.
 
-Reproduce:  python benchmarks/bench_extract.py [WARC]   (default ../shared/data/sample-multilingual.warc.gz)
+Reproduce:  python benchmarks/bench_extract.py [--data DIR] [WARC]   (default: the first sample WARC of --data,
+            see bench_inputs.py; the figures in benchmarks/README.md are on the original 414-response sample)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inputs import add_data_argument, sample_warcs  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = REPO.parent / "shared" / "data" / "sample-multilingual.warc.gz"
 
 
 def ours(path: Path) -> tuple[int, float, dict[str, str]]:
@@ -62,7 +66,11 @@ def limit_overhead(n: int = 100_000) -> float:
 
 
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("warc", nargs="?", type=Path, help="the WARC to extract (default: see --data)")
+    add_data_argument(ap)
+    args = ap.parse_args()
+    path = args.warc or sample_warcs(args.data)[0]
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     ours(path)  # warm imports and caches for both sides alike

@@ -39,16 +39,20 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inputs import fineweb2_config_text  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "filter_fixture.jsonl.gz"
-FW2 = REPO.parent / "shared" / "reference" / "fineweb2" / "configs"
+# FineWeb-2's per-language configs: tests/data's verbatim archive of them, or --fineweb2-configs DIR.
+FW2 = REPO / "tests" / "data" / "fineweb2-configs.json.gz"
 DEFAULT_LANGS = "deu_Latn,spa_Latn,rus_Cyrl,arb_Arab,cmn_Hani,hin_Deva,tha_Thai,jpn_Jpan"
 
 
 def datatrove_filters(label: str):
     from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
-    cfg = yaml.safe_load((FW2 / f"{label}.yml").read_text(encoding="utf-8"))
+    cfg = yaml.safe_load(fineweb2_config_text(FW2, label))
     return [
         GopherRepetitionFilter(language=label, dup_para_frac=0, dup_line_char_frac=0, dup_para_char_frac=0,
                                dup_line_frac=cfg["dup_line_frac"], top_n_grams=cfg["top_n_grams"],
@@ -109,6 +113,7 @@ def best(fn, repeat):
 
 
 def main() -> None:
+    global FW2
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--langs", default=DEFAULT_LANGS)
     ap.add_argument("--repeat", type=int, default=3)
@@ -116,7 +121,10 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1, help="repeat each language's documents K times per pass")
     ap.add_argument("--with-load", action="store_true", help="also: one fresh process per side, load included")
     ap.add_argument("--child", choices=["ours", "datatrove"], help=argparse.SUPPRESS)
+    ap.add_argument("--fineweb2-configs", type=Path, default=FW2,
+                    help="FineWeb-2's configs/ folder, or tests/data/fineweb2-configs.json.gz (default)")
     args = ap.parse_args()
+    FW2 = args.fineweb2_configs
     if args.child:
         return child(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -226,7 +234,7 @@ def with_load(args) -> None:
             before = os.times()
             out = subprocess.run(
                 ["taskset", "-c", str(args.core), sys.executable, __file__, "--child", side, "--langs", args.langs,
-                 "--scale", str(args.scale)],
+                 "--scale", str(args.scale), "--fineweb2-configs", str(FW2)],
                 capture_output=True, text=True, check=True,
             )
             after = os.times()

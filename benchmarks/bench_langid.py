@@ -1,7 +1,8 @@
 """Language-ID throughput on one core: babelsieve ``identify`` (batched) vs datatrove ``LanguageFilter``.
 
-Same documents for both: the UDHR dev lines (/work/shared/data/lid-dev-udhr.jsonl) + the texts that
-trafilatura extracts from the HTML responses of /work/shared/data/sample-multilingual.warc.gz.
+Same documents for both: the UDHR dev lines + the texts that trafilatura extracts from the HTML responses of
+the sample WARC(s), both from ``--data DIR`` (bench_inputs.py: tests/data by default; the figures in
+benchmarks/README.md are on the original files, the whole UDHR dev set and the 414-response sample).
 Same model for both: the embedded lid.176.ftz. datatrove 0.10.1's ``FT176LID`` would download
 ``lid.176.bin`` from dl.fbaipublicfiles.com on first use; we point it at the same lid.176.ftz by setting
 its loaded model (``LanguageFilter.model._model = fasttext.FastText._FastText(path)``), so no download
@@ -18,33 +19,34 @@ Times are CPU seconds of this process (``time.process_time``), best of ``--repea
 printed because other jobs on the machine still slow a pinned process down (shared caches).
 
 Reproduce:
-    /work/venv/bin/python benchmarks/bench_langid.py            # pins itself to CPU 0
-    /work/venv/bin/python benchmarks/bench_langid.py --model ~/.cache/babelsieve/models/glotlid/model_v3.bin
-    /work/venv/bin/python benchmarks/bench_langid.py --repeat 5 --udhr PATH --warc PATH
+    python benchmarks/bench_langid.py            # pins itself to CPU 0
+    python benchmarks/bench_langid.py --model ~/.cache/babelsieve/models/glotlid/model_v3.bin
+    python benchmarks/bench_langid.py --repeat 5 --data DIR   (or --udhr PATH --warc PATH)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
-DATA = Path("/work/shared/data")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inputs import add_data_argument, read_jsonl, sample_warcs, udhr_path  # noqa: E402
 
 
-def load_docs(udhr: Path, warc: Path, max_warc_docs: int = 1000) -> list[str]:
+def load_docs(udhr: Path | None, warcs: list[Path], max_warc_docs: int = 1000) -> list[str]:
+    """The UDHR lines of ``udhr`` and the trafilatura texts of the HTML pages of ``warcs``."""
     texts = []
-    if udhr.is_file():
-        with open(udhr, encoding="utf-8") as f:
-            texts += [json.loads(line)["text"] for line in f if line.strip()]
-    if warc.is_file():
+    if udhr is not None:
+        texts += [row["text"] for row in read_jsonl(udhr)]
+    n = 0
+    for warc in warcs:
         import trafilatura
         from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-        n = 0
         with open(warc, "rb") as f:
             for rec in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=True):
                 ctype = (rec.http_headers.get("Content-Type") or "") if rec.http_headers else ""
@@ -147,8 +149,9 @@ def bench_datatrove(texts: list[str]) -> tuple[float, list]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--udhr", type=Path, default=DATA / "lid-dev-udhr.jsonl")
-    ap.add_argument("--warc", type=Path, default=DATA / "sample-multilingual.warc.gz")
+    ap.add_argument("--udhr", type=Path, help="UDHR dev lines (default: from --data)")
+    ap.add_argument("--warc", type=Path, action="append", help="WARC(s) of pages (default: the sample of --data)")
+    add_data_argument(ap)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--cpu", type=int, default=0, help="core to pin to (-1: no pinning)")
@@ -168,8 +171,8 @@ def main() -> None:
     print(f"start cost (fresh process: import, model load, first prediction; CPU s): compiled predictor "
           f"{start_cost('compiled'):.2f}, fastText binding {start_cost('fasttext'):.2f}; by default a process "
           f"uses the binding for its first {COMPILED_AFTER_CHARS:,} characters, then the compiled predictor")
-    udhr = load_docs(args.udhr, Path("/nonexistent"))
-    web = load_docs(Path("/nonexistent"), args.warc)
+    udhr = load_docs(args.udhr or udhr_path(args.data), [])
+    web = load_docs(None, args.warc or sample_warcs(args.data))
     for name, texts in (("UDHR lines", udhr), ("WARC pages (trafilatura)", web), ("all", udhr + web)):
         if texts:
             print(f"== {name}")

@@ -10,8 +10,8 @@ Same generated corpus (English-like words, 30% of documents in planted near-dupl
   with LocalPipelineExecutor (1 task for signatures and clustering, 14 for buckets run one at a
   time on the same pinned core, 1 for filtering) on the same Parquet file.
 
-Reproduce:  /work/venv/bin/python benchmarks/bench_minhash.py --docs 1000000
-            /work/venv/bin/python benchmarks/bench_minhash.py --docs 100000   (quick)
+Reproduce:  python benchmarks/bench_minhash.py --docs 1000000
+            python benchmarks/bench_minhash.py --docs 100000   (quick)
 datatrove 0.10.1 hashes ``str`` with xxhash, which xxhash>=4 refuses; the benchmark patches its
 hash function to hash the UTF-8 bytes (what xxhash 3 did internally).
 """

@@ -1,6 +1,6 @@
 """Local engine, 1 -> 2 workers, on a few thousand pages; and the fixed start-up cost of a worker.
 
-Input: ../shared/data/sample-multilingual.warc.gz split into 8 shards of whole records (as
+Input: the multilingual sample WARC(s) of ``--data DIR`` (bench_inputs.py) split into 8 shards of whole records (as
 bench_e2e.py's scaling part), each shard linked ``--copies`` times under different names (default
 6: 48 shards, ~2 400 HTML pages; copies are fine, trafilatura's duplicate cache is per task).
 
@@ -17,7 +17,7 @@ bench_e2e.py's scaling part), each shard linked ``--copies`` times under differe
 * ``--datatrove``: datatrove 0.10.1's LocalPipelineExecutor on the same shards (bench_e2e.py's
   pipeline, one task per shard) with 1 and 2 workers, for its per-worker peak RSS and wall time.
 
-Reproduce:  /work/venv/bin/python benchmarks/bench_scaling.py [--copies 6] [--repeat 3] [--datatrove]
+Reproduce:  python benchmarks/bench_scaling.py [--data DIR] [--copies 6] [--repeat 3] [--datatrove]
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e import BIN, DATA, DATATROVE_SCRIPT, env, html_ids, split_warc  # noqa: E402
+from bench_e2e import BIN, DATATROVE_SCRIPT, env, html_ids, split_sample  # noqa: E402
+from bench_inputs import add_data_argument  # noqa: E402
 
 STARTUP_SCRIPT = r'''
 import sys, time, json, tempfile
@@ -249,10 +250,11 @@ def main() -> None:
     ap.add_argument("--modes", default="extract,extract+filter", help="comma-separated stage lists joined by +")
     ap.add_argument("--datatrove", action="store_true", help="also datatrove's LocalPipelineExecutor, 1 and 2 workers")
     ap.add_argument("--no-startup", action="store_true")
+    add_data_argument(ap)
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
-    base = split_warc(DATA / "sample-multilingual.warc.gz", work / "base", 8)
+    base = split_sample(args.data, work / "base", 8)
     in_dir = work / "in"
     in_dir.mkdir()
     for c in range(args.copies):
@@ -260,7 +262,7 @@ def main() -> None:
             (in_dir / f"c{c:02d}-{s.name}").symlink_to(s)
     n_shards = len(base) * args.copies
     docs = len(html_ids(base)) * args.copies
-    print(f"input: sample-multilingual.warc.gz split into {len(base)} shards x {args.copies} copies = {n_shards} shards, "
+    print(f"input: the sample WARC(s) of {args.data} split into {len(base)} shards x {args.copies} copies = {n_shards} shards, "
           f"{docs} HTML documents (HTTP 200); nproc {os.cpu_count()}; best of {args.repeat}")
 
     if not args.no_startup:

@@ -1,6 +1,6 @@
 """Build configs/languages/languages.json, the language table, from the reference data.
 
-Inputs (not shipped; see /work/shared/reference or clone the repos at the commits below):
+Inputs (not shipped; clone the repos at the commits below):
   * FineWeb-2 per-language configs ``configs/*.yml`` (1929 files) and
     ``fineweb2-language-distribution.csv`` (names, sizes), huggingface/fineweb-2 @ d0defb2, Apache-2.0
   * GlotLID v3 label list ``languages-v3.md``, cisnlp/GlotLID @ d63cc2f, Apache-2.0
@@ -9,8 +9,7 @@ Inputs (not shipped; see /work/shared/reference or clone the repos at the commit
 
 Build-time only dependencies: ``pip install pyyaml langcodes iso639-lang`` (runtime needs none of them).
 
-    python configs/build_language_table.py --fineweb2 /work/shared/reference/fineweb2 \
-        --glotlid /work/shared/reference/glotlid
+    python configs/build_language_table.py --fineweb2 PATH/TO/fineweb-2 --glotlid PATH/TO/GlotLID
 
 The FineWeb2 values are copied exactly (the filters must take identical decisions to datatrove
 configured from the same yml). Labels of GlotLID with no FineWeb2 config get no entry of their own:
@@ -72,8 +71,8 @@ def read_glotlid_labels(path: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fineweb2", default="/work/shared/reference/fineweb2")
-    ap.add_argument("--glotlid", default="/work/shared/reference/glotlid")
+    ap.add_argument("--fineweb2", required=True, help="FineWeb-2 checkout (configs/*.yml, the language CSV)")
+    ap.add_argument("--glotlid", required=True, help="GlotLID checkout (languages-v3.md)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     fw2 = Path(args.fineweb2)

@@ -1,4 +1,4 @@
-"""Storage through fsspec URLs, with the commit protocol of DESIGN.md.
+"""Storage through fsspec URLs, with the commit protocol of docs/design.md.
 
 Every write goes through :func:`publish_bytes`: on a file system the bytes go to a temporary
 name in the same directory and are renamed into place (atomic on POSIX); on an object store

@@ -1,18 +1,22 @@
-"""Shared fixtures: paths to the real test data and small WARC builders."""
+"""Fixtures for every test file: paths to the real test data in tests/data and small WARC builders."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import os
 import sys
 import zlib
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BABELSIEVE_SHARED_DATA", REPO.parent / "shared" / "data"))
-SAMPLE_WARC = REPO / "pipeline" / "data" / "sample.warc.gz"
+TEST_DATA = REPO / "tests" / "data"  # what each file is and how it was cut: tests/data/README.md
+SAMPLE_WARC = REPO / "pipeline" / "data" / "sample.warc.gz"  # the bundled dry-run sample (52 responses)
+PAGES_WARC = TEST_DATA / "pages.warc.gz"  # 120 more HTML pages of the same origin, none in SAMPLE_WARC
 BABELSIEVE = str(Path(sys.executable).with_name("babelsieve"))
 # A skipped test proves nothing: the suite fails on any skip (a missing browser, tool or package
 # must show up as a failure, not as a green run). Set BABELSIEVE_ALLOW_SKIPS=1 on a partial
@@ -31,11 +35,38 @@ def pytest_runtest_makereport(item, call):
                         "(set BABELSIEVE_ALLOW_SKIPS=1 to allow skips on a partial development machine)")
 
 
-def shared(name: str) -> Path:
-    p = SHARED_DATA / name
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A skip while collecting (module-level ``pytest.importorskip`` or ``pytest.skip(allow_module_level=True)``)
+    drops a whole file without running any of it: it fails like a skip at run time."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not ALLOW_SKIPS:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = (f"{collector.nodeid}: skipped while collecting, which this suite does not allow: {reason}\n"
+                        "(set BABELSIEVE_ALLOW_SKIPS=1 to allow skips on a partial development machine)")
+
+
+def data_file(name: str) -> Path:
+    """A file of tests/data (fails the test, not skips it, when the file is missing)."""
+    p = TEST_DATA / name
     if not p.exists():
-        pytest.fail(f"test data missing: {p} (the tests need ../shared/data beside the repo)")
+        pytest.fail(f"test data missing: {p} (see tests/data/README.md)")
     return p
+
+
+def read_jsonl_gz(name: str) -> list[dict]:
+    """The rows of a gzipped JSON-lines file of tests/data."""
+    with gzip.open(data_file(name), "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@lru_cache(maxsize=1)
+def fineweb2_configs() -> dict[str, str]:
+    """{"rus_Cyrl.yml": text} of every FineWeb-2 ``configs/*.yml``, verbatim (tests/data/README.md)."""
+    with gzip.open(data_file("fineweb2-configs.json.gz"), "rt", encoding="utf-8") as f:
+        return json.load(f)
 
 
 def gzip_members(data: bytes) -> list[bytes]:

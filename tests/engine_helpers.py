@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import SAMPLE_WARC, shared, split_warc
+from conftest import SAMPLE_WARC, data_file, split_warc
 
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.config import PipelineConfig, load_config
@@ -34,7 +34,7 @@ def make_inputs(dest: Path) -> list[Path]:
     out = []
     for name in ("cc/CC-MAIN-2020-34-excerpt.warc.gz", "cc/CC-MAIN-2024-22-whirlwind.warc.gz"):
         p = dest / Path(name).name
-        shutil.copyfile(shared(name), p)
+        shutil.copyfile(data_file(name), p)
         out.append(p)
     out.extend(split_warc(SAMPLE_WARC, dest / "sample", 2))
     return out

@@ -22,6 +22,8 @@ import pytest
 
 from conftest import BABELSIEVE, REPO, SAMPLE_WARC, gzip_members
 
+pytestmark = pytest.mark.infra  # every test here runs real Airflow (and Ray / spark-submit)
+
 DAG_FILE = REPO / "deploy" / "airflow" / "babelsieve_dag.py"
 INSTALL = REPO / "deploy" / "airflow" / "install_airflow.sh"
 DAG_ID = "babelsieve_snapshot"
@@ -129,10 +131,6 @@ def _available_stages() -> list[str]:
     return out
 
 
-def _has_report() -> bool:
-    return subprocess.run([BABELSIEVE, "report", "--help"], capture_output=True).returncode == 0
-
-
 def _parquet_rows(d: Path) -> int:
     files = sorted(d.rglob("*.parquet"))
     return sum(pl.read_parquet(f).height for f in files)
@@ -210,27 +208,19 @@ def test_dags_test_runs_the_snapshot_end_to_end_with_the_local_engine(dag_test_r
     docs = pl.concat([pl.read_parquet(f) for f in (out / "extract").rglob("*.parquet")])
     assert set(docs["dump"].unique()) == {SNAPSHOT}  # the snapshot param reached the pipeline
     assert docs["url"].str.starts_with("http").all()
-    # Later stages: run where this installation has them, cleanly skipped where the config or
-    # the installation lacks them.
-    available = _available_stages()
+    # Every stage of the dry-run config runs and writes rows; rebalance, which that config does not
+    # list, is the one skipped task, with a message saying why.
     configured = ["extract", "dedup", "filter", "finalize"]  # the dry-run config's stages
-    for stage in PIPELINE_STAGES[1:]:
-        if stage in configured and stage in available:
-            assert tis[stage] == "success", (stage, tis)
-            assert (out / "_manifests").joinpath(stage).exists() or any((out / "_manifests").glob(f"{stage}*")), stage
-        else:
-            assert tis[stage] == "skipped", (stage, tis)
-            assert f"stage '{stage}'" in log, f"no skip message for {stage}"
-    for stage in ("finalize", "filter", "dedup"):
-        if stage in available and (out / stage).exists():
-            assert _parquet_rows(out / stage) > 0, f"{stage} wrote no rows"
-            break
-    if _has_report():
-        assert tis["report"] == "success"
-        assert (out / "report" / "index.html").exists()
-    else:
-        assert tis["report"] == "skipped"
-        assert "report skipped" in log
+    assert set(configured) <= set(_available_stages())  # this installation registers all of them
+    for stage in configured[1:]:
+        assert tis[stage] == "success", (stage, tis)
+        assert list((out / "_manifests" / stage).glob("*.json")), f"no manifest for {stage}"
+        assert _parquet_rows(out / stage) > 0, f"{stage} wrote no rows"
+    assert [s for s in PIPELINE_STAGES if s not in configured] == ["rebalance"]
+    assert tis["rebalance"] == "skipped", tis
+    assert "stage 'rebalance'" in log, "no skip message for rebalance"
+    assert tis["report"] == "success", tis
+    assert (out / "report" / "index.html").exists()
 
 
 def test_a_second_run_into_the_same_output_reuses_every_finished_task(dag_test_run, airflow_venv, airflow_home):
@@ -387,12 +377,10 @@ def test_the_ray_path_submits_stages_as_ray_jobs_and_retries_safely(airflow_venv
                                                                        tmp_path):
     """run_on_ray (what the stage tasks call with engine=ray) against a real Ray jobs API.
 
-    The pipeline's Ray engine runs inside the job when this installation has it; otherwise the
-    job runs the local engine, which still exercises submission, log streaming, status and retry.
+    The pipeline's Ray engine runs inside the job (no fallback to the local engine: a missing Ray
+    engine fails the test).
     """
-    import importlib.util
-
-    engine = "ray" if importlib.util.find_spec("babelsieve.pipeline.engines.ray_engine") else "local"
+    engine = "ray"
     params = {"snapshot": SNAPSHOT, "engine": "ray", "config": "", "input": str(small_warc(tmp_path)),
               "output": str(tmp_path / "{snapshot}"), "shards": "",
               "sets": ["langid.backend=none", "engine_options.workers=2"]}
@@ -431,12 +419,9 @@ m.run_on_spark(m.resolve(a["params"]), "extract", "local[2]", engine=a["engine"]
 
 def test_the_spark_path_runs_submit_sh_with_a_real_spark_submit(airflow_venv, airflow_home, tmp_path):
     """run_on_spark (engine=spark stage tasks) -> deploy/spark/submit.sh -> spark-submit -> driver.py."""
-    import importlib.util
-
     spark_submit = Path(sys.executable).with_name("spark-submit")
-    if not spark_submit.exists() or shutil.which("java") is None:
-        pytest.skip("spark-submit (pip package pyspark) or java not installed")
-    engine = "spark" if importlib.util.find_spec("babelsieve.pipeline.engines.spark_engine") else "local"
+    assert spark_submit.exists() and shutil.which("java"), "spark-submit (pip package pyspark) or java missing"
+    engine = "spark"  # no fallback to the local engine: a missing Spark engine fails the test
     params = {"snapshot": SNAPSHOT, "engine": "spark", "config": "", "input": str(small_warc(tmp_path)),
               "output": str(tmp_path / "{snapshot}"), "shards": "",
               "sets": ["langid.backend=none", "engine_options.workers=2"]}

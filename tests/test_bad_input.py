@@ -8,7 +8,7 @@ import subprocess
 import polars as pl
 import pytest
 
-from conftest import BABELSIEVE, SAMPLE_WARC, gzip_members, make_warc, shared
+from conftest import BABELSIEVE, SAMPLE_WARC, data_file, gzip_members, make_warc
 
 BASE = ["--no-progress", "--workers", "2", "--only", "extract", "--set", "langid.backend=none",
         "--set", "extract.url_filter=false"]
@@ -41,10 +41,10 @@ def test_not_a_warc_fails_its_shard_only_and_exit_code_says_so(tmp_path):
 
 def test_truncated_warc_processes_complete_records_and_reports_cut(tmp_path):
     out = tmp_path / "out"
-    r = _run(out, [shared("sample-multilingual-truncated.warc.gz")])
+    r = _run(out, [data_file("sample-truncated.warc.gz")])
     assert r.returncode == 0, r.stderr
     stats = _manifest(out, "00000")["stats"]
-    assert stats["responses"] == 40  # every complete response (shared/data README: 40)
+    assert stats["responses"] == 5  # every complete response (tests/data/README.md: 5, then the cut 6th)
     assert stats["problem_counts"]["truncated_record"] == 1
     assert any("bhaskar.com" in p["detail"] for p in stats["problems"])
     assert "truncated_record=1" in r.stderr

@@ -138,6 +138,7 @@ def replayed_build(parsed, tmp_path_factory):
     return root, venv, env, results
 
 
+@pytest.mark.infra
 def test_every_run_line_of_the_dockerfile_succeeds(replayed_build):
     root, venv, _, results = replayed_build
     assert results, "no RUN lines"
@@ -153,6 +154,7 @@ def test_every_run_line_of_the_dockerfile_succeeds(replayed_build):
     assert "GlotLID not pulled" in results[-1][2].stdout
 
 
+@pytest.mark.infra
 def test_the_installed_image_package_runs_the_dry_run(replayed_build, tmp_path):
     """The package as installed by the Dockerfile (not the editable checkout) extracts the bundled sample."""
     root, venv, env, _ = replayed_build

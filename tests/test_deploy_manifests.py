@@ -233,14 +233,11 @@ def _spark_submit() -> str | None:
     return exe if Path(exe).exists() and shutil.which("java") else None
 
 
+@pytest.mark.infra
 def test_submit_sh_runs_a_real_spark_submit_on_a_local_master(tmp_path):
     exe = _spark_submit()
-    if exe is None:
-        pytest.skip("spark-submit (pip package pyspark) or java not installed")
-    # The Spark engine when this installation has it; else the driver runs the local engine,
-    # which still proves spark-submit starts our driver with our arguments.
-    has_spark_engine = importlib.util.find_spec("babelsieve.pipeline.engines.spark_engine") is not None
-    engine = "spark" if has_spark_engine else "local"
+    assert exe is not None, "spark-submit (pip package pyspark) or java missing"
+    engine = "spark"  # no fallback to the local engine: a missing Spark engine fails the test
     out = tmp_path / "out"
     warc = tmp_path / "small.warc.gz"  # warcinfo + the first pages of the sample: the engine path, quickly
     warc.write_bytes(b"".join(gzip_members(SAMPLE_WARC.read_bytes())[:12]))

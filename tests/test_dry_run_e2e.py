@@ -1,4 +1,5 @@
-"""End to end on the real multilingual WARC: known text appears, row counts add up."""
+"""End to end on real multilingual pages (the bundled sample + tests/data/pages.warc.gz): known text
+appears, row counts add up."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from babelsieve.pipeline.html_text import TextExtractor, decode_html, is_html
-from conftest import BABELSIEVE, shared, split_warc
+from conftest import BABELSIEVE, PAGES_WARC, SAMPLE_WARC, read_jsonl_gz, split_warc
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    shards = split_warc(shared("sample-multilingual.warc.gz"), base / "in", 4)
+    shards = split_warc(SAMPLE_WARC, base / "in-sample", 2) + split_warc(PAGES_WARC, base / "in-pages", 2)
     out = base / "out"
     cmd = [BABELSIEVE, "run", "--output", str(out), "--no-progress", "--workers", "2", "--only", "extract",
            "--set", "extract.url_filter=false"]
@@ -40,7 +41,7 @@ def test_known_text_of_known_pages_is_in_the_output(run_dir):
     _, _, out, _ = run_dir
     docs = pl.concat([_docs(out), _removed(out).drop("removal_reason")]) if _removed(out).height else _docs(out)
     by_url = dict(zip(docs["url"].to_list(), docs["text"].to_list()))
-    gt = [json.loads(x) for x in shared("sample-multilingual.groundtruth.jsonl").read_text().splitlines()]
+    gt = read_jsonl_gz("sample.groundtruth.jsonl.gz")
     checked = found = 0
     for row in gt:
         for snippet in row.get("must_contain") or []:
@@ -80,9 +81,9 @@ def test_summary_reports_skipped_records(run_dir):
     summary = json.loads((out / "_summary.json").read_text())
     extract = summary["stages"][0]
     assert extract["stage"] == "extract" and extract["done"] == 4
-    # The sample holds one 404, one 301, one PNG and 17 RSS feeds (shared/data/README.md).
+    # The bundled sample holds one 404, one 301, one PNG and one RSS feed; pages.warc.gz only HTML pages.
     assert extract["skipped"]["http_404"] == 1 and extract["skipped"]["http_301"] == 1
-    assert extract["skipped"]["not_html"] == 18
+    assert extract["skipped"]["not_html"] == 2
     assert "skipped records" in stderr
 
 

@@ -27,6 +27,7 @@ from babelsieve.pipeline.tasks import TaskFailedError
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+INFRA_ENGINES = [pytest.param(e, marks=pytest.mark.infra) for e in ("ray", "spark")]  # they start Ray / Spark
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,7 @@ def _assert_same_as_clean(out, clean):
 # --------------------------------------------------------------------------------------------
 # Equivalence
 # --------------------------------------------------------------------------------------------
+@pytest.mark.infra
 def test_ray_output_is_byte_identical_to_local(ray_session, inputs, clean, tmp_path):
     cfg, summary = _run("ray", inputs, tmp_path / "out")
     assert summary.failed_tasks == 0
@@ -100,6 +102,7 @@ def test_ray_output_is_byte_identical_to_local(ray_session, inputs, clean, tmp_p
     assert ray_session.is_initialized()  # the engine left the fixture's Ray running
 
 
+@pytest.mark.infra
 def test_spark_output_is_byte_identical_to_local(spark_context, inputs, clean, tmp_path):
     cfg, summary = _run("spark", inputs, tmp_path / "out")
     assert summary.failed_tasks == 0
@@ -108,6 +111,7 @@ def test_spark_output_is_byte_identical_to_local(spark_context, inputs, clean, t
     assert spark_context._jsc is not None  # the engine left the fixture's SparkContext running
 
 
+@pytest.mark.infra
 def test_spark_engine_reports_progress_live_one_result_per_task(spark_context, inputs, tmp_path):
     from babelsieve.pipeline.engines.spark_engine import SparkEngine
     from babelsieve.pipeline.extract import ExtractStage
@@ -125,6 +129,7 @@ def test_spark_engine_reports_progress_live_one_result_per_task(spark_context, i
     assert min(times) < total  # the first result arrived before the job ended (live, not at the end)
 
 
+@pytest.mark.infra
 def test_tasks_run_on_the_worker_main_thread(ray_session, spark_context):
     """The per-document time limit is SIGALRM-based (main thread only): both engines must run
     tasks on their worker's main thread, or slow pages would be cut on one engine and not another."""
@@ -141,7 +146,7 @@ def test_tasks_run_on_the_worker_main_thread(ray_session, spark_context):
 # --------------------------------------------------------------------------------------------
 # Faults: a task's worker is killed once; a task raises once (bad input: not retried)
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("engine_name", ["local", "ray", "spark"])
+@pytest.mark.parametrize("engine_name", ["local", *INFRA_ENGINES])
 def test_injected_worker_kill_is_retried_and_output_identical(engine_name, request, inputs, clean, tmp_path):
     if engine_name == "ray":
         request.getfixturevalue("ray_session")
@@ -154,7 +159,7 @@ def test_injected_worker_kill_is_retried_and_output_identical(engine_name, reque
     _assert_same_as_clean(out, clean)
 
 
-@pytest.mark.parametrize("engine_name", ["local", "ray", "spark"])
+@pytest.mark.parametrize("engine_name", ["local", *INFRA_ENGINES])
 def test_transient_task_error_is_retried_within_the_run(engine_name, request, inputs, clean, tmp_path):
     """A dropped connection in one task (injected once) is retried by every engine in the same run."""
     if engine_name != "local":
@@ -167,6 +172,7 @@ def test_transient_task_error_is_retried_within_the_run(engine_name, request, in
     _assert_same_as_clean(out, clean)
 
 
+@pytest.mark.infra
 @pytest.mark.parametrize("engine_name", ["ray", "spark"])
 def test_task_error_is_not_retried_other_tasks_complete_rerun_completes(engine_name, request, inputs, clean,
                                                                         tmp_path):
@@ -189,6 +195,7 @@ def test_task_error_is_not_retried_other_tasks_complete_rerun_completes(engine_n
     _assert_same_as_clean(out, clean)
 
 
+@pytest.mark.infra
 def test_ray_worker_sigkilled_from_outside_mid_task_is_retried(ray_session, inputs, clean, tmp_path):
     """A real SIGKILL from another process while the task runs: Ray reruns it on a new worker."""
     out = tmp_path / "out"
@@ -231,6 +238,7 @@ def _assert_one_shard_like_clean(out, clean):
     assert got and got == want
 
 
+@pytest.mark.infra
 def test_cli_engine_ray_starts_and_stops_its_own_ray(inputs, clean, tmp_path):
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -240,6 +248,7 @@ def test_cli_engine_ray_starts_and_stops_its_own_ray(inputs, clean, tmp_path):
     _assert_one_shard_like_clean(out, clean)
 
 
+@pytest.mark.infra
 def test_spark_submit_of_the_cli_module(inputs, clean, tmp_path):
     import babelsieve.pipeline.cli as cli
 

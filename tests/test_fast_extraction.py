@@ -1,6 +1,6 @@
 """The fast favour-precision extraction gives trafilatura's result on real pages.
 
-Over every HTML page of ../shared/data/sample-multilingual.warc.gz and ../shared/data/cc/*.warc.gz,
+Over every HTML page of the bundled sample, tests/data/pages.warc.gz and tests/data/cc/*.warc.gz,
 one fresh duplicate cache per shard as in the extract stage:
 - the text equals ``trafilatura.extract(favor_precision=True, include_comments=False)`` on >= 97 %
   of pages and the mean token F1 against it is >= 0.99 (on trafilatura 2.3.1 it is 100 % / 1.0);
@@ -23,13 +23,15 @@ import pytest
 from babelsieve.pipeline import fast_trafilatura as ft
 from babelsieve.pipeline.html_text import TextExtractor, decode_html, is_html
 from babelsieve.pipeline.warc import iter_records, parse_http_response
-from conftest import SHARED_DATA, shared
+from conftest import PAGES_WARC, SAMPLE_WARC, TEST_DATA, read_jsonl_gz
 
 pytestmark = pytest.mark.skipif(not ft.AVAILABLE, reason=f"fast path unavailable: {ft.REASON}")
 
 
 def _shards() -> list[Path]:
-    return [shared("sample-multilingual.warc.gz"), *sorted((SHARED_DATA / "cc").glob("*.warc.gz"))]
+    cc = sorted((TEST_DATA / "cc").glob("*.warc.gz"))
+    assert len(cc) == 2, cc
+    return [SAMPLE_WARC, PAGES_WARC, *cc]
 
 
 def load_pages(path: Path) -> list[tuple[str, str]]:
@@ -91,8 +93,7 @@ def test_same_text_as_trafilatura(outputs):
 
 def _snippet_rate(texts: dict[str, str | None]) -> tuple[int, int]:
     found = total = 0
-    for line in shared("sample-multilingual.groundtruth.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in read_jsonl_gz("sample.groundtruth.jsonl.gz"):
         rid = row["warc_record_id"].strip("<>")
         if rid not in texts:
             continue

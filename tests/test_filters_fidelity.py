@@ -2,8 +2,8 @@
 
 datatrove 0.10.1's own GopherRepetitionFilter, FineWebQualityFilter and GopherQualityFilter are
 configured exactly as FineWeb-2's ``fineweb-2-pipeline.py`` (per-language values from FineWeb-2's
-``configs/{lang}.yml``) and run in FineWeb2's order; ours computes signals with the language table's
-tokenizer and settings and thresholds them. Documents: ``tests/data/filter_fixture.jsonl.gz`` (real
+``configs/{lang}.yml``, verbatim in ``tests/data/fineweb2-configs.json.gz``) and run in FineWeb2's order;
+ours computes signals with the language table's tokenizer and settings and thresholds them. Documents: ``tests/data/filter_fixture.jsonl.gz`` (real
 web pages and UDHR texts in 28 labels / 8 scripts, plus variants of them; see
 ``tests/data/make_filter_fixture.py``).
 """
@@ -21,22 +21,21 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from conftest import fineweb2_configs  # noqa: E402
+
 from babelsieve.filters.decisions import decide  # noqa: E402
 from babelsieve.filters.settings import FilterSettings, language_settings, settings_from_fineweb2_yaml  # noqa: E402
 from babelsieve.filters.signals import compute_signals  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "filter_fixture.jsonl.gz"
-FW2_CONFIGS = Path(os.environ.get("BABELSIEVE_FW2_CONFIGS", REPO.parent / "shared" / "reference" / "fineweb2" / "configs"))
 
 PREFIX = {"GopherRepetitionFilter": "gopher_rep", "FineWebQualityFilter": "fineweb_qual", "GopherQualityFilter": "gopher_qual"}
 
 
-# Test-time budget: every variant and synthetic case is used, but at most MAX_BASE unmodified real
-# documents per label, and fra_Latn (spaCy "fr" takes ~10 s to load, twice) is left to the benchmark.
-# BABELSIEVE_FIDELITY_FULL=1 runs the whole fixture (1690 documents, 28 labels).
+# Test-time budget: every label, every variant and synthetic case is used, but at most MAX_BASE
+# unmodified real documents per label. BABELSIEVE_FIDELITY_FULL=1 runs the whole fixture (1690 documents).
 MAX_BASE = 25
-SKIP = {"fra_Latn"}
 
 
 def load_fixture(full: bool | None = None) -> dict[str, list[dict]]:
@@ -47,22 +46,19 @@ def load_fixture(full: bool | None = None) -> dict[str, list[dict]]:
         for line in f:
             d = json.loads(line)
             lab = d["lang_script"]
-            if not full:
-                if lab in SKIP:
+            if not full and d.get("variant") is None:
+                base[lab] += 1
+                if base[lab] > MAX_BASE:
                     continue
-                if d.get("variant") is None:
-                    base[lab] += 1
-                    if base[lab] > MAX_BASE:
-                        continue
             by[lab].append(d)
     return dict(sorted(by.items()))
 
 
 def fw2_yaml(label: str) -> dict:
-    p = FW2_CONFIGS / f"{label}.yml"
-    if not p.exists():
-        pytest.fail(f"FineWeb-2 config missing: {p}")
-    return yaml.safe_load(p.read_text(encoding="utf-8"))
+    text = fineweb2_configs().get(f"{label}.yml")
+    if text is None:
+        pytest.fail(f"FineWeb-2 config missing: {label}.yml")
+    return yaml.safe_load(text)
 
 
 def datatrove_filters_fw2(label: str, cfg: dict):
@@ -94,7 +90,7 @@ def our_words(label: str, texts: list[str]) -> list[list[str]]:
 
     cache = _OUR_WORDS.setdefault(label, {})
     todo = [t for t in dict.fromkeys(texts) if t not in cache]
-    for t, w in zip(todo, get_tokenizer(label)(todo)):
+    for t, w in zip(todo, get_tokenizer(label)(todo), strict=True):
         cache[t] = w
     return [cache[t] for t in texts]
 
@@ -160,7 +156,7 @@ def test_identical_decisions_fineweb2_settings(fixture_docs):
         texts = [d["text"] for d in docs]
         theirs = run_datatrove(datatrove_filters_fw2(label, cfg), texts)
         ours = decide(compute_signals(texts, label, words=our_words(label, texts)), language_settings(label)).to_pylist()
-        for d, a, b in zip(docs, theirs, ours):
+        for d, a, b in zip(docs, theirs, ours, strict=True):
             total += 1
             fired[a] += 1
             if a == b:
@@ -210,7 +206,7 @@ def test_identical_decisions_datatrove_default_settings(fixture_docs, monkeypatc
         )
         sig = compute_signals(texts, label, stopwords=cfg["stopwords"], words=our_words(label, texts))
         ours = decide(sig, ours_settings).to_pylist()
-        for d, a, b in zip(docs, theirs, ours):
+        for d, a, b in zip(docs, theirs, ours, strict=True):
             fired[a] += 1
             if a != b:
                 mismatches.append((label, d["id"], d.get("variant"), a, b))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,19 +12,32 @@ import pytest
 from click.testing import CliRunner
 
 from babelsieve.pipeline.rehydrate import expand, published_weights, rehydrate_command, weight_for, weights_from_dir
+from conftest import REPO, data_file
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fineweb2" / "rehydration"
+SHIPPED = REPO / "configs" / "rehydration"
 
 
-def _ref() -> Path:
-    if not (REF / "distributions").is_dir():
-        pytest.fail(f"reference data missing: {REF}")
-    return REF
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory) -> Path:
+    """FineWeb2's rehydration folder laid out as published, from tests/data/fineweb2-rehydration.json.gz:
+    distributions/*.json, resulting_ds_sizes.json and the two weight files. The weight files are the ones
+    shipped in configs/rehydration, after checking that their SHA-256 is that of FineWeb2's files."""
+    with gzip.open(data_file("fineweb2-rehydration.json.gz"), "rt", encoding="utf-8") as f:
+        doc = json.load(f)
+    ref = tmp_path_factory.mktemp("fw2-rehydration")
+    (ref / "distributions").mkdir()
+    for lang, text in doc["distributions"].items():
+        (ref / "distributions" / f"{lang}.json").write_text(text, encoding="utf-8")
+    (ref / "resulting_ds_sizes.json").write_text(json.dumps(doc["resulting_ds_sizes"]))
+    for name, digest in doc["published_sha256"].items():
+        data = (SHIPPED / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, f"configs/rehydration/{name} is not FineWeb2's file"
+        (ref / name).write_bytes(data)
+    return ref
 
 
 @pytest.mark.parametrize("max_reps", [5, 10])
-def test_reproduces_published_weights_for_every_language(max_reps):
-    ref = _ref()
+def test_reproduces_published_weights_for_every_language(ref, max_reps):
     published = json.loads((ref / f"up_to_{max_reps:02d}_reps.json").read_text())
     sizes = json.loads((ref / "resulting_ds_sizes.json").read_text())[str(max_reps)]
     ours, totals = weights_from_dir(ref / "distributions", max_reps)
@@ -33,8 +48,7 @@ def test_reproduces_published_weights_for_every_language(max_reps):
     assert mismatched == [] and wrong_sizes == []
 
 
-def test_shipped_weights_equal_reference():
-    ref = _ref()
+def test_shipped_weights_equal_reference(ref):
     for m in (5, 10):
         assert published_weights(m) == json.loads((ref / f"up_to_{m:02d}_reps.json").read_text())
     with pytest.raises(ValueError, match="max_reps=7"):
@@ -48,8 +62,7 @@ def test_step_function_lookup_matches_fineweb2_rehydrater():
     assert got.tolist() == [1, 3, 4, 4, 6, 6, 10, 10, 1, 1]
 
 
-def test_cli_weights(tmp_path):
-    ref = _ref()
+def test_cli_weights(ref, tmp_path):
     d = tmp_path / "dist"
     d.mkdir()
     for lang in ("ita_Latn", "rus_Cyrl"):

@@ -91,6 +91,7 @@ def render_in_browser(html_file: Path, tmp_path: Path) -> _Dom:
     return dom
 
 
+@pytest.mark.infra
 def test_every_plot_renders_as_a_non_empty_image_in_a_browser(runs, tmp_path):
     out, _, _ = runs
     dom = render_in_browser(out / "report" / "index.html", tmp_path)
@@ -103,6 +104,7 @@ def test_every_plot_renders_as_a_non_empty_image_in_a_browser(runs, tmp_path):
     assert not dom.notes
 
 
+@pytest.mark.infra
 def test_stages_not_run_show_a_note_and_the_rest_render(runs, tmp_path):
     _, early, _ = runs
     dom = render_in_browser(early / "report" / "index.html", tmp_path)
@@ -119,6 +121,7 @@ def test_stages_not_run_show_a_note_and_the_rest_render(runs, tmp_path):
     assert not (early / "report" / "cluster_sizes.png").exists()
 
 
+@pytest.mark.infra
 def test_the_browser_check_catches_a_broken_image(runs, tmp_path):
     out, _, _ = runs
     html = (out / "report" / "index.html").read_text()
@@ -220,6 +223,7 @@ def test_collect_run_stats_on_the_real_run(runs):
     assert "injected fault in extract/00001" in html  # the failed attempt, from the task logs
 
 
+@pytest.mark.infra
 def test_language_score_histogram_of_a_real_language_id_run(tmp_path, tmp_path_factory):
     """Default language ID (embedded lid.176 offline): the histogram is the Parquet `language_score` column."""
     out = tmp_path / "out"

@@ -3,7 +3,7 @@
 Also home of the pipeline runs shared by the report, status and plan tests (:func:`shared_runs`:
 made once per test session, because a real run is the slow part of those tests).
 
-:func:`add_synthetic_stages` writes manifests and Parquet files in the layout DESIGN.md and the
+:func:`add_synthetic_stages` writes manifests and Parquet files in the layout docs/design.md and the
 stage issues describe (``<stage>/lang_script=xxx_Yyyy/<task>.parquet``, ``removed/<stage>/<reason>/``,
 ``_stats/filter/``, ``minhash_cluster_size``, ``sig_*`` columns), and returns the numbers a correct
 merge must find. The report tests reuse it on top of a real extract run.

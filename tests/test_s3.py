@@ -82,6 +82,7 @@ def shards(s3, tmp_path_factory):
 # --------------------------------------------------------------------------------------------
 # Throttling: 503 SlowDown is retried with backoff
 # --------------------------------------------------------------------------------------------
+@pytest.mark.infra
 def test_slowdown_503_is_retried_by_every_storage_operation(s3, shards):
     proxy = FlakyS3Proxy(s3.port, every=3)  # every third request is throttled
     try:
@@ -101,6 +102,7 @@ def test_slowdown_503_is_retried_by_every_storage_operation(s3, shards):
         proxy.stop()
 
 
+@pytest.mark.infra
 def test_throttling_that_outlasts_the_retries_is_classified_transient(s3, shards):
     proxy = FlakyS3Proxy(s3.port, every=1)  # every request throttled
     try:
@@ -125,6 +127,7 @@ def test_default_s3_options_retry_adaptively_and_do_not_cache_listings():
 # --------------------------------------------------------------------------------------------
 # Common Crawl inputs
 # --------------------------------------------------------------------------------------------
+@pytest.mark.infra
 def test_listing_on_s3_expands_to_shard_urls_with_a_shard_range(s3, shards):
     opts = _opts(s3.endpoint)
     urls = expand_inputs([LISTING], None, opts)
@@ -144,6 +147,7 @@ def test_listing_prefixes_and_anonymous_public_bucket():
     assert storage_options_for(f"https://data.commoncrawl.org/{SEGMENT}/x.warc.gz", {"key": "k"}) == {"block_size": 0}
 
 
+@pytest.mark.infra
 def test_https_data_mirror_listing_and_shards(shards, tmp_path):
     """The https mirror layout, served by a local HTTP server: listing -> URLs -> documents."""
     root = tmp_path / "mirror"
@@ -173,6 +177,7 @@ def test_https_data_mirror_listing_and_shards(shards, tmp_path):
 # --------------------------------------------------------------------------------------------
 # End to end: read the WARCs from s3, write outputs + manifests to s3
 # --------------------------------------------------------------------------------------------
+@pytest.mark.infra
 def test_cli_extract_from_commoncrawl_listing_to_s3_through_throttling_proxy(s3, proxy, shards, tmp_path):
     """Endpoint and credentials from the standard AWS variables only; the public bucket anonymously."""
     env = {**os.environ, **CREDS, "AWS_ENDPOINT_URL": proxy.endpoint}
@@ -213,6 +218,7 @@ def test_cli_extract_from_commoncrawl_listing_to_s3_through_throttling_proxy(s3,
     assert (summary["stages"][0]["cached"], summary["stages"][0]["done"]) == (2, 0)
 
 
+@pytest.mark.infra
 def test_all_registered_stages_write_identical_bytes_to_s3_and_to_disk(s3, shards, tmp_path):
     """The full configured pipeline from the s3 listing, output once on s3 and once on disk:
     the same relative paths with the same bytes (dedup shuffle files and manifests on s3 too)."""

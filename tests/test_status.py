@@ -121,6 +121,7 @@ def test_status_of_a_directory_without_a_run(tmp_path):
     assert "no _run.json" in r.stderr
 
 
+@pytest.mark.infra
 def test_status_report_and_logs_on_s3(failed_run, tmp_path):
     """A real S3 API (moto server): status, logs and report read and write s3:// through s3fs."""
     import s3fs

@@ -14,9 +14,8 @@ import pytest
 from babelsieve.filters import url_filter as uf
 from babelsieve.filters.url_filter import PrebuiltStringSet, UrlBlocklist
 from babelsieve.pipeline.warc import iter_records
-from conftest import SHARED_DATA
+from conftest import PAGES_WARC, SAMPLE_WARC
 
-pytest.importorskip("datatrove")
 # tldextract deprecates registered_domain, which datatrove 0.10.1 reads on every URL
 pytestmark = pytest.mark.filterwarnings("ignore:The 'registered_domain' property is deprecated:DeprecationWarning")
 
@@ -76,11 +75,12 @@ def _urls(ref: UrlBlocklist, domains: list[str]) -> list[str]:
         "ftp://example.org/file", "example.org", "https://", "https://a/", "https://www.pornhub.com/view",
         "https://bbc.co.uk/news", "https://blogspot.com/", "https://foo.blogspot.com/", "https://s3.amazonaws.com/x",
     ]
-    with open(SHARED_DATA / "sample-multilingual.warc.gz", "rb") as fh:
-        for rec in iter_records(fh, []):
-            target = rec.headers.get("warc-target-uri", "").strip().strip("<>")
-            if target:
-                urls.append(target)
+    for warc in (SAMPLE_WARC, PAGES_WARC):  # real page URLs
+        with open(warc, "rb") as fh:
+            for rec in iter_records(fh, []):
+                target = rec.headers.get("warc-target-uri", "").strip().strip("<>")
+                if target:
+                    urls.append(target)
     return urls
 
 

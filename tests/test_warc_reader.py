@@ -8,7 +8,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from babelsieve.pipeline.warc import NotAWarcError, iter_records, parse_http_response
-from conftest import gzip_members, shared
+from conftest import PAGES_WARC, SAMPLE_WARC, data_file, gzip_members
 
 
 def _warcio_ids(path) -> list[str]:
@@ -19,7 +19,8 @@ def _warcio_ids(path) -> list[str]:
 @pytest.mark.parametrize(
     "name",
     [
-        "sample-multilingual.warc.gz",
+        "bundled-sample",
+        "pages.warc.gz",
         "cc/CC-MAIN-2020-34-excerpt.warc.gz",
         "cc/CC-MAIN-2024-22-whirlwind.warc.gz",
         "third-party/dolma-wget-sample-0000.warc.gz",
@@ -27,7 +28,7 @@ def _warcio_ids(path) -> list[str]:
     ],
 )
 def test_same_records_as_warcio_on_complete_files(name):
-    path = shared(name)
+    path = SAMPLE_WARC if name == "bundled-sample" else data_file(name)
     problems = []
     ours = [r.headers["warc-record-id"] for r in iter_records(open(path, "rb"), problems)]
     assert problems == []
@@ -36,17 +37,17 @@ def test_same_records_as_warcio_on_complete_files(name):
 
 def test_truncated_file_keeps_complete_records_and_reports_the_cut():
     problems = []
-    recs = list(iter_records(open(shared("sample-multilingual-truncated.warc.gz"), "rb"), problems))
-    assert len(recs) == 84  # README of shared/data: 84 complete records, then a cut one
+    recs = list(iter_records(open(data_file("sample-truncated.warc.gz"), "rb"), problems))
+    assert len(recs) == 12  # tests/data/README.md: warcinfo + 11 complete records, then a cut response
     reasons = {p.reason for p in problems}
     assert "truncated_record" in reasons
     assert any("bhaskar.com" in p.detail for p in problems)
 
 
 def test_corrupt_bytes_inside_one_record_skip_only_that_record():
-    data = shared("sample-multilingual.warc.gz").read_bytes()
+    data = PAGES_WARC.read_bytes()
     members = gzip_members(data)
-    victim = 200
+    victim = 200  # of 261 members
     start = sum(len(m) for m in members[:victim])
     corrupted = bytearray(data)
     mid = start + len(members[victim]) // 2
@@ -60,7 +61,7 @@ def test_corrupt_bytes_inside_one_record_skip_only_that_record():
 
 
 def test_garbage_between_members_is_skipped_and_reported():
-    members = gzip_members(shared("cc/CC-MAIN-2020-34-excerpt.warc.gz").read_bytes())
+    members = gzip_members(data_file("cc/CC-MAIN-2020-34-excerpt.warc.gz").read_bytes())
     data = b"".join(members[:10]) + b"this is not gzip" * 10 + b"".join(members[10:])
     problems = []
     assert len(list(iter_records(io.BytesIO(data), problems))) == len(members)
@@ -73,7 +74,7 @@ def test_not_a_warc_is_refused_clearly(tmp_path):
 
 
 def test_chunked_transfer_encoding_is_decoded():
-    recs = [r for r in iter_records(open(shared("third-party/warcio-example-iana.org-chunked.warc"), "rb"), [])
+    recs = [r for r in iter_records(open(data_file("third-party/warcio-example-iana.org-chunked.warc"), "rb"), [])
             if r.type == "response"]
     http = parse_http_response(recs[0].block)
     assert http is not None and http.status == 200

@@ -1,10 +1,14 @@
-"""Rebuild pipeline/data/sample.warc.gz: a byte-for-byte subset of ../shared/data's sample WARC.
+"""Rebuild pipeline/data/sample.warc.gz: a byte-for-byte subset of the original multilingual sample WARC.
 
 Each WARC record of the source is its own gzip member, so whole members (warcinfo, then the
-request/response/metadata records of the chosen pages) are copied unchanged: the sample is
-real crawl packaging, not re-encoded. Selection: pages with ground truth in as many languages
+response and metadata records of the chosen pages) are copied unchanged: the sample is
+the original packaging, not re-encoded. Selection: pages with ground truth in as many languages
 as possible, a few UDHR documents in other scripts, plus one 404, one redirect, one PNG and one
-RSS feed, so the dry run shows every skip reason. Run: python pipeline/data/make_sample.py
+RSS feed, so the dry run shows every skip reason. Request records are not copied (a request names no
+response; the link runs from the response's WARC-Concurrent-To), nor needed: the pipeline reads responses.
+
+Run: python pipeline/data/make_sample.py ORIGINAL_DATA_DIR/sample-multilingual.warc.gz
+(the original and its ``.manifest.jsonl``: see tests/data/README.md for where they come from).
 """
 
 from __future__ import annotations
@@ -14,8 +18,6 @@ import sys
 import zlib
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[3] / "shared/data/sample-multilingual.warc.gz"
-MANIFEST = SRC.with_name("sample-multilingual.manifest.jsonl")
 OUT = Path(__file__).with_name("sample.warc.gz")
 
 
@@ -29,8 +31,9 @@ def members(data: bytes):
         pos = end
 
 
-def choose() -> set[str]:
-    rows = [json.loads(x) for x in MANIFEST.read_text().splitlines()]
+def choose(manifest: Path) -> set[str]:
+    """Response ids of the pages, documents and special records the sample keeps."""
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
     chosen: list[str] = []
     per_lang: dict[str, int] = {}
     for r in rows:  # pages with ground truth, at most 3 per detected language
@@ -49,8 +52,11 @@ def choose() -> set[str]:
 
 
 def main() -> None:
-    wanted = choose()
-    data = SRC.read_bytes()
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    src = Path(sys.argv[1])
+    wanted = choose(src.with_name("sample-multilingual.manifest.jsonl"))
+    data = src.read_bytes()
     keep: list[bytes] = []
     concurrent: dict[str, str] = {}
     records = list(members(data))

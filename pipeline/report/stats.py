@@ -297,7 +297,7 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
             })
         task_rows.append({
             "stage": stage, "task_id": str(m["task_id"]), "seconds": float(m.get("seconds") or 0.0),
-            # docs_in/docs_out per DESIGN; "documents"/"kept" as some stages name them
+            # docs_in/docs_out per docs/design.md; "documents"/"kept" as some stages name them
             "docs_in": _int(st.get("docs_in", st.get("documents"))),
             "docs_out": _int(st.get("docs_out", st.get("kept"))),
             "n_inputs": len(m.get("inputs") or []),

@@ -1,11 +1,14 @@
 """Build tests/data/filter_fixture.jsonl.gz: real documents for the filter fidelity test.
 
-    /work/venv/bin/python tests/data/make_filter_fixture.py [SHARED_DATA_DIR]
+    python tests/data/make_filter_fixture.py ORIGINAL_DATA_DIR
+
+``ORIGINAL_DATA_DIR`` holds the original ``sample-multilingual.warc.gz`` (+ ``.manifest.jsonl``) and
+``lid-dev-udhr.jsonl`` (tests/data/README.md says where they come from).
 
 How the documents are made (deterministic: fixed seed, sorted inputs):
 
 1. **Web pages**: every HTML response of ``sample-multilingual.warc.gz`` (real pages, see
-   shared/data/README.md) whose manifest ``lang_detected_py3langid`` is one of ``WARC_LANGS``,
+   tests/data/README.md) whose manifest ``lang_detected_py3langid`` is one of ``WARC_LANGS``,
    extracted with trafilatura favouring precision (babelsieve's extractor: charset decoding, then
    ``trafilatura.extract(favor_precision=True)``), labelled with the matching FineWeb2 label.
    English pages are also labelled as Spanish/German/... ("mislabelled" docs) to exercise stopwords.
@@ -141,7 +144,9 @@ def variants(text: str, rng: random.Random) -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    shared = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[2] / "shared" / "data"
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.split("How the documents")[0])
+    shared = Path(sys.argv[1])
     rng = random.Random(20261123)
     docs: list[dict] = []
     pages = extract_pages(shared)
