@@ -30,19 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
-
 SHARD_DOCS = 10_000  # documents per corpus file (like one extract task's output file)
 
 
 def make_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
     """Writes ``path.parent / docs-NNNNN.parquet``, ``SHARD_DOCS`` documents each (``path`` names
     the directory's first file)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from dedup_helpers import doc, mutate, vocab
     from babelsieve.pipeline.documents import table_from_rows
+
+    from dedup_helpers import doc, mutate, vocab
 
     rng = random.Random(seed)
     V = vocab(rng, 30000)
@@ -124,9 +123,10 @@ def phase_ours(out: str, stages: str) -> dict:
 
     cfg = _config(out)
     cj = cfg.model_dump_json()
+    import pyarrow.parquet  # noqa: F401
+
     import babelsieve.pipeline.dedup.minhash  # noqa: F401  (imports are not the phase's memory)
     import babelsieve.pipeline.dedup.stages  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
     from babelsieve.pipeline import storage
 
     storage.list_files(out, ".json")  # fsspec's local filesystem
@@ -175,7 +175,12 @@ def phase_dt(corpus: str, work: str, step: str) -> dict:
     _patch_dt()
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
-        MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature)
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
@@ -206,6 +211,7 @@ def phase_dt_sigs_from_ours(corpus: str, work: str) -> dict:
     byte for byte with datatrove's own output."""
     import numpy as np
     import pyarrow.parquet as pq
+
     from babelsieve.pipeline.dedup.minhash import MinHasher
 
     mh = MinHasher("eng_Latn", 5, 14, 8, 1, shingle_hash="datatrove")

@@ -172,7 +172,8 @@ def main() -> None:
         "provenance": {
             "generated_by": "configs/build_language_table.py",
             "fineweb2": {
-                "source": "https://github.com/huggingface/fineweb-2 (configs/*.yml, fineweb2-language-distribution.csv)",
+                "source": "https://github.com/huggingface/fineweb-2"
+                          " (configs/*.yml, fineweb2-language-distribution.csv)",
                 "commit": FINEWEB2_COMMIT,
                 "license": "Apache-2.0",
                 "n_configs": len(languages),
@@ -203,8 +204,10 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(table, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n", encoding="utf-8")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {len(languages)} configs, {len(glotlid_only)} GlotLID-only labels")
+    out.write_text(json.dumps(table, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n",
+                   encoding="utf-8")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {len(languages)} configs, "
+          f"{len(glotlid_only)} GlotLID-only labels")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from conftest import SAMPLE_WARC, data_file, split_warc
-
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.config import PipelineConfig, load_config
 from babelsieve.pipeline.tasks import STAGE_GROUPS
+
+from conftest import SAMPLE_WARC, data_file, split_warc
 
 # Fast and deterministic: no language-ID model load, no 20 s URL-blocklist load per process.
 FAST_SETS = ["langid.backend=none", "extract.url_filter=false"]
@@ -55,7 +55,10 @@ def data_files(output: str, storage_options: dict[str, Any] | None = None) -> di
     base = output.rstrip("/")
     out = {}
     for url in storage.list_files(base, ".parquet", storage_options):
-        rel = url[len(base):].lstrip("/") if url.startswith(base) else url.split(base.split("://")[-1], 1)[1].lstrip("/")
+        if url.startswith(base):
+            rel = url[len(base):].lstrip("/")
+        else:  # the filesystem listed the URL without its protocol
+            rel = url.split(base.split("://")[-1], 1)[1].lstrip("/")
         if rel.startswith("_"):
             continue
         out[rel] = hashlib.sha256(storage.read_bytes(url, storage_options)).hexdigest()

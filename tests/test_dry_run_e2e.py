@@ -11,6 +11,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from babelsieve.pipeline.html_text import TextExtractor, decode_html, is_html
+
 from conftest import BABELSIEVE, PAGES_WARC, SAMPLE_WARC, read_jsonl_gz, split_warc
 
 
@@ -40,7 +41,7 @@ def _removed(out) -> pl.DataFrame:
 def test_known_text_of_known_pages_is_in_the_output(run_dir):
     _, _, out, _ = run_dir
     docs = pl.concat([_docs(out), _removed(out).drop("removal_reason")]) if _removed(out).height else _docs(out)
-    by_url = dict(zip(docs["url"].to_list(), docs["text"].to_list()))
+    by_url = dict(zip(docs["url"].to_list(), docs["text"].to_list(), strict=True))
     gt = read_jsonl_gz("sample.groundtruth.jsonl.gz")
     checked = found = 0
     for row in gt:
@@ -90,7 +91,7 @@ def test_summary_reports_skipped_records(run_dir):
 def test_documents_are_labelled_and_partitioned_by_language(run_dir):
     _, _, out, _ = run_dir
     df = _docs(out)
-    by_url = dict(zip(df["url"].to_list(), df["lang_script"].to_list()))
+    by_url = dict(zip(df["url"].to_list(), df["lang_script"].to_list(), strict=True))
     assert by_url["https://creeny.wordpress.com/2020/01/24/nebelsuppe-6/"] == "deu_Latn"
     assert df["lang_script"].n_unique() >= 20
     for part in (out / "extract").iterdir():

@@ -13,7 +13,6 @@ one fresh duplicate cache per shard as in the extract stage:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from copy import copy
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from babelsieve.pipeline import fast_trafilatura as ft
 from babelsieve.pipeline.html_text import TextExtractor, decode_html, is_html
 from babelsieve.pipeline.warc import iter_records, parse_http_response
+
 from conftest import PAGES_WARC, SAMPLE_WARC, TEST_DATA, read_jsonl_gz
 
 pytestmark = pytest.mark.skipif(not ft.AVAILABLE, reason=f"fast path unavailable: {ft.REASON}")
@@ -83,7 +83,7 @@ def outputs() -> dict[str, object]:
 
 def test_same_text_as_trafilatura(outputs):
     plain, fast = outputs["plain"], outputs["fast"]
-    assert len(plain) >= 400  # 394 sample pages + the CC excerpts
+    assert len(plain) == 183  # every HTTP 200 HTML page: bundled sample 48, pages.warc.gz 118, cc 17
     equal = sum(fast[k] == plain[k] for k in plain) / len(plain)
     f1 = sum(token_f1(fast[k], plain[k]) for k in plain) / len(plain)
     differing = [k for k in plain if fast[k] != plain[k]]
@@ -112,7 +112,7 @@ def test_must_contain_snippets_not_worse(outputs):
 
 def test_readability_bound_holds_where_it_was_skipped(outputs):
     bounds = outputs["bounds"]
-    assert len(bounds) > 200  # readability is skipped on most pages
+    assert len(bounds) > len(outputs["plain"]) / 2  # readability is skipped on most pages (119 of 183)
     violations = [(b, actual) for b, actual in bounds if actual > b]
     assert not violations
 
@@ -140,7 +140,7 @@ def test_matchers_return_the_xpath_nodes():
     for tree in _trees():
         for name, _ in ft._MATCHERS:
             xlist = getattr(xp, name)
-            for i, (x, fast) in enumerate(zip(xlist, ft._FAST_LISTS[id(xlist)])):
+            for i, (x, fast) in enumerate(zip(xlist, ft._FAST_LISTS[id(xlist)], strict=True)):
                 want = x(tree)
                 got = fast(tree)
                 if name == "BODY_XPATH":  # _extract() uses the first node only

@@ -173,7 +173,7 @@ def test_dense_input_matrix_stays_in_the_file_pages(trained):
     assert private.mapping is None and private.input_rows.flags.writeable
     assert np.array_equal(private.input_rows, dense.input_rows)
     lines = [t + "\n" for t in _udhr(200)]
-    for got, want in zip(predict_lines(private, lines, -1, 0.0), predict_lines(dense, lines, -1, 0.0)):
+    for got, want in zip(predict_lines(private, lines, -1, 0.0), predict_lines(dense, lines, -1, 0.0), strict=True):
         assert np.array_equal(got, want)
 
 

@@ -3,7 +3,8 @@
 datatrove 0.10.1's own GopherRepetitionFilter, FineWebQualityFilter and GopherQualityFilter are
 configured exactly as FineWeb-2's ``fineweb-2-pipeline.py`` (per-language values from FineWeb-2's
 ``configs/{lang}.yml``, verbatim in ``tests/data/fineweb2-configs.json.gz``) and run in FineWeb2's order;
-ours computes signals with the language table's tokenizer and settings and thresholds them. Documents: ``tests/data/filter_fixture.jsonl.gz`` (real
+ours computes signals with the language table's tokenizer and settings and thresholds them.
+Documents: ``tests/data/filter_fixture.jsonl.gz`` (real
 web pages and UDHR texts in 28 labels / 8 scripts, plus variants of them; see
 ``tests/data/make_filter_fixture.py``).
 """
@@ -21,16 +22,17 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from conftest import fineweb2_configs  # noqa: E402
-
 from babelsieve.filters.decisions import decide  # noqa: E402
 from babelsieve.filters.settings import FilterSettings, language_settings, settings_from_fineweb2_yaml  # noqa: E402
 from babelsieve.filters.signals import compute_signals  # noqa: E402
 
+from conftest import fineweb2_configs  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "filter_fixture.jsonl.gz"
 
-PREFIX = {"GopherRepetitionFilter": "gopher_rep", "FineWebQualityFilter": "fineweb_qual", "GopherQualityFilter": "gopher_qual"}
+PREFIX = {"GopherRepetitionFilter": "gopher_rep", "FineWebQualityFilter": "fineweb_qual",
+          "GopherQualityFilter": "gopher_qual"}
 
 
 # Test-time budget: every label, every variant and synthetic case is used, but at most MAX_BASE
@@ -155,7 +157,8 @@ def test_identical_decisions_fineweb2_settings(fixture_docs):
         cfg = fw2_yaml(label)
         texts = [d["text"] for d in docs]
         theirs = run_datatrove(datatrove_filters_fw2(label, cfg), texts)
-        ours = decide(compute_signals(texts, label, words=our_words(label, texts)), language_settings(label)).to_pylist()
+        signals = compute_signals(texts, label, words=our_words(label, texts))
+        ours = decide(signals, language_settings(label)).to_pylist()
         for d, a, b in zip(docs, theirs, ours, strict=True):
             total += 1
             fired[a] += 1
@@ -179,8 +182,14 @@ OTHER = dict(max_doc_words=700, line_punct_exclude_zero=True)
 def test_identical_decisions_datatrove_default_settings(fixture_docs, monkeypatch):
     """Tokenization is checked by the test above; here datatrove gets our tokens (same tokenizer table)
     so that only the filter arithmetic runs twice."""
-    from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-    from datatrove.pipeline.filters import fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter
+    from datatrove.pipeline.filters import (
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        fineweb_quality_filter,
+        gopher_quality_filter,
+        gopher_repetition_filter,
+    )
 
     def split_into_words(text, language):
         return our_words(language, [text])[0]

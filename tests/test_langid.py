@@ -11,13 +11,18 @@ from babelsieve.langid import detect_script, get_language, identify, list_langua
 from babelsieve.langid.lid import GlotLIDBackend, Lid176Backend, get_backend
 
 KNOWN = {
-    "rus_Cyrl": "Все люди рождаются свободными и равными в своем достоинстве и правах. Они наделены разумом и совестью.",
-    "deu_Latn": "Alle Menschen sind frei und gleich an Würde und Rechten geboren. Sie sind mit Vernunft und Gewissen begabt.",
+    "rus_Cyrl": "Все люди рождаются свободными и равными в своем достоинстве"
+                " и правах. Они наделены разумом и совестью.",
+    "deu_Latn": "Alle Menschen sind frei und gleich an Würde und Rechten"
+                " geboren. Sie sind mit Vernunft und Gewissen begabt.",
     "cmn_Hani": "人人生而自由，在尊严和权利上一律平等。他们赋有理性和良心，并应以兄弟关系的精神相对待。",
     "jpn_Jpan": "すべての人間は、生まれながらにして自由であり、かつ、尊厳と権利とについて平等である。",
-    "kor_Hang": "모든 인간은 태어날 때부터 자유로우며 그 존엄과 권리에 있어 동등하다. 인간은 천부적으로 이성과 양심을 부여받았으며",
-    "arb_Arab": "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً وضميرًا وعليهم أن يعامل بعضهم بعضًا بروح الإخاء.",
-    "hin_Deva": "सभी मनुष्यों को गौरव और अधिकारों के मामले में जन्मजात स्वतन्त्रता और समानता प्राप्त है। उन्हें बुद्धि और अन्तरात्मा की देन प्राप्त है",
+    "kor_Hang": "모든 인간은 태어날 때부터 자유로우며 그 존엄과 권리에 있어 동등하다."
+                " 인간은 천부적으로 이성과 양심을 부여받았으며",
+    "arb_Arab": "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً"
+                " وضميرًا وعليهم أن يعامل بعضهم بعضًا بروح الإخاء.",
+    "hin_Deva": "सभी मनुष्यों को गौरव और अधिकारों के मामले में जन्मजात स्वतन्त्रता और समानता"
+                " प्राप्त है। उन्हें बुद्धि और अन्तरात्मा की देन प्राप्त है",
     "ell_Grek": "Όλοι οι άνθρωποι γεννιούνται ελεύθεροι και ίσοι στην αξιοπρέπεια και τα δικαιώματα.",
     "tha_Thai": "มนุษย์ทั้งหลายเกิดมามีอิสระและเสมอภาคกันในเกียรติศักดิ์และสิทธิ ต่างมีเหตุผลและมโนธรรม",
     "heb_Hebr": "כל בני אדם נולדו בני חורין ושווים בערכם ובזכויותיהם. כולם חוננו בתבונה ובמצפון",
@@ -28,7 +33,7 @@ KNOWN = {
 
 def test_identify_known_texts_many_scripts():
     preds = identify(list(KNOWN.values()), backend="lid176")
-    got = {k: p.label for k, p in zip(KNOWN, preds)}
+    got = {k: p.label for k, p in zip(KNOWN, preds, strict=True)}
     assert got == {k: k for k in KNOWN}
     for p in preds:
         assert 0.5 < p.score <= 1.0
@@ -130,9 +135,12 @@ def test_bad_inputs_never_crash_and_are_bounded():
 
 # ------------------------------------------------------------------ GlotLID path with a tiny model
 TRAIN = {
-    "rus_Cyrl": ["все люди рождаются свободными", "он читает книгу дома", "мы идём в школу утром", "это очень хороший день"],
-    "fra_Latn": ["tous les êtres humains naissent libres", "il lit un livre à la maison", "nous allons à l'école le matin", "c'est une très belle journée"],
-    "deu_Latn": ["alle menschen sind frei geboren", "er liest ein buch zu hause", "wir gehen morgens in die schule", "das ist ein sehr schöner tag"],
+    "rus_Cyrl": ["все люди рождаются свободными", "он читает книгу дома",
+                 "мы идём в школу утром", "это очень хороший день"],
+    "fra_Latn": ["tous les êtres humains naissent libres", "il lit un livre à la maison",
+                 "nous allons à l'école le matin", "c'est une très belle journée"],
+    "deu_Latn": ["alle menschen sind frei geboren", "er liest ein buch zu hause",
+                 "wir gehen morgens in die schule", "das ist ein sehr schöner tag"],
 }
 
 
@@ -306,7 +314,8 @@ def test_cli_eval_and_languages(tmp_path):
             out.write(json.dumps({"text": text, "label": lab}, ensure_ascii=False) + "\n")
         out.write(json.dumps({"text": "Tous les êtres humains naissent libres et égaux en dignité et en droits.",
                               "label": "deu_Latn"}) + "\n")  # wrong on purpose
-    r = CliRunner().invoke(cli, ["langid", "eval", str(f), "--backend", "lid176", "--json-out", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(cli, ["langid", "eval", str(f), "--backend", "lid176",
+                                 "--json-out", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output
     assert "macro-F1=" in r.output
     res = json.loads((tmp_path / "r.json").read_text())
@@ -333,5 +342,6 @@ def test_cli_models_pull(tiny_glotlid, tmp_path):
     r = CliRunner().invoke(cli, ["models", "pull", "glotlid", "--url", tiny_glotlid.as_uri(), "--cache", str(tmp_path),
                                  "--sha256", "f" * 64])
     assert r.exit_code == 1 and "sha256" in r.output
-    r = CliRunner().invoke(cli, ["models", "pull", "glotlid", "--url", tiny_glotlid.as_uri(), "--cache", str(tmp_path)])
+    r = CliRunner().invoke(cli, ["models", "pull", "glotlid", "--url", tiny_glotlid.as_uri(),
+                                 "--cache", str(tmp_path)])
     assert r.exit_code == 0 and "sha256=" in r.output

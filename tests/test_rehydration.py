@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from babelsieve.pipeline.rehydrate import expand, published_weights, rehydrate_command, weight_for, weights_from_dir
+
 from conftest import REPO, data_file
 
 SHIPPED = REPO / "configs" / "rehydration"
@@ -42,8 +43,8 @@ def test_reproduces_published_weights_for_every_language(ref, max_reps):
     sizes = json.loads((ref / "resulting_ds_sizes.json").read_text())[str(max_reps)]
     ours, totals = weights_from_dir(ref / "distributions", max_reps)
     assert len(published) == 1856 and set(ours) == set(published)
-    mismatched = sorted(l for l in published if published[l] != ours[l])
-    wrong_sizes = sorted(l for l in published if sizes[l] != totals[l])
+    mismatched = sorted(lang for lang in published if published[lang] != ours[lang])
+    wrong_sizes = sorted(lang for lang in published if sizes[lang] != totals[lang])
     print(f"max_reps={max_reps}: {len(published) - len(mismatched)}/{len(published)} languages identical")
     assert mismatched == [] and wrong_sizes == []
 

@@ -14,6 +14,7 @@ import pytest
 from babelsieve.filters import url_filter as uf
 from babelsieve.filters.url_filter import PrebuiltStringSet, UrlBlocklist
 from babelsieve.pipeline.warc import iter_records
+
 from conftest import PAGES_WARC, SAMPLE_WARC
 
 # tldextract deprecates registered_domain, which datatrove 0.10.1 reads on every URL

@@ -8,6 +8,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from babelsieve.pipeline.warc import NotAWarcError, iter_records, parse_http_response
+
 from conftest import PAGES_WARC, SAMPLE_WARC, data_file, gzip_members
 
 

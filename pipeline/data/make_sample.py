@@ -58,12 +58,11 @@ def main() -> None:
     wanted = choose(src.with_name("sample-multilingual.manifest.jsonl"))
     data = src.read_bytes()
     keep: list[bytes] = []
-    concurrent: dict[str, str] = {}
     records = list(members(data))
     # Responses by id; requests/metadata are linked by WARC-Concurrent-To / WARC-Refers-To.
     for raw, body in records:
         head = body[: body.find(b"\r\n\r\n")].decode("utf-8", "replace")
-        hdr = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in head.split("\r\n")[1:])}
+        hdr = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.split("\r\n")[1:])}
         rid = hdr.get("warc-record-id", "")
         linked = hdr.get("warc-concurrent-to") or hdr.get("warc-refers-to") or ""
         if hdr.get("warc-type") == "warcinfo" or rid in wanted or linked in wanted:

@@ -151,13 +151,14 @@ def main() -> None:
     docs: list[dict] = []
     pages = extract_pages(shared)
     english = [p for p in pages if p["lang"] == "en"]
-    for i, p in enumerate(pages):
+    for p in pages:
         if p["lang"] == "en":
             continue
         docs.append({"lang_script": WARC_LANGS[p["lang"]], "origin": f"warc:{p['url']}", "text": p["text"]})
     mislabel = ["spa_Latn", "deu_Latn", "fra_Latn", "pol_Latn", "rus_Cyrl", "cmn_Hani"]
     for i, p in enumerate(english[:18]):
-        docs.append({"lang_script": mislabel[i % len(mislabel)], "origin": f"warc-en-mislabelled:{p['url']}", "text": p["text"]})
+        docs.append({"lang_script": mislabel[i % len(mislabel)], "origin": f"warc-en-mislabelled:{p['url']}",
+                     "text": p["text"]})
     docs += udhr_docs(shared)
     base = list(docs)
     # variants of a subset of the real docs: a few per language

@@ -6,8 +6,8 @@ Usage::
 
 ``ORIGINAL_DATA_DIR`` holds ``sample-multilingual.warc.gz`` (+ its ``.manifest.jsonl``,
 ``.groundtruth.jsonl`` and ``-truncated.warc.gz``), ``lid-dev-udhr.jsonl``, ``cc/`` and ``third-party/``;
-``FINEWEB2_DIR`` is a checkout of huggingface/fineweb-2 (``configs/*.yml``, ``misc/rehydration`` laid
-out as ``rehydration/distributions/*.json`` + ``rehydration/resulting_ds_sizes.json``).
+``FINEWEB2_DIR`` is a checkout of huggingface/fineweb-2 (``configs/*.yml``, ``misc/rehydration/distributions``
+and ``misc/rehydration/weights``; a flat ``rehydration/`` folder holding both is accepted too).
 
 Every WARC here is made of whole gzip members copied byte for byte from an original (each WARC
 record of these files is its own gzip member), so the records are the original packaging, not
@@ -115,9 +115,10 @@ def make_pages(data: Path, out: Path) -> set[str]:
     members = gzip_members((data / "sample-multilingual.warc.gz").read_bytes())
     owner = owners(members)
     groups: dict[str, list[bytes]] = {}
-    for m, o in zip(members[1:], owner[1:]):
+    for m, o in zip(members[1:], owner[1:], strict=True):
         groups.setdefault(o, []).append(m)
-    pages = [r["warc_record_id"] for r in manifest if r["kind"] == "html-page" and r["warc_record_id"] not in in_bundle]
+    pages = [r["warc_record_id"] for r in manifest
+             if r["kind"] == "html-page" and r["warc_record_id"] not in in_bundle]
     size = {rid: sum(len(m) for m in groups[rid]) for rid in pages}
     with_snippets = [rid for rid in pages if (gt.get(rid) or {}).get("must_contain")]
     chosen = list(with_snippets)
@@ -129,7 +130,7 @@ def make_pages(data: Path, out: Path) -> set[str]:
         used += size[rid]
     keep = set(chosen)
     # Original file order, warcinfo first.
-    kept = [members[0]] + [m for m, o in zip(members[1:], owner[1:]) if o in keep]
+    kept = [members[0]] + [m for m, o in zip(members[1:], owner[1:], strict=True) if o in keep]
     out.write_bytes(b"".join(kept))
     print(f"{out.name}: {len(keep)} pages ({len(with_snippets)} with snippets), {out.stat().st_size:,} bytes",
           file=sys.stderr)
@@ -188,11 +189,13 @@ def make_fineweb2_configs(fineweb2: Path, out: Path) -> None:
 
 def make_rehydration(fineweb2: Path, out: Path) -> None:
     """FineWeb-2's rehydration inputs and the SHA-256 of its published weight files."""
-    ref = fineweb2 / "rehydration"
+    ref = next(d for d in (fineweb2 / "misc" / "rehydration", fineweb2 / "rehydration") if d.is_dir())
+    weights = ref / "weights" if (ref / "weights").is_dir() else ref  # the repository's layout, or a flat copy
     doc = {
-        "distributions": {p.stem: p.read_text(encoding="utf-8") for p in sorted((ref / "distributions").glob("*.json"))},
-        "resulting_ds_sizes": json.loads((ref / "resulting_ds_sizes.json").read_text(encoding="utf-8")),
-        "published_sha256": {name: hashlib.sha256((ref / name).read_bytes()).hexdigest()
+        "distributions": {p.stem: p.read_text(encoding="utf-8")
+                          for p in sorted((ref / "distributions").glob("*.json"))},
+        "resulting_ds_sizes": json.loads((weights / "resulting_ds_sizes.json").read_text(encoding="utf-8")),
+        "published_sha256": {name: hashlib.sha256((weights / name).read_bytes()).hexdigest()
                              for name in ("up_to_05_reps.json", "up_to_10_reps.json")},
     }
     write_gzip(out, json.dumps(doc, ensure_ascii=False, sort_keys=True))
