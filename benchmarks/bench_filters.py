@@ -40,12 +40,13 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inputs import fineweb2_config_text  # noqa: E402
+from bench_inputs import TEST_DATA, add_data_argument, fineweb2_config_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "data" / "filter_fixture.jsonl.gz"
-# FineWeb-2's per-language configs: tests/data's verbatim archive of them, or --fineweb2-configs DIR.
-FW2 = REPO / "tests" / "data" / "fineweb2-configs.json.gz"
+# --data DIR (default tests/data): the fidelity fixture and the archive of FineWeb-2's per-language configs
+# (or --fineweb2-configs DIR, FineWeb-2's own configs/ folder).
+FIXTURE = TEST_DATA / "filter_fixture.jsonl.gz"
+FW2 = TEST_DATA / "fineweb2-configs.json.gz"
 DEFAULT_LANGS = "deu_Latn,spa_Latn,rus_Cyrl,arb_Arab,cmn_Hani,hin_Deva,tha_Thai,jpn_Jpan"
 
 
@@ -113,7 +114,7 @@ def best(fn, repeat):
 
 
 def main() -> None:
-    global FW2
+    global FW2, FIXTURE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--langs", default=DEFAULT_LANGS)
     ap.add_argument("--repeat", type=int, default=3)
@@ -121,10 +122,12 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1, help="repeat each language's documents K times per pass")
     ap.add_argument("--with-load", action="store_true", help="also: one fresh process per side, load included")
     ap.add_argument("--child", choices=["ours", "datatrove"], help=argparse.SUPPRESS)
-    ap.add_argument("--fineweb2-configs", type=Path, default=FW2,
-                    help="FineWeb-2's configs/ folder, or tests/data/fineweb2-configs.json.gz (default)")
+    add_data_argument(ap)
+    ap.add_argument("--fineweb2-configs", type=Path,
+                    help="FineWeb-2's configs/ folder (default: DATA/fineweb2-configs.json.gz)")
     args = ap.parse_args()
-    FW2 = args.fineweb2_configs
+    FIXTURE = args.data / "filter_fixture.jsonl.gz"
+    FW2 = args.fineweb2_configs or args.data / "fineweb2-configs.json.gz"
     if args.child:
         return child(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -234,7 +237,7 @@ def with_load(args) -> None:
             before = os.times()
             out = subprocess.run(
                 ["taskset", "-c", str(args.core), sys.executable, __file__, "--child", side, "--langs", args.langs,
-                 "--scale", str(args.scale), "--fineweb2-configs", str(FW2)],
+                 "--scale", str(args.scale), "--data", str(args.data), "--fineweb2-configs", str(FW2)],
                 capture_output=True, text=True, check=True,
             )
             after = os.times()
