@@ -161,7 +161,7 @@ def main() -> None:
         t_ours, _ = best(lambda: (clear_our_caches(label), run_ours(label, texts, settings))[1], args.repeat)
         # filter logic only: the same words for both
         words = get_tokenizer(label)(texts)
-        lookup = {t: w for t, w in zip(texts, words)}
+        lookup = dict(zip(texts, words, strict=True))
 
         def pre(text, language=None):
             return lookup[text]

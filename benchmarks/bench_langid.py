@@ -198,7 +198,7 @@ def run(texts: list[str], args) -> None:
     # agreement: same top-1 lid.176 probability (texts <= MAX_CHARS: identical input)
     from babelsieve.langid.lid import MAX_CHARS
 
-    same = [abs(p.score - sc) < 1e-5 for p, (lab, sc), txt in zip(preds, dt, texts)
+    same = [abs(p.score - sc) < 1e-5 for p, (lab, sc), txt in zip(preds, dt, texts, strict=True)
             if len(txt) <= MAX_CHARS and p.label != "zxx_Zzzz" and not p.label.startswith("und_")]
     print(f"{'':<34}{'docs/s/core':>12}{'CPU s (best of ' + str(args.repeat) + ')':>18}")
     print(f"{'babelsieve, compiled predictor':<34}{len(texts) / o:12.0f}{o:18.3f}")
@@ -210,7 +210,8 @@ def run(texts: list[str], args) -> None:
           f"datatrove {statistics.mean(theirs):.3f}s mean)")
     print(f"top-1 score identical to datatrove on {sum(same)}/{len(same)} comparable documents "
           "(the rest: lid.176 labels that map to one GlotLID label are added up)")
-    print(f"compiled predictor == binding: {sum(p == q for p, q in zip(preds, preds_binding))}/{len(preds)} "
+    identical = sum(p == q for p, q in zip(preds, preds_binding, strict=True))
+    print(f"compiled predictor == binding: {identical}/{len(preds)} "
           "predictions identical (label, score, top_langs)")
 
 

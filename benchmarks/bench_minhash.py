@@ -137,7 +137,7 @@ def phase_ours(out: str, stages: str) -> dict:
     n = 0
     for name in stages.split(","):
         for t in stage_class(name)(cfg).plan():
-            r = execute_task(t.to_dict(), cj)
+            execute_task(t.to_dict(), cj)
             n += 1
     return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "peak_mb": _peak_mb(), "tasks": n,
             "rss_before_mb": rss0, "peak_above_start_mb": (_peak_mb() - rss0) if reset else None}
