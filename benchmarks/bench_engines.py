@@ -4,8 +4,9 @@ For each engine (local process pool, a local Ray, a local Spark):
 
 * start-up: creating the engine's runtime (Ray: ``ray.init``; Spark: JVM + SparkContext);
 * throughput: the extract stage on N real WARC shards (the sample WARC of ``--data DIR``, see
-  bench_inputs.py, or the WARC given, split into shards of whole records), lid.176 language ID on, URL filter off (its block-list load
-  is a fixed ~5-20 s per worker process that would swamp a small sample); documents/s and
+  bench_inputs.py, or the WARC given, split into shards of whole records), lid.176 language ID on,
+  URL filter off (its block-list load is a fixed ~5-20 s per worker process that would swamp a small
+  sample); documents/s and
   parallel efficiency = (docs/s with 2 workers) / (2 x docs/s with 1 worker);
 * per-task overhead: K tiny tasks (one page each); overhead = wall time x workers / K minus
   the same task's time in-process.

@@ -22,7 +22,8 @@ Figures per language and in total:
 Before timing, both sides run once (warm-up) and decisions are compared (they must be identical).
 The best of ``--repeat`` passes is reported.
 
-Reproduce:  HF_HUB_OFFLINE=1 python benchmarks/bench_filters.py [--langs deu_Latn,...] [--repeat 3] [--core 0] [--scale 4] [--with-load]
+Reproduce:  HF_HUB_OFFLINE=1 python benchmarks/bench_filters.py [--langs deu_Latn,...] [--repeat 3] [--core 0]
+                [--scale 4] [--with-load] [--data DIR]
 """
 
 from __future__ import annotations

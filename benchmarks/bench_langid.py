@@ -11,8 +11,8 @@ and identical predictions. datatrove is configured as in FineWeb2 (``label_only=
 
 babelsieve predicts with its compiled fastText predictor (``langid/fasttext_inference.py``, numba; by
 default a process switches to it after its first ``COMPILED_AFTER_CHARS`` characters, before that it
-uses fastText's binding: both rows are printed); the script checks that its predictions equal those of babelsieve through fastText's own binding
-(``BABELSIEVE_LID_INFERENCE=fasttext``) on every document, and prints the one-time start cost of each
+uses fastText's binding: both rows are printed); the script checks that its predictions equal those of
+babelsieve through fastText's own binding (``BABELSIEVE_LID_INFERENCE=fasttext``) on every document, and prints the one-time start cost of each
 (a fresh process: import + model load + first prediction).
 
 Times are CPU seconds of this process (``time.process_time``), best of ``--repeat``; the load average is
