@@ -14,7 +14,8 @@ their manifests (never from a directory listing, which could hold files of unfin
 Deterministic: files of a language are read in path order and rows kept in file order, file names
 are numbered from 0, and Parquet is written with fixed settings, so the same run gives the same
 bytes. A file is closed once its written size reaches ``--max-file-size`` (whole row groups, so a
-file can pass it by at most one row group, itself at most a quarter of the limit before compression).
+file can pass it by at most one row group: at most 10,000 rows, 64MB and a quarter of the limit before
+compression).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from babelsieve.pipeline.report.cli import parse_storage_options, storage_option
 DEFAULT_MAX_FILE_SIZE = 500 * 1024**2
 EXPORT_STAGES = ("rebalance", "finalize")
 _ROW_GROUP_ROWS = 10_000
+_ROW_GROUP_BYTES = 64 * 1024**2  # in memory: small row groups keep the Hub's viewer and streaming readers light
 _PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
 
@@ -178,6 +180,8 @@ def export_card(output: str, stage: str, languages: list[str], fmt: str,
     meta["configs"] = [{"config_name": lab, "data_files": [
         {"split": "train", "path": f"data/{lab}/train/{file_pattern(fmt)}"}]} for lab in languages]
     body = body.replace(f"`{stage}/lang_script=<subset>/`", "`data/<subset>/train/`")
+    body = body.replace("are under `removed/<stage>/<reason>/`",
+                        "stay in the run's output under `removed/<stage>/<reason>/` (not part of this export)")
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
 
 
@@ -195,6 +199,8 @@ def export(output: str, dest: str, *, fmt: str = "parquet", languages: list[str]
         raise ExportError(f"unknown format {fmt!r}: parquet or jsonl")
     if max_file_size <= 0:
         raise ExportError("max_file_size must be positive")
+    if output.rstrip("/") == dest.rstrip("/"):
+        raise ExportError("DEST must differ from OUTPUT (the export has its own README.md and data/)")
     opts = storage_options or {}
     dopts = opts if dest_storage_options is None else dest_storage_options
     stage = stage or default_stage(output, opts)
@@ -214,7 +220,7 @@ def export(output: str, dest: str, *, fmt: str = "parquet", languages: list[str]
     summary: dict[str, Any] = {"stage": stage, "languages": {}}
     written: set[str] = set()
     for lang, files in docs.items():
-        groups = _row_groups(_tables(files, opts), max(1, max_file_size // 4))
+        groups = _row_groups(_tables(files, opts), max(1, min(max_file_size // 4, _ROW_GROUP_BYTES)))
         rows = sum(int(f["rows"]) for f in files)
         names = []
         for i, data in enumerate(write_files(groups, max_file_size)):

@@ -304,3 +304,40 @@ def test_tools_work_when_refilter_removes_a_whole_language(run_out, tmp_path, hf
     r = _run("refilter", str(out), "--language", lang, "--set", "min_doc_words=1")
     assert r.returncode == 0, r.stderr
     assert _manifest_langs(out, "filter").get(lang, 0) >= langs[lang]
+
+
+def test_export_from_and_to_s3(run_out, tmp_path, hf_env, monkeypatch):
+    """Source on S3 (moto's server: a real S3 API over HTTP) whose manifests name the local run it was
+    copied from: export re-roots them at the given OUTPUT. DEST on S3 too, with the same options."""
+    import boto3
+    import datasets
+
+    from s3_helpers import MotoS3
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    server = MotoS3()
+    try:
+        client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="runs")
+        for p in run_out.rglob("*"):
+            if p.is_file():
+                client.put_object(Bucket="runs", Key=f"out/{p.relative_to(run_out)}", Body=p.read_bytes())
+        opts = ["--storage-option", f"endpoint_url={server.endpoint}", "--storage-option", "key=testing",
+                "--storage-option", "secret=testing"]
+        r = _run("export", "s3://runs/out", str(tmp_path / "hub"), *opts)
+        assert r.returncode == 0, r.stderr
+        langs = _manifest_langs(run_out, "finalize")
+        lang = max(langs, key=lambda lab: (langs[lab], lab))
+        assert datasets.load_dataset(str(tmp_path / "hub"), lang, split="train").num_rows == langs[lang]
+        r = _run("export", "s3://runs/out", "s3://runs/hub", *opts)
+        assert r.returncode == 0, r.stderr
+        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="runs", Prefix="hub/")["Contents"])
+        assert keys == ["hub/README.md"] + sorted(f"hub/data/{lab}/train/000_00000.parquet" for lab in langs)
+        local = {p.relative_to(tmp_path / "hub").as_posix(): p.read_bytes()
+                 for p in (tmp_path / "hub").rglob("*.parquet")}
+        for key in keys[1:]:
+            assert client.get_object(Bucket="runs", Key=key)["Body"].read() == local[key.removeprefix("hub/")]
+    finally:
+        server.stop()
