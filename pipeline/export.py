@@ -88,6 +88,32 @@ def stage_documents(output: str, stage: str, storage_options: dict[str, Any]) ->
     return {lang: sorted(files, key=lambda f: f["path"]) for lang, files in sorted(by_lang.items())}
 
 
+def missing_tasks(output: str, stage: str, storage_options: dict[str, Any]) -> list[str]:
+    """Task ids of ``stage`` planned from the completed tasks before it but without a manifest of this
+    run's config (an unfinished run). Rebalance is counted from its input files (one task each), so
+    no rehydration weights are computed here."""
+    from babelsieve.pipeline.config import PipelineConfig
+    from babelsieve.pipeline.report.stats import read_manifests
+    from babelsieve.pipeline.tasks import completed_files, stage_class
+
+    run = _run_info(output, storage_options)
+    raw = dict(run.get("config") or {})
+    raw["output"] = output
+    raw["storage_options"] = {**(raw.get("storage_options") or {}), **storage_options}
+    config = PipelineConfig.model_validate(raw)
+    if stage not in config.stages:
+        return []
+    done = {str(m["task_id"]) for m in read_manifests(output, storage_options)
+            if m["stage"] == stage and m.get("config_hash") == run.get("config_hash")}
+    if stage == "rebalance":
+        from babelsieve.pipeline.rebalance import input_stage
+
+        planned = [f"{i:06d}" for i in range(len(completed_files(config, input_stage(config), kind="documents")))]
+    else:
+        planned = [t.task_id for t in stage_class(stage)(config).plan()]
+    return [t for t in planned if t not in done]
+
+
 def default_stage(output: str, storage_options: dict[str, Any]) -> str:
     """``rebalance`` when the run has completed rebalance tasks, else ``finalize``."""
     return "rebalance" if stage_documents(output, "rebalance", storage_options) else "finalize"
@@ -188,12 +214,13 @@ def export_card(output: str, stage: str, languages: list[str], fmt: str,
 def export(output: str, dest: str, *, fmt: str = "parquet", languages: list[str] | None = None,
            max_file_size: int = DEFAULT_MAX_FILE_SIZE, stage: str | None = None,
            storage_options: dict[str, Any] | None = None,
-           dest_storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+           dest_storage_options: dict[str, Any] | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
     """Write the Hub layout of ``output``'s final stage to ``dest``; return
     ``{"stage", "languages": {lang: {"rows", "files"}}, "card", "removed"}``.
 
     Data files below ``dest/data/`` that this export did not write (an earlier export's) are removed,
-    so the folder holds exactly this export.
+    so the folder holds exactly this export. A stage with tasks still to do is refused unless
+    ``allow_incomplete`` (the tasks before it are what a rerun would plan from).
     """
     if fmt not in ("parquet", "jsonl"):
         raise ExportError(f"unknown format {fmt!r}: parquet or jsonl")
@@ -206,6 +233,11 @@ def export(output: str, dest: str, *, fmt: str = "parquet", languages: list[str]
     stage = stage or default_stage(output, opts)
     if stage not in EXPORT_STAGES:
         raise ExportError(f"cannot export stage {stage!r}: one of {', '.join(EXPORT_STAGES)}")
+    if not allow_incomplete:
+        missing = missing_tasks(output, stage, opts)
+        if missing:
+            raise ExportError(f"{len(missing)} {stage} task(s) of {output} are not done (e.g. {missing[0]}): "
+                              "finish the run first (rerunning it resumes), or pass --allow-incomplete")
     docs = stage_documents(output, stage, opts)
     if not docs:
         raise ExportError(f"{output} has no completed {stage} documents (run the stage first, or choose --stage)")
@@ -255,9 +287,10 @@ def export(output: str, dest: str, *, fmt: str = "parquet", languages: list[str]
               help="Start a new data file once one reaches this size (e.g. 200MB, 1GB).")
 @click.option("--stage", type=click.Choice(list(EXPORT_STAGES)), default=None,
               help="Stage to export (default: rebalance when the run has it, else finalize).")
+@click.option("--allow-incomplete", is_flag=True, help="Export even if some tasks of the stage are not done.")
 @storage_option_flag
 def export_command(output: str, dest: str, fmt: str, languages: tuple[str, ...], max_file_size: str,
-                   stage: str | None, storage_option: tuple[str, ...]) -> None:
+                   stage: str | None, allow_incomplete: bool, storage_option: tuple[str, ...]) -> None:
     """Write OUTPUT's final documents to DEST in FineWeb2's Hub layout, with the dataset card.
 
     \b
@@ -278,8 +311,9 @@ def export_command(output: str, dest: str, fmt: str, languages: tuple[str, ...],
     same_kind = _protocol(output) == _protocol(dest)
     try:
         res = export(output, dest, fmt=fmt, languages=langs or None, max_file_size=size, stage=stage,
-                     storage_options=opts, dest_storage_options=opts if same_kind else {})
-    except (ExportError, FileNotFoundError) as e:
+                     storage_options=opts, dest_storage_options=opts if same_kind else {},
+                     allow_incomplete=allow_incomplete)
+    except (ExportError, FileNotFoundError, ValueError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     total = 0

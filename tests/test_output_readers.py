@@ -268,6 +268,15 @@ def test_export_jsonl_and_a_language_subset(run_out, tmp_path, hf_env):
     assert not (tmp_path / "bad" / "data").exists()
     bad = _run("export", str(run_out), str(tmp_path / "bad"), "--stage", "rebalance")
     assert bad.returncode == 2 and "rebalance" in bad.stderr
+    # An unfinished run (one finalize task without its manifest) is refused unless asked for.
+    part = _copy_output(run_out, tmp_path / "partial")
+    gone = sorted((part / "_manifests" / "finalize").glob("*.json"))[0]
+    gone.unlink()
+    bad = _run("export", str(part), str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "1 finalize task(s)" in bad.stderr and gone.stem in bad.stderr
+    assert not (tmp_path / "bad" / "data").exists()
+    r = _run("export", str(part), str(tmp_path / "partial-hub"), "--allow-incomplete")
+    assert r.returncode == 0, r.stderr
 
 
 def _copy_output(src: Path, dest: Path) -> Path:
