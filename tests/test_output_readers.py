@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import polars as pl
@@ -51,7 +52,7 @@ def run_out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hf_env(tmp_path_factory) -> dict[str, str]:
+def hf_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     """``datasets`` offline, with its own cache (nothing read from or written to the user's)."""
     cache = tmp_path_factory.mktemp("hf_cache")
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(cache),
@@ -206,6 +207,11 @@ def _front_matter(readme: Path) -> dict:
     return yaml.safe_load(text.split("---\n", 2)[1])
 
 
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file()}
+
+
 def test_export_loads_per_language_as_fineweb2(run_out, tmp_path, hf_env):
     import datasets
 
@@ -237,13 +243,12 @@ def test_export_loads_per_language_as_fineweb2(run_out, tmp_path, hf_env):
     # the files a previous (here: more finely split) export left behind.
     again = tmp_path / "hub2"
     assert _run("export", str(run_out), str(again), "--max-file-size", "1").returncode == 0
-    digest = {p.relative_to(again): hashlib.sha256(p.read_bytes()).hexdigest() for p in again.rglob("*") if p.is_file()}
-    assert digest == {p.relative_to(dest): hashlib.sha256(p.read_bytes()).hexdigest()
-                      for p in dest.rglob("*") if p.is_file()}
+    assert _digests(again) == _digests(dest)
     r = _run("export", str(run_out), str(again))
     assert r.returncode == 0, r.stderr
     assert all(len(list((again / "data" / lang / "train").iterdir())) == 1 for lang in langs)
-    assert sum(datasets.load_dataset(str(again), lang, split="train").num_rows for lang in langs) == sum(langs.values())
+    loaded = sum(datasets.load_dataset(str(again), lang, split="train").num_rows for lang in langs)
+    assert loaded == sum(langs.values())
 
 
 def test_export_jsonl_and_a_language_subset(run_out, tmp_path, hf_env):
