@@ -119,15 +119,16 @@ def default_stage(output: str, storage_options: dict[str, Any]) -> str:
     return "rebalance" if stage_documents(output, "rebalance", storage_options) else "finalize"
 
 
-def _tables(files: list[dict[str, Any]], storage_options: dict[str, Any]) -> Iterator[pa.Table]:
-    from babelsieve.pipeline.documents import read_table
+def _tables(files: list[dict[str, Any]], storage_options: dict[str, Any], keep_signals: bool) -> Iterator[pa.Table]:
+    """The files' tables in the final columns (outputs of older versions had every column there)."""
+    from babelsieve.pipeline.documents import final_columns, read_table
 
     for f in files:
         table = read_table(f["path"], storage_options)
         if table.num_rows != f.get("rows"):
             raise ExportError(f"{f['path']} has {table.num_rows} rows, its manifest says {f.get('rows')}: "
                               "the output changed after the run; rerun the stage")
-        yield table.replace_schema_metadata(None)
+        yield final_columns(table, keep_signals=keep_signals)
 
 
 def _row_groups(tables: Iterator[pa.Table], max_bytes: int) -> Iterator[pa.Table]:
@@ -247,12 +248,14 @@ def export(output: str, dest: str, *, fmt: str = "parquet", languages: list[str]
             raise ExportError(f"no {stage} documents for {', '.join(missing)} in {output}; "
                               f"languages there: {', '.join(docs)}")
         docs = {lang: docs[lang] for lang in sorted(set(languages))}
+    finalize_cfg = (_run_info(output, opts).get("config") or {}).get("finalize") or {}
+    keep_signals = bool(finalize_cfg.get("keep_signals", False))
     ext = ".parquet" if fmt == "parquet" else ".jsonl.gz"
     write_files = _parquet_files if fmt == "parquet" else _jsonl_files
     summary: dict[str, Any] = {"stage": stage, "languages": {}}
     written: set[str] = set()
     for lang, files in docs.items():
-        groups = _row_groups(_tables(files, opts), max(1, min(max_file_size // 4, _ROW_GROUP_BYTES)))
+        groups = _row_groups(_tables(files, opts, keep_signals), max(1, min(max_file_size // 4, _ROW_GROUP_BYTES)))
         rows = sum(int(f["rows"]) for f in files)
         names = []
         for i, data in enumerate(write_files(groups, max_file_size)):

@@ -358,3 +358,30 @@ def test_export_from_and_to_s3(run_out, tmp_path, hf_env, monkeypatch):
             assert client.get_object(Bucket="runs", Key=key)["Body"].read() == local[key.removeprefix("hub/")]
     finally:
         server.stop()
+
+
+def test_export_of_an_older_output_conforms_it(run_out, tmp_path, hf_env):
+    """Outputs of earlier versions had every column (sig_*, another order) at finalize and zero-row
+    files: export still writes FineWeb2's schema and skips the empty files."""
+    import datasets
+
+    out = _copy_output(run_out, tmp_path / "old")
+    man_path = sorted((out / "_manifests" / "finalize").glob("*.json"))[0]
+    man = json.loads(man_path.read_text())
+    (entry,) = man["files"]
+    old = pq.read_table(entry["path"])
+    old = old.append_column("sig_n_words", pa.array([7] * old.num_rows, pa.int64()))
+    old = old.select(list(reversed(old.column_names)))
+    pq.write_table(old, entry["path"])
+    empty = Path(entry["path"]).with_name("empty.parquet")
+    pq.write_table(old.slice(0, 0), empty)
+    man["files"].append({**entry, "path": str(empty), "rows": 0})
+    man_path.write_text(json.dumps(man))
+    r = _run("export", str(out), str(tmp_path / "hub"))
+    assert r.returncode == 0, r.stderr
+    lang = entry["lang_script"]
+    for f in (tmp_path / "hub" / "data").rglob("*.parquet"):
+        assert pq.read_schema(f).remove_metadata().equals(FINAL_SCHEMA)
+        assert pq.ParquetFile(f).metadata.num_rows > 0
+    assert datasets.load_dataset(str(tmp_path / "hub"), lang, split="train").num_rows == _manifest_langs(
+        run_out, "finalize")[lang]
