@@ -155,6 +155,7 @@ def _register_optional_commands() -> None:
         ("babelsieve.pipeline.status", "status_command", "status"),
         ("babelsieve.pipeline.status", "logs_command", "logs"),
         ("babelsieve.pipeline.plan", "plan_command", "plan"),
+        ("babelsieve.pipeline.export", "export_command", "export"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -107,6 +107,8 @@ class FinalizeConfig(_Strict):
     pii: bool = True
     ftfy: bool = True
     symbol_lines: bool = True
+    # The final output has FineWeb2's columns plus lang_script; true also keeps the filter's sig_* columns.
+    keep_signals: bool = False
 
 
 class RebalanceConfig(_Strict):

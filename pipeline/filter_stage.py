@@ -5,7 +5,8 @@ Input: the Parquet files of ``dedup_annotate`` (when ``dedup`` is in ``config.st
 computes the signal columns (``babelsieve.filters.signals``) and decides with the language's
 settings (language table + ``config.filter.overrides[lang]``), then writes:
 
-* kept:     ``<output>/filter/lang_script=<lang>/<task_id>.parquet`` (documents + ``sig_*`` columns)
+* kept:     ``<output>/filter/lang_script=<lang>/<task_id>.parquet`` (documents + ``sig_*`` columns;
+  no file when the task keeps nothing)
 * removed:  ``<output>/removed/filter/<filter>/<rule>/<task_id>.parquet`` (same + ``removal_reason``,
   e.g. ``gopher_rep:dup_line_frac`` lands in ``removed/filter/gopher_rep/dup_line_frac/``)
 * stats:    ``<output>/_stats/filter/<task_id>.parquet`` (``babelsieve.filters.apply.STATS_SCHEMA``:
@@ -69,14 +70,16 @@ def removed_url(out_base: str, reason: str, task_id: str) -> str:
 
 
 def write_decided(stage_out: str, out_base: str, task_id: str, lang: str, table: pa.Table, reasons: list, storage_options) -> list[dict]:
-    """Write kept and removed documents of one task; return manifest entries."""
+    """Write kept and removed documents of one task; return manifest entries (a part without rows
+    gets no file and no entry)."""
     files = []
     mask = pa.array([r is None for r in reasons], type=pa.bool_())
     if "removal_reason" in table.column_names:
         table = table.drop_columns(["removal_reason"])
     kept = table.filter(mask)
-    entry = write_table(language_dir(stage_out, lang) + f"/{task_id}.parquet", kept, storage_options)
-    files.append({**entry, "kind": "documents", "lang_script": lang})
+    if kept.num_rows:  # nothing kept: no file (the task's stats say languages {lang: 0})
+        entry = write_table(language_dir(stage_out, lang) + f"/{task_id}.parquet", kept, storage_options)
+        files.append({**entry, "kind": "documents", "lang_script": lang})
     with_reason = table.append_column(REMOVED_EXTRA, pa.array(reasons, type=pa.string()))
     for reason in sorted({r for r in reasons if r is not None}):
         part = with_reason.filter(pa.array([r == reason for r in reasons], type=pa.bool_()))

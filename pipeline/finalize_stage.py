@@ -1,9 +1,11 @@
 """Finalize stage: FineWeb2's final touches (ftfy, PII, table-artifact lines), one task per file.
 
 Input: the kept documents of the ``filter`` stage (or of the stage before it when ``filter`` is not
-configured). Output: ``<output>/finalize/lang_script=<lang>/<task_id>.parquet`` with the same
-columns, ``text`` rewritten by :mod:`babelsieve.filters.formatters`. Nothing is removed here; the
-task's statistics count the documents each step changed.
+configured). Output: ``<output>/finalize/lang_script=<lang>/<task_id>.parquet`` with FineWeb2's
+columns in its order plus ``lang_script`` (:data:`~babelsieve.pipeline.documents.FINAL_SCHEMA`; the
+``sig_*`` columns too with ``finalize.keep_signals``), ``text`` rewritten by
+:mod:`babelsieve.filters.formatters`. Nothing is removed here; the task's statistics count the
+documents each step changed. An input without rows (outputs of older versions) gives no file.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import posixpath
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from babelsieve.pipeline.documents import language_dir, read_table, write_table
+from babelsieve.pipeline.documents import final_columns, language_dir, read_table, write_table
 from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, register_stage
 
 
@@ -52,11 +55,19 @@ class FinalizeStage(Stage):
             changed = res.changed
         else:
             changed = {}
-        entry = write_table(language_dir(self.out("finalize"), lang) + f"/{task.task_id}.parquet", table, self.storage_options)
+        # The filter's word counts go into the stats, so the report and the card still count words
+        # once the sig_* columns are dropped.
+        words = ({"words": {lang: int(pc.sum(table.column("sig_n_words")).as_py() or 0)}}
+                 if "sig_n_words" in table.column_names else {})
+        table = final_columns(table, keep_signals=cfg.keep_signals)
+        files = []
+        if table.num_rows:
+            url = language_dir(self.out("finalize"), lang) + f"/{task.task_id}.parquet"
+            files.append({**write_table(url, table, self.storage_options), "kind": "documents", "lang_script": lang})
         return TaskOutput(
-            files=[{**entry, "kind": "documents", "lang_script": lang}],
+            files=files,
             stats={"docs_in": table.num_rows, "docs_out": table.num_rows, "changed": changed,
-                   "languages": {lang: table.num_rows}},
+                   "languages": {lang: table.num_rows}, **words},
         )
 
 

@@ -16,7 +16,9 @@ Every document gets an *expected* number of copies ``c = w(minhash_cluster_size)
 
 The realised count is ``floor(c) + (u < frac(c))`` with ``u`` a 64-bit hash of (seed, document id,
 url) scaled to [0, 1): deterministic per document and independent of task order or sharding.
-Copies are written consecutively to ``rebalance/lang_script=X/<task>.parquet``.
+Copies are written consecutively to ``rebalance/lang_script=X/<task>.parquet`` (no file when a task
+keeps no copy), with the final columns (FineWeb2's plus ``lang_script``; ``sig_*`` only with
+``finalize.keep_signals``).
 Bytes are estimated from the Parquet footer (uncompressed size of the ``text`` column).
 """
 
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from babelsieve.pipeline import storage
-from babelsieve.pipeline.documents import language_dir, read_table, write_table
+from babelsieve.pipeline.documents import final_columns, language_dir, read_table, write_table
 from babelsieve.pipeline.rehydrate import expand, published_weights, weight_for, weights_from_distribution
 from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files
 
@@ -183,10 +185,14 @@ class RebalanceStage(Stage):
         w = weight_for(expand(task.params["weights"]), sizes)
         u = uniform_hash(self.config.rebalance.seed, table.column("id").to_pylist(), table.column("url").to_pylist())
         n = copies(w * float(task.params["rate"]), u)
-        out = table.take(pa.array(np.repeat(np.arange(table.num_rows), n)))
-        entry = write_table(language_dir(self.out("rebalance"), lang) + f"/{task.task_id}.parquet", out, self.storage_options)
+        out = final_columns(table.take(pa.array(np.repeat(np.arange(table.num_rows), n))),
+                            keep_signals=self.config.finalize.keep_signals)
+        files = []
+        if out.num_rows:  # a language sampled down to nothing: no (empty) file
+            url = language_dir(self.out("rebalance"), lang) + f"/{task.task_id}.parquet"
+            files.append({**write_table(url, out, self.storage_options), "kind": "documents", "lang_script": lang})
         return TaskOutput(
-            files=[{**entry, "kind": "documents", "lang_script": lang}],
+            files=files,
             stats={"lang_script": lang, "before": table.num_rows, "after_rehydration": int(w.sum()),
                    "after": int(n.sum()), "per_language": task.params["languages"]},
         )

@@ -451,8 +451,10 @@ class DedupAnnotateStage(Stage):
         )
         kept = table.filter(pa.array(keep))
         files = []
-        entry = write_table(language_dir(self.out("dedup"), lang) + f"/{task.task_id}.parquet", kept, self.storage_options)
-        files.append({**entry, "kind": "documents", "lang_script": lang})
+        if kept.num_rows:  # every document a duplicate of one kept elsewhere: no (empty) file
+            entry = write_table(language_dir(self.out("dedup"), lang) + f"/{task.task_id}.parquet", kept,
+                                self.storage_options)
+            files.append({**entry, "kind": "documents", "lang_script": lang})
         n_removed = int((~keep).sum())
         if n_removed:
             rm = table.filter(pa.array(~keep))
