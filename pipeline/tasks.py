@@ -304,11 +304,11 @@ def retire_unplanned(config: PipelineConfig, stage: "Stage", tasks: list[Task]) 
     A global stage's plan covers every completed upstream output, so a task it no longer plans was
     made from a superseded set (e.g. a filter task of a dedup file whose index moved when shards were
     added); left in place, later stages would read its files. Stages whose plan is a selection (a
-    shard range of extract) keep their other tasks. Returns how many tasks were retired."""
-    if stage.plan_selects:
-        return 0
+    shard range of extract) keep their other tasks unless files they list are missing (this run
+    cannot redo them; later stages must not plan from them). Returns how many tasks were retired."""
     planned = {t.task_id for t in tasks}
     base = storage.join(config.output, "_manifests", stage.name)
+    sizes = FileSizes(config.storage_options, by_listing=True)
     n = 0
     for url in storage.list_files(base, ".json", config.storage_options):
         task_id = url.rsplit("/", 1)[1][: -len(".json")]
@@ -320,6 +320,8 @@ def retire_unplanned(config: PipelineConfig, stage: "Stage", tasks: list[Task]) 
             m = None
         if isinstance(m, dict) and m.get("config_hash") not in (None, config.content_hash()):
             continue  # another config's task: check_manifest refuses the run elsewhere; never delete it
+        if stage.plan_selects and isinstance(m, dict) and not missing_files(config, m, sizes):
+            continue
         retire_files(config, m if isinstance(m, dict) else None, [])
         storage.remove(url, config.storage_options, recursive=False)
         n += 1

@@ -254,6 +254,21 @@ def test_deleted_data_files_are_healed_by_a_rerun(engine, request, inputs, refer
     assert st["complete"], st
 
 
+def test_deleted_file_of_a_shard_outside_the_range_is_not_planned_from(inputs, reference, tmp_path):
+    """An extract file of shard 0 is deleted, then `--shards 1:3` runs: shard 0 cannot be redone in
+    this run, so later stages leave it out (no task fails reading it); `--shards 0:1` brings it back."""
+    out = tmp_path / "out"
+    shutil.copytree(reference["out"], out)
+    (out / "extract" / "lang_script=und" / "00000.parquet").unlink()
+    summary = _run(inputs, out, shards="1:3")
+    assert summary.failed_tasks == 0
+    assert not (out / "_manifests" / "extract" / "00000.json").exists()
+    _manifests_verify(out)
+    summary = _run(inputs, out, shards="0:1")
+    assert summary.failed_tasks == 0
+    assert data_files(out) == reference["files"]
+
+
 def test_status_does_not_promise_a_rerun_fixes_a_task_that_always_fails(tmp_path):
     """A task failing the same way twice: status says a rerun alone will not fix it."""
     broken = tmp_path / "broken.warc.gz"
