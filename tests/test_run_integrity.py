@@ -306,3 +306,56 @@ def test_refilter_under_a_file_size_limit_leaves_the_previous_files(reference, t
     shutil.copytree(reference["out"], fresh)
     assert _cli(["refilter", str(fresh), "--language", "und", "--set", "gopher_quality=false"]).returncode == 0
     assert data_files(out) == data_files(fresh) != reference["files"]
+
+
+# --------------------------------------------------------------------------------------------
+# The same on the S3 API: an output synced to a bucket resumes there, and heals there
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def s3():
+    from s3_helpers import MotoS3
+
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in creds}
+    os.environ.update(creds)
+    server = MotoS3()
+    yield server
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_output_synced_to_a_bucket_resumes_and_heals_there(s3, inputs, reference, tmp_path):
+    import boto3
+
+    from babelsieve.pipeline import storage
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="synced")
+    src = reference["out"]
+    for p in sorted(src.rglob("*")):  # what `aws s3 sync` does: the same keys below a prefix
+        if p.is_file():
+            client.put_object(Bucket="synced", Key=f"run/{p.relative_to(src)}", Body=p.read_bytes())
+    opts = {"endpoint_url": s3.endpoint, "key": "testing", "secret": "testing"}
+    out = "s3://synced/run"
+
+    def run_on_s3():
+        cfg = make_config(inputs, out, sets=[STAGES], storage_options=opts)
+        return run_pipeline(cfg, show_progress=False)
+
+    summary = run_on_s3()
+    assert summary.failed_tasks == 0
+    assert all(s.done == 0 and s.cached == s.tasks for s in summary.stages), [(s.stage, s.done) for s in summary.stages]
+    client.delete_object(Bucket="synced", Key="run/" + next(f for f in sorted(reference["files"])
+                                                               if f.startswith("dedup/")))
+    summary = run_on_s3()
+    assert summary.failed_tasks == 0 and _stage(summary, "dedup_annotate").done == 1
+    got = {}
+    for url in storage.list_files(out, "", opts):
+        rel = url.split("s3://synced/run/", 1)[1]
+        if rel.endswith((".parquet", ".npy")) and not rel.startswith("_"):
+            got[rel] = hashlib.sha256(storage.read_bytes(url, opts)).hexdigest()
+    assert got == reference["files"]
