@@ -304,11 +304,12 @@ def retire_unplanned(config: PipelineConfig, stage: "Stage", tasks: list[Task]) 
     A global stage's plan covers every completed upstream output, so a task it no longer plans was
     made from a superseded set (e.g. a filter task of a dedup file whose index moved when shards were
     added); left in place, later stages would read its files. Stages whose plan is a selection (a
-    shard range of extract) keep their other tasks unless files they list are missing (this run
-    cannot redo them; later stages must not plan from them). Returns how many tasks were retired."""
+    shard range of extract) keep their other tasks (:func:`completed_files` leaves out those whose
+    files are missing). Returns how many tasks were retired."""
+    if stage.plan_selects:
+        return 0
     planned = {t.task_id for t in tasks}
     base = storage.join(config.output, "_manifests", stage.name)
-    sizes = FileSizes(config.storage_options, by_listing=True)
     n = 0
     for url in storage.list_files(base, ".json", config.storage_options):
         task_id = url.rsplit("/", 1)[1][: -len(".json")]
@@ -320,8 +321,6 @@ def retire_unplanned(config: PipelineConfig, stage: "Stage", tasks: list[Task]) 
             m = None
         if isinstance(m, dict) and m.get("config_hash") not in (None, config.content_hash()):
             continue  # another config's task: check_manifest refuses the run elsewhere; never delete it
-        if stage.plan_selects and isinstance(m, dict) and not missing_files(config, m, sizes):
-            continue
         retire_files(config, m if isinstance(m, dict) else None, [])
         storage.remove(url, config.storage_options, recursive=False)
         n += 1
@@ -406,13 +405,17 @@ def execute_task(task_dict: dict[str, Any], config_json: str) -> dict[str, Any]:
 def completed_files(config: PipelineConfig, stage: str, kind: str | None = None) -> list[dict[str, Any]]:
     """All files published by completed tasks of ``stage`` (from manifests), in task order.
 
-    ``kind`` filters on the manifest entry's ``kind`` field (e.g. "documents", "removed").
+    ``kind`` filters on the manifest entry's ``kind`` field (e.g. "documents", "removed"). A manifest
+    whose files are not all there with their recorded sizes is left out: no later task is planned
+    from it (e.g. an extract task of another shard range whose file was deleted; that range's next
+    run redoes it). Sizes come from one listing per directory.
     """
     base = storage.join(config.output, "_manifests", stage)
     files = []
+    sizes = FileSizes(config.storage_options, by_listing=True)
     for url in storage.list_files(base, ".json", config.storage_options):
         m = manifest_from_storage(config.output, storage.read_json(url, config.storage_options))
-        if m.get("config_hash") != config.content_hash():
+        if m.get("config_hash") != config.content_hash() or missing_files(config, m, sizes):
             continue
         for f in m.get("files", []):
             if kind is None or f.get("kind") == kind:
