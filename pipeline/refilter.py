@@ -65,7 +65,8 @@ def refilter(output: str, language: str, overrides: dict[str, Any], storage_opti
     config.filter.overrides = {**config.filter.overrides, language: merged}
     settings, _ = filter_settings_for(config, language)
     base = storage.join(output, "_manifests", "filter")
-    manifests = [manifest_from_storage(output, storage.read_json(u, opts)) for u in storage.list_files(base, ".json", opts)]
+    manifests = [manifest_from_storage(output, storage.read_json(u, opts))
+                 for u in storage.list_files(base, ".json", opts)]
     manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
     if not manifests:
         raise click.ClickException(f"no filter-stage output for {language} in {output}")
@@ -94,7 +95,8 @@ def refilter(output: str, language: str, overrides: dict[str, Any], storage_opti
                                          pa.array(stopword_counts(words, settings.stopwords)))
             reasons = decide_arrays(table, settings).tolist()
             files = write_decided(storage.join(staging, "filter"), staging, task_id, language, table, reasons, opts)
-            sizes = table.column("minhash_cluster_size").to_pylist() if "minhash_cluster_size" in table.column_names else None
+            has_sizes = "minhash_cluster_size" in table.column_names
+            sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
             entry = write_table(storage.join(staging, "_stats", "filter", f"{task_id}.parquet"),
                                 stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
             files.append({**entry, "kind": "stats", "lang_script": language})
@@ -104,7 +106,8 @@ def refilter(output: str, language: str, overrides: dict[str, Any], storage_opti
                     removed[r] = removed.get(r, 0) + 1
                     totals[r] = totals.get(r, 0) + 1
             n_docs += len(reasons)
-            m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons), "docs_out": len(reasons) - sum(removed.values()),
+            m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons),
+                          "docs_out": len(reasons) - sum(removed.values()),
                           "removed": dict(sorted(removed.items())), "refiltered": overrides}
             staged.append((m, files))
         for m, files in staged:
@@ -133,7 +136,8 @@ def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dic
         fs.mv(src, dst)
         files.append({**f, "path": final})
     old, manifest["files"] = manifest["files"], files
-    storage.publish_json(manifest_url(config, "filter", manifest["task_id"]), manifest_to_storage(output, manifest), opts)
+    storage.publish_json(manifest_url(config, "filter", manifest["task_id"]), manifest_to_storage(output, manifest),
+                         opts)
     root = output.rstrip("/") + "/"
     kept = {f["path"] for f in files}
     for f in old:

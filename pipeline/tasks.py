@@ -97,8 +97,8 @@ def manifest_to_storage(output: str, manifest: dict[str, Any]) -> dict[str, Any]
     m = dict(manifest)
     m["version"] = MANIFEST_VERSION
     m["inputs"] = [relative_path(output, p) for p in m.get("inputs", [])]
-    m["files"] = [{k: (relative_path(output, v) if k in _PATH_KEYS and isinstance(v, str) else v) for k, v in f.items()}
-                  for f in m.get("files", [])]
+    m["files"] = [{k: (relative_path(output, v) if k in _PATH_KEYS and isinstance(v, str) else v)
+                   for k, v in f.items()} for f in m.get("files", [])]
     return m
 
 

@@ -345,7 +345,8 @@ def test_output_synced_to_a_bucket_resumes_and_heals_there(s3, inputs, reference
 
     summary = run_on_s3()
     assert summary.failed_tasks == 0
-    assert all(s.done == 0 and s.cached == s.tasks for s in summary.stages), [(s.stage, s.done) for s in summary.stages]
+    assert all(s.done == 0 and s.cached == s.tasks for s in summary.stages), [(s.stage, s.done)
+                                                                               for s in summary.stages]
     client.delete_object(Bucket="synced", Key="run/" + next(f for f in sorted(reference["files"])
                                                                if f.startswith("dedup/")))
     summary = run_on_s3()

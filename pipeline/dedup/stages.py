@@ -127,8 +127,8 @@ class DedupSignaturesStage(Stage):
         if gen >= 64:
             raise ValueError("at most 63 previous_signatures directories")
         tasks = [
-            Task(self.name, _file_task_id(i), (f["path"],), {"file_index": i, "gen": gen, "lang_script": f["lang_script"]},
-                 files_digest([f]))
+            Task(self.name, _file_task_id(i), (f["path"],),
+                 {"file_index": i, "gen": gen, "lang_script": f["lang_script"]}, files_digest([f]))
             for i, f in enumerate(extract_documents(self.config))
         ]
         for k, d in enumerate(cfg.previous_signatures):
