@@ -35,6 +35,7 @@ _IS_PART_OF = re.compile(r"isPartOf:\s*(\S+)")
 
 class ExtractStage(Stage):
     name = "extract"
+    plan_selects = True  # a shard range: extract tasks of other ranges stay valid
 
     def plan(self) -> list[Task]:
         shards = expand_inputs(self.config.inputs.paths, self.config.inputs.shards, self.storage_options)

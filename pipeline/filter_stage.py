@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from babelsieve.pipeline.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
-from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, register_stage
+from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest, register_stage
 
 
 def previous_stage(config) -> str:
@@ -101,7 +101,7 @@ class FilterStage(Stage):
             if tid in seen:
                 tid = f"{tid}-{hashlib.sha1(f['path'].encode()).hexdigest()[:8]}"
             seen.add(tid)
-            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang}))
+            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang}, files_digest([f])))
         return tasks
 
     def run(self, task: Task) -> TaskOutput:

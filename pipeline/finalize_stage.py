@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from babelsieve.pipeline.documents import final_columns, language_dir, read_table, write_table
-from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, register_stage
+from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest, register_stage
 
 
 def _input_stage(config) -> str:
@@ -38,7 +38,7 @@ class FinalizeStage(Stage):
             while tid in seen:
                 tid += "_"
             seen.add(tid)
-            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang}))
+            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang}, files_digest([f])))
         return tasks
 
     def run(self, task: Task) -> TaskOutput:

@@ -35,7 +35,7 @@ import xxhash
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.documents import final_columns, language_dir, read_table, write_table
 from babelsieve.pipeline.rehydrate import expand, published_weights, weight_for, weights_from_distribution
-from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files
+from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest
 
 
 def input_stage(config) -> str:
@@ -171,7 +171,7 @@ class RebalanceStage(Stage):
             Task(self.name, f"{i:06d}", (f["path"],), {
                 "lang_script": f["lang_script"], "rate": rates[f["lang_script"]],
                 "weights": weights.get(f["lang_script"], {}), "languages": summary if i == 0 else {},
-            })
+            }, files_digest([f]))
             for i, f in enumerate(files)
         ]
 

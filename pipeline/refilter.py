@@ -9,14 +9,16 @@ kept/removed files and ``_stats/filter`` files. Nothing is extracted or re-token
 
 The filter manifests are updated (same config hash) so later stages (finalize) see the new files,
 and an audit record of each refilter is appended to ``_refilter/<lang>.jsonl``. Later stages'
-outputs for that language are *not* recomputed: rerun ``babelsieve run --only finalize`` into a new
-output if needed (the command says so).
+outputs for that language are *not* recomputed here; the next ``babelsieve run`` into this output
+redoes exactly those (their inputs' recorded sha256 changed). New files are written before any old
+one is deleted (see :func:`refilter`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import click
@@ -55,7 +57,7 @@ def refilter(output: str, language: str, overrides: dict[str, Any], storage_opti
     from babelsieve.filters.signals import stopword_counts, get_tokenizer
     from babelsieve.pipeline.documents import read_table, write_table
     from babelsieve.pipeline.filter_stage import filter_settings_for, write_decided
-    from babelsieve.pipeline.tasks import manifest_url
+    from babelsieve.pipeline.tasks import manifest_from_storage
 
     opts = storage_options or {}
     config = _load_config(output, opts)
@@ -63,51 +65,84 @@ def refilter(output: str, language: str, overrides: dict[str, Any], storage_opti
     config.filter.overrides = {**config.filter.overrides, language: merged}
     settings, _ = filter_settings_for(config, language)
     base = storage.join(output, "_manifests", "filter")
-    manifests = [storage.read_json(u, opts) for u in storage.list_files(base, ".json", opts)]
+    manifests = [manifest_from_storage(output, storage.read_json(u, opts))
+                 for u in storage.list_files(base, ".json", opts)]
     manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
     if not manifests:
         raise click.ClickException(f"no filter-stage output for {language} in {output}")
     totals: dict[str, int] = {}
     n_docs = 0
-    for m in manifests:
-        task_id = m["task_id"]
-        parts = []
-        for f in m["files"]:
-            if f.get("kind") in ("documents", "removed"):
-                parts.append(read_table(f["path"], opts))
-        table = pa.concat_tables([p.drop_columns(["removal_reason"]) if "removal_reason" in p.column_names else p
-                                  for p in parts], promote_options="default")
-        # keep the original document order: sort by the input row order is lost; sort by id for determinism
-        table = table.sort_by([("id", "ascending")]) if table.num_rows else table
-        if "stopwords" in overrides:
-            words = get_tokenizer(language)([t or "" for t in table.column("text").to_pylist()])
-            table = table.set_column(table.column_names.index("sig_stopword_count"), "sig_stopword_count",
-                                     pa.array(stopword_counts(words, settings.stopwords)))
-        reasons = decide_arrays(table, settings).tolist()
-        # remove the old files, then publish the new ones
-        for f in m["files"]:
-            storage.remove(f["path"], opts, recursive=False)
-        files = write_decided(storage.join(output, "filter"), output, task_id, language, table, reasons, opts)
-        sizes = table.column("minhash_cluster_size").to_pylist() if "minhash_cluster_size" in table.column_names else None
-        entry = write_table(storage.join(output, "_stats", "filter", f"{task_id}.parquet"),
-                            stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
-        files.append({**entry, "kind": "stats", "lang_script": language})
-        removed: dict[str, int] = {}
-        for r in reasons:
-            if r is not None:
-                removed[r] = removed.get(r, 0) + 1
-                totals[r] = totals.get(r, 0) + 1
-        n_docs += len(reasons)
-        m["files"] = files
-        m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons), "docs_out": len(reasons) - sum(removed.values()),
-                      "removed": dict(sorted(removed.items())), "refiltered": overrides}
-        storage.publish_json(manifest_url(config, "filter", task_id), m, opts)
+    # Write, then retire: every new file is first written below a staging directory; only when all
+    # of them are written are they renamed into place, task by task, each task's manifest updated
+    # and its files that are no longer listed deleted. A failure while writing (disk full, a file
+    # size limit) leaves the previous files and manifests untouched, so a retry starts clean.
+    staging = storage.join(output, "_refilter", f"staging-{uuid.uuid4().hex}")
+    staged: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    try:
+        for m in manifests:
+            task_id = m["task_id"]
+            parts = []
+            for f in m["files"]:
+                if f.get("kind") in ("documents", "removed"):
+                    parts.append(read_table(f["path"], opts))
+            table = pa.concat_tables([p.drop_columns(["removal_reason"]) if "removal_reason" in p.column_names else p
+                                      for p in parts], promote_options="default")
+            # keep the original document order: sort by the input row order is lost; sort by id for determinism
+            table = table.sort_by([("id", "ascending")]) if table.num_rows else table
+            if "stopwords" in overrides:
+                words = get_tokenizer(language)([t or "" for t in table.column("text").to_pylist()])
+                table = table.set_column(table.column_names.index("sig_stopword_count"), "sig_stopword_count",
+                                         pa.array(stopword_counts(words, settings.stopwords)))
+            reasons = decide_arrays(table, settings).tolist()
+            files = write_decided(storage.join(staging, "filter"), staging, task_id, language, table, reasons, opts)
+            has_sizes = "minhash_cluster_size" in table.column_names
+            sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
+            entry = write_table(storage.join(staging, "_stats", "filter", f"{task_id}.parquet"),
+                                stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
+            files.append({**entry, "kind": "stats", "lang_script": language})
+            removed: dict[str, int] = {}
+            for r in reasons:
+                if r is not None:
+                    removed[r] = removed.get(r, 0) + 1
+                    totals[r] = totals.get(r, 0) + 1
+            n_docs += len(reasons)
+            m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons),
+                          "docs_out": len(reasons) - sum(removed.values()),
+                          "removed": dict(sorted(removed.items())), "refiltered": overrides}
+            staged.append((m, files))
+        for m, files in staged:
+            _commit(output, config, m, files, staging, opts)
+    finally:
+        storage.remove(staging, opts)
     summary = {"language": language, "overrides": overrides, "docs": n_docs, "kept": n_docs - sum(totals.values()),
                "removed": dict(sorted(totals.items())), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     audit = storage.join(output, "_refilter", f"{language}.jsonl")
     old = storage.read_bytes(audit, opts).decode() if storage.exists(audit, opts) else ""
     storage.publish_bytes(audit, (old + json.dumps(summary) + "\n").encode(), opts)
     return summary
+
+
+def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dict[str, Any]], staging: str,
+            opts: dict[str, Any]) -> None:
+    """Rename one task's staged files into place, publish its manifest, delete its files no longer listed."""
+    from babelsieve.pipeline.tasks import manifest_to_storage, manifest_url
+
+    files = []
+    for f in staged:
+        final = storage.join(output, f["path"][len(staging.rstrip("/")) + 1:])
+        fs, src = storage.filesystem(f["path"], opts)
+        _, dst = storage.filesystem(final, opts)
+        fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(src, dst)
+        files.append({**f, "path": final})
+    old, manifest["files"] = manifest["files"], files
+    storage.publish_json(manifest_url(config, "filter", manifest["task_id"]), manifest_to_storage(output, manifest),
+                         opts)
+    root = output.rstrip("/") + "/"
+    kept = {f["path"] for f in files}
+    for f in old:
+        if f["path"].startswith(root) and f["path"] not in kept:  # never outside this output (a v1 manifest)
+            storage.remove(f["path"], opts, recursive=False)
 
 
 @click.command("refilter")
@@ -126,7 +161,12 @@ def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
         summary = refilter(output, language, overrides)
     except (ValueError, KeyError) as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(
+            f"{output}: could not write the refiltered files ({e}). The previous files and manifests are "
+            "unchanged; free space (or raise the limit) and run the same command again.") from None
     click.echo(f"{language}: {summary['kept']} kept of {summary['docs']} documents")
     for r, k in summary["removed"].items():
         click.echo(f"  {r}: {k}")
-    click.echo("Later stages (finalize, rebalance) were not rerun for this language.")
+    click.echo("Later stages (finalize, rebalance) were not rerun for this language: the next `babelsieve run` "
+               "into this output redoes them.")

@@ -15,7 +15,17 @@ from rich.table import Table
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.config import PipelineConfig
 from babelsieve.pipeline.engines import Engine, get_engine
-from babelsieve.pipeline.tasks import STAGE_GROUPS, ConfigMismatchError, check_manifest, read_manifest, stage_class
+from babelsieve.pipeline.tasks import (
+    STAGE_GROUPS,
+    ConfigMismatchError,
+    FileSizes,
+    check_manifest,
+    read_manifest,
+    retire_stale,
+    retire_unplanned,
+    run_marker,
+    stage_class,
+)
 
 
 @dataclass
@@ -108,8 +118,7 @@ def _check_run_marker(config: PipelineConfig) -> None:
                 f"config hashes to {config.content_hash()}. Refusing to mix outputs: use another --output."
             )
         return
-    storage.publish_json(url, {"config_hash": config.content_hash(), "config": config.model_dump(mode="json")},
-                         config.storage_options)
+    storage.publish_json(url, run_marker(config), config.storage_options)
 
 
 def run_pipeline(config: PipelineConfig, console: Console | None = None, engine: Engine | None = None,
@@ -132,14 +141,17 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
             stage = stage_class(stage_name)(config)
             t0 = time.perf_counter()
             tasks = stage.plan()
+            retire_unplanned(config, stage, tasks)
             ss = StageSummary(stage_name, tasks=len(tasks))
             todo = []
+            sizes = FileSizes(config.storage_options, by_listing=True)
             for t in tasks:  # skip completed tasks on the driver: no worker start-up for a finished stage
                 m = read_manifest(config, t.stage, t.task_id)
-                if check_manifest(config, m):
+                if check_manifest(config, m, t, sizes):
                     assert m is not None
                     ss.add({"task_id": t.task_id, "status": "cached", "stats": m.get("stats", {})})
                 else:
+                    retire_stale(config, m)  # other inputs or files missing: never planned from again
                     todo.append(t)
             results: list[dict[str, Any]] = []
             log: list[str] = []

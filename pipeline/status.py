@@ -6,7 +6,9 @@ that is still going on another machine, one that was interrupted, and one that f
 * **planned** tasks: the saved config (``_run.json``) is loaded and every configured stage's
   ``plan()`` is called again -- the same task lists the runner builds (for later stages, from the
   outputs of earlier stages that exist so far);
-* **done**: a manifest with the run's config hash (the manifest is the only proof of completion);
+* **done**: a current manifest -- the run's config hash, the planned task's inputs (identity), and
+  every listed file present with its size (the manifest is the only proof of completion); a
+  manifest that is not current counts as **outdated** and its task as pending (a rerun redoes it);
 * **failed**: the latest attempt in the JSON-lines task logs (``_logs/``) failed, and no manifest;
 * **pending**: planned, neither done nor failed (not started yet, or running now).
 """
@@ -29,7 +31,7 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
     from babelsieve.pipeline.config import PipelineConfig
     from babelsieve.pipeline.report.stats import read_logs, read_manifests, read_run_info, stage_order
     from babelsieve.pipeline.runner import _register_optional_stages
-    from babelsieve.pipeline.tasks import STAGE_GROUPS, stage_class
+    from babelsieve.pipeline.tasks import STAGE_GROUPS, FileSizes, stage_class
 
     run = read_run_info(output, storage_options)
     if run is None:
@@ -50,16 +52,25 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
     done: dict[str, set[str]] = {}
     stale: dict[str, set[str]] = {}
     seconds: dict[str, float] = {}
+    by_task: dict[tuple[str, str], dict[str, Any]] = {}
     for m in manifests:
         target = done if (config_hash is None or m.get("config_hash") == config_hash) else stale
         target.setdefault(m["stage"], set()).add(str(m["task_id"]))
+        by_task[(m["stage"], str(m["task_id"]))] = m
         seconds[m["stage"]] = seconds.get(m["stage"], 0.0) + float(m.get("seconds") or 0.0)
 
     logs = read_logs(output, storage_options)
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     attempts: dict[tuple[str, str], int] = {}
+    same_failure: dict[tuple[str, str], int] = {}  # consecutive latest failures with the same error
     for r in logs.iter_rows(named=True):  # oldest first: the last one wins
         key = (r["stage"], str(r["task_id"]))
+        prev = latest.get(key)
+        if r["status"] == "failed":
+            repeat = prev is not None and prev["status"] == "failed" and prev.get("error") == r.get("error")
+            same_failure[key] = same_failure.get(key, 0) + 1 if repeat else 1
+        else:
+            same_failure.pop(key, None)
         latest[key] = r
         attempts[key] = attempts.get(key, 0) + 1
     inputs_of = _log_inputs(output, storage_options)
@@ -83,6 +94,8 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
 
     out_stages = []
     upstream_incomplete = False
+    sizes = FileSizes(storage_options, by_listing=True)
+    repeated_failures = 0
     for group, s, note in stage_list:
         d = done.get(s, set())
         planned: list[str] | None = None
@@ -92,9 +105,16 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
                 tasks = stage_class(s)(config).plan()
                 planned = [t.task_id for t in tasks]
                 inputs = {t.task_id: list(t.inputs) for t in tasks}
+                # done = current for the planned task (same inputs, files present); else outdated
+                outdated = {t.task_id for t in tasks if t.task_id in d
+                            and not _current(config, by_task.get((s, t.task_id)), t, sizes)}
+                if outdated:
+                    d = d - outdated
+                    note = f"{len(outdated)} task(s) outdated (inputs changed or files missing): a rerun redoes them"
             except Exception as e:  # noqa: BLE001 - e.g. a later stage whose inputs do not exist yet
                 note = f"cannot plan yet: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
         failed = sorted(t for (st, t), r in latest.items() if st == s and r["status"] == "failed" and t not in d)
+        repeated_failures += sum(1 for t in failed if same_failure.get((s, t), 0) >= 2)
         if planned is not None:
             planned_set = set(planned)
             pending = [t for t in planned if t not in d and t not in set(failed)]
@@ -135,10 +155,21 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
     total["unknown_stages"] = sum(1 for x in out_stages if x["pending"] is None)
     complete = bool(out_stages) and all(x["state"] == "done" for x in out_stages)
     last_log = logs["time"].max() if logs.height else None
+    total["repeated_failures"] = repeated_failures
     return {
         "output": output, "config_hash": config_hash, "complete": complete, "totals": total,
         "last_log_time": last_log, "config_error": config_error, "stages": out_stages,
     }
+
+
+def _current(config: Any, manifest: dict[str, Any] | None, task: Any, sizes: Any) -> bool:
+    """The manifest proves the planned task complete (see tasks.check_manifest); another config's: no."""
+    from babelsieve.pipeline.tasks import ConfigMismatchError, check_manifest
+
+    try:
+        return check_manifest(config, manifest, task, sizes)
+    except ConfigMismatchError:
+        return False
 
 
 def _log_inputs(output: str, storage_options: dict[str, Any] | None) -> dict[tuple[str, str], list[str]]:
@@ -186,7 +217,11 @@ def print_status(st: dict[str, Any], console: Any) -> None:
                           f"{' '.join(f['inputs'][:1])}: {f['error'] or ''}")
         if s["failed"] > 20:
             console.print(f"[red]... {s['failed'] - 20} more failed in {s['stage']}[/] (see --json)")
-    if not st["complete"] and (t["failed"] or t["pending"]):
+    if not st["complete"] and t.get("repeated_failures"):
+        console.print(f"{t['repeated_failures']:,} task(s) failed the same way on their last attempts: rerunning "
+                      "will not fix them alone. Read `babelsieve logs OUTPUT --failed`, fix the cause (input, "
+                      "config, resources), then rerun: completed tasks are skipped.")
+    elif not st["complete"] and (t["failed"] or t["pending"]):
         console.print("Rerun the same `babelsieve run` command to finish: completed tasks are skipped.")
 
 

@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
-from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files
+from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest
 
 WORK = "dedup_work"
 GEN_SHIFT = 56
@@ -127,7 +127,8 @@ class DedupSignaturesStage(Stage):
         if gen >= 64:
             raise ValueError("at most 63 previous_signatures directories")
         tasks = [
-            Task(self.name, _file_task_id(i), (f["path"],), {"file_index": i, "gen": gen, "lang_script": f["lang_script"]})
+            Task(self.name, _file_task_id(i), (f["path"],),
+                 {"file_index": i, "gen": gen, "lang_script": f["lang_script"]}, files_digest([f]))
             for i, f in enumerate(extract_documents(self.config))
         ]
         for k, d in enumerate(cfg.previous_signatures):
@@ -239,13 +240,17 @@ class DedupBucketsStage(Stage):
     name = "dedup_buckets"
 
     def plan(self) -> list[Task]:
-        groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+        # Inputs and their recorded content make the task's identity: a new or changed band file
+        # (shards added, a signature task rerun) reruns the bucket task.
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
         for f in completed_files(self.config, "dedup_signatures", kind="bands"):
-            groups[(f["lang_script"], f["partition"])].append(f["path"])
-        return [
-            Task(self.name, f"{lang}-{p:05d}", tuple(sorted(paths)), {"lang_script": lang, "partition": p})
-            for (lang, p), paths in sorted(groups.items())
-        ]
+            groups[(f["lang_script"], f["partition"])].append(f)
+        tasks = []
+        for (lang, p), entries in sorted(groups.items()):
+            entries = sorted(entries, key=lambda f: f["path"])
+            tasks.append(Task(self.name, f"{lang}-{p:05d}", tuple(f["path"] for f in entries),
+                              {"lang_script": lang, "partition": p}, files_digest(entries)))
+        return tasks
 
     def run(self, task: Task) -> TaskOutput:
         lang, p = task.params["lang_script"], task.params["partition"]
@@ -350,13 +355,15 @@ class DedupClustersStage(Stage):
     name = "dedup_clusters"
 
     def plan(self) -> list[Task]:
-        by_lang: dict[str, list[str]] = defaultdict(list)
+        by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for f in completed_files(self.config, "dedup_buckets", kind="edges"):
-            by_lang[f["lang_script"]].append(f["path"])
-        # file index -> extract path, for naming outputs after the annotate task
-        return [
-            Task(self.name, lang, tuple(sorted(paths)), {"lang_script": lang}) for lang, paths in sorted(by_lang.items())
-        ]
+            by_lang[f["lang_script"]].append(f)
+        tasks = []
+        for lang, entries in sorted(by_lang.items()):
+            entries = sorted(entries, key=lambda f: f["path"])
+            tasks.append(Task(self.name, lang, tuple(f["path"] for f in entries), {"lang_script": lang},
+                              files_digest(entries)))
+        return tasks
 
     def _edges(self, urls):
         for url in urls:
@@ -421,11 +428,12 @@ class DedupAnnotateStage(Stage):
     name = "dedup_annotate"
 
     def plan(self) -> list[Task]:
-        clusters = {f["file_index"]: f["path"] for f in completed_files(self.config, "dedup_clusters", kind="clusters")}
+        clusters = {f["file_index"]: f for f in completed_files(self.config, "dedup_clusters", kind="clusters")}
         tasks = []
         for i, f in enumerate(extract_documents(self.config)):
-            inputs = (f["path"],) + ((clusters[i],) if i in clusters else ())
-            tasks.append(Task(self.name, _file_task_id(i), inputs, {"file_index": i, "lang_script": f["lang_script"]}))
+            entries = [f] + ([clusters[i]] if i in clusters else [])
+            tasks.append(Task(self.name, _file_task_id(i), tuple(e["path"] for e in entries),
+                              {"file_index": i, "lang_script": f["lang_script"]}, files_digest(entries)))
         return tasks
 
     def run(self, task: Task) -> TaskOutput:

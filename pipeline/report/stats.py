@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from babelsieve.pipeline import storage
+from babelsieve.pipeline.tasks import manifest_from_storage
 
 # Pipeline order of task stages; stages not listed here sort after these, alphabetically.
 KNOWN_ORDER = [
@@ -139,6 +140,7 @@ def read_manifests(output: str, storage_options: dict[str, Any] | None = None) -
         except ValueError:
             continue
         if isinstance(m, dict) and m.get("stage") and m.get("task_id") is not None:
+            m = manifest_from_storage(output, m)  # paths relative to the output root -> URLs
             m.setdefault("_url", url)
             out.append(m)
     return sorted(out, key=lambda m: (m["stage"], str(m["task_id"])))
