@@ -138,6 +138,15 @@ class SlurmConfig(_Strict):
     env_setup: list[str] = Field(default_factory=list, description="Shell lines run before babelsieve in each job "
                                                                    "(module load, source venv/bin/activate)")
 
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_is_text(cls, v: Any) -> Any:
+        # YAML reads an unquoted 4:00:00 as the number 14400 (base 60): never guess which was meant
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            raise ValueError(f"write the time limit quoted, e.g. '60' (minutes) or '4:00:00' (got the number {v}; "
+                             "YAML turns an unquoted 4:00:00 into 14400)")
+        return v
+
     @field_validator("time")
     @classmethod
     def _check_time(cls, v: str | None) -> str | None:

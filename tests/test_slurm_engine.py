@@ -186,7 +186,7 @@ def test_task_over_its_time_limit_is_resubmitted(cluster, shards, tmp_path):
     victim = _extract_task_id(shards, 0)
     out = tmp_path / "slurm"
     r = _run([*_inputs(shards), *FAST, *NO_LID, "--engine", "slurm", "--output", str(out), "--only", "extract",
-              "--set", "engine_options.slurm.time=1", "--set", "engine_options.max_retries=1"],
+              "--set", "engine_options.slurm.time='1'", "--set", "engine_options.max_retries=1"],
              env={"BABELSIEVE_SLURM_TEST_SLEEP": f"extract:{victim}:600"})
     assert r.returncode == 0, r.stderr
     assert "ended TIMEOUT; resubmitting (attempt 2)" in r.stderr

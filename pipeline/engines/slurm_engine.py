@@ -24,8 +24,9 @@ Two ways to run, because a later stage's plan depends on the earlier stages' *ou
   chained with ``--dependency=afterok:<previous array>`` whose indices **plan the stage
   themselves** when they start (planning is deterministic, so every index computes the same list
   and takes its own slice; completed tasks are skipped by their manifests). Those arrays cannot
-  know their task count in advance, so they are as wide as the first submitted array (capped by
-  ``max_array_size``); spare indices exit at once. Array tasks write the task logs (``_logs/``)
+  know their task count in advance, so they are as wide as the first submitted array or as the
+  partition's CPUs / cpus_per_task (``max_concurrent`` when set), whichever is larger, capped by
+  ``max_array_size``; spare indices exit at once. Array tasks write the task logs (``_logs/``)
   themselves, so ``babelsieve status OUTPUT`` shows done / failed / pending.
 
 ``afterok`` rather than ``afterany`` + a check: a bad shard does not fail its array task (the
@@ -140,10 +141,29 @@ def check_cluster(config: PipelineConfig) -> None:
                                    f"(partitions: {', '.join(known) or 'none'})")
 
 
+def partition_slots(config: PipelineConfig) -> int:
+    """Array tasks the partition can run at once: its CPUs / cpus per task (``max_concurrent`` if set)."""
+    sc = config.engine_options.slurm
+    if sc.max_concurrent:
+        return sc.max_concurrent
+    proc = _slurm(["sinfo", "-h", "-o", "%P %C"], check=False)
+    total = 0
+    for line in proc.stdout.splitlines():
+        name, _, cpus = line.partition(" ")
+        default = name.endswith("*")
+        if (sc.partition and name.rstrip("*") == sc.partition) or (not sc.partition and default):
+            parts = cpus.strip().split("/")  # allocated/idle/other/total
+            total = int(parts[-1]) if parts[-1].isdigit() else 0
+    return max(1, total // _cpus_per_task(config))
+
+
+def _cpus_per_task(config: PipelineConfig) -> int:
+    return config.engine_options.slurm.cpus_per_task or max(1, math.ceil(config.engine_options.cpus_per_task))
+
+
 def _sbatch_options(config: PipelineConfig) -> list[str]:
     sc = config.engine_options.slurm
-    cpus = sc.cpus_per_task or max(1, math.ceil(config.engine_options.cpus_per_task))
-    opts = [f"--cpus-per-task={cpus}"]
+    opts = [f"--cpus-per-task={_cpus_per_task(config)}"]
     for flag, value in (("--partition", sc.partition), ("--account", sc.account), ("--qos", sc.qos),
                         ("--time", sc.time), ("--mem", sc.mem), ("--mem-per-cpu", sc.mem_per_cpu)):
         if value:
@@ -431,7 +451,8 @@ def submit_run(config: PipelineConfig, only: list[str] | None = None,
                      if not check_manifest(config, read_manifest(config, t.stage, t.task_id))]
             if not tasks:
                 continue
-            size = width = min(len(tasks), sc.max_array_size)
+            size = min(len(tasks), sc.max_array_size)
+            width = min(sc.max_array_size, max(size, partition_slots(config)))
             _write_plan(config, run_name, tasks, size, write_logs=True)
         else:
             assert width is not None
