@@ -181,20 +181,33 @@ def test_scancel_of_a_running_array_task_then_rerun(cluster, shards, tmp_path):
     assert len(ids) == len(set(ids)) == len(all_rows(str(tmp_path / "local")))
 
 
-def test_task_over_its_time_limit_is_resubmitted(cluster, shards, tmp_path):
-    """time=1 (minute, Slurm's smallest); the first attempt of one task sleeps past it: TIMEOUT, retried."""
+def test_task_over_its_time_limit_is_resubmitted_and_a_bad_shard_is_not(cluster, shards, tmp_path):
+    """time='1' (one minute, Slurm's smallest); the first attempt of one task sleeps past it: TIMEOUT,
+    resubmitted, done. A shard that is not a WARC fails once, inside its array task: named in the
+    summary with its Slurm log, and never resubmitted."""
     victim = _extract_task_id(shards, 0)
+    bad = tmp_path / "not-a-warc.warc.gz"
+    bad.write_bytes(b"this is not a gzip file\n" * 100)
     out = tmp_path / "slurm"
-    r = _run([*_inputs(shards), *FAST, *NO_LID, "--engine", "slurm", "--output", str(out), "--only", "extract",
-              "--set", "engine_options.slurm.time='1'", "--set", "engine_options.max_retries=1"],
+    r = _run([*_inputs([*shards, bad]), *FAST, *NO_LID, "--engine", "slurm", "--output", str(out), "--only",
+              "extract", "--set", "engine_options.slurm.time='1'", "--set", "engine_options.max_retries=1"],
              env={"BABELSIEVE_SLURM_TEST_SLEEP": f"extract:{victim}:600"})
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # the bad shard
     assert "ended TIMEOUT; resubmitting (attempt 2)" in r.stderr
     assert sorted(p.name for p in (out / "_slurm").glob("extract-*.json")) == ["extract-1.json", "extract-2.json"]
     retried = json.loads((out / "_slurm" / "extract-2.json").read_text())
-    assert [t["task_id"] for t in retried["tasks"]] == [victim]
-    summary = json.loads((out / "_summary.json").read_text())
-    assert summary["stages"][0]["done"] == 3 and summary["stages"][0]["failed"] == 0
+    assert [t["task_id"] for t in retried["tasks"]] == [victim]  # not the bad shard
+    summary = json.loads((out / "_summary.json").read_text())["stages"][0]
+    assert (summary["done"], summary["failed"]) == (3, 1)
+    (failure,) = summary["failures"]
+    assert failure["inputs"] == [str(bad)] and "[slurm log: " in failure["error"]
+    assert "FAILED extract/" in r.stderr and str(bad) in r.stderr
+    # `babelsieve logs --failed` shows it, with the array task's log file, which holds the traceback
+    logs = subprocess.run([BABELSIEVE, "logs", str(out), "--failed", "--json"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    (line,) = [json.loads(x) for x in logs]
+    log_file = Path(line["error"].split("[slurm log: ")[1].rstrip("]"))
+    assert log_file.parent == out / "_logs" / "slurm" and "Traceback" in log_file.read_text()
 
 
 def test_no_wait_then_status(cluster, shards, tmp_path):
@@ -223,32 +236,48 @@ def test_no_wait_then_status(cluster, shards, tmp_path):
     assert data_files(str(out)) == data_files(str(tmp_path / "local"))
 
 
-@pytest.mark.parametrize("cancel", [True, False], ids=["cancel-on-interrupt", "leave-running"])
-def test_ctrl_c_of_a_waiting_driver(cluster, shards, tmp_path, cancel):
+@pytest.mark.parametrize("mode", ["cancel-on-interrupt", "not-a-tty", "tty-answers-yes"])
+def test_ctrl_c_of_a_waiting_driver(cluster, shards, tmp_path, mode):
+    """--cancel-on-interrupt cancels; without it a terminal is asked, anything else is told how to cancel."""
+    import pty
+
     victim = _extract_task_id(shards, 0)
     out = tmp_path / "slurm"
     args = [*_inputs(shards), *FAST, *NO_LID, "--engine", "slurm", "--output", str(out), "--only", "extract"]
-    if cancel:
+    if mode == "cancel-on-interrupt":
         args.append("--cancel-on-interrupt")
+    master = slave = None
+    stdin: int = subprocess.DEVNULL
+    if mode == "tty-answers-yes":
+        master, slave = pty.openpty()
+        stdin = slave
     proc = subprocess.Popen([BABELSIEVE, "run", *args, "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,  # not a TTY: no prompt
+                            stderr=subprocess.PIPE, text=True, stdin=stdin,
                             env={**os.environ, "BABELSIEVE_SLURM_TEST_SLEEP": f"extract:{victim}:120"})
     try:
         job = _wait_for(out / "_slurm" / "_test_sleep" / f"extract-{victim}").split("_")[0]
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        if master is not None:
+            time.sleep(1)
+            os.write(master, b"y\n")
+        stdout, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
     assert proc.returncode == 130, err
-    if cancel:
-        assert f"cancelled job array(s) {job}" in err
-        deadline = time.time() + 20
-        while time.time() < deadline and _queued(job).strip():
-            time.sleep(0.3)
-        assert not _queued(job).strip()
-    else:
+    if mode == "not-a-tty":
         assert f"scancel {job}" in err
         assert "RUNNING" in _queued(job)  # left alone, and said so
+        return
+    if mode == "tty-answers-yes":
+        assert f"Cancel the submitted Slurm job array(s) {job}?" in stdout
+    assert f"cancelled job array(s) {job}" in err
+    deadline = time.time() + 20
+    while time.time() < deadline and _queued(job).strip():
+        time.sleep(0.3)
+    assert not _queued(job).strip()
 
 
 def test_bad_partition_is_a_config_error(cluster, shards, tmp_path):

@@ -71,7 +71,7 @@ POLL_ENV = "BABELSIEVE_SLURM_POLL_S"  # seconds between two looks at the queue (
 # sleep before running (marker file), so tests can cancel it or run it over its time limit.
 TEST_SLEEP_ENV = "BABELSIEVE_SLURM_TEST_SLEEP"
 # An index that left the queue is given this long for its last result lines to appear (NFS caches).
-GONE_GRACE_S = 3.0
+GONE_GRACE_S = 5.0
 
 
 class SlurmSubmitError(ValueError):
@@ -108,11 +108,19 @@ def _write_atomic(path: Path, data: str) -> None:
 
 
 def _next_run_name(config: PipelineConfig, stage: str) -> str:
-    """``<stage>-<n>``, n one more than any earlier submission of this stage into this output."""
+    """``<stage>-<n>``, n one more than any earlier submission of this stage into this output. The
+    name is claimed by creating its task list file exclusively: two drivers never share one."""
     d = slurm_dir(config)
-    ns = [int(m.group(1)) for p in (d.glob(f"{stage}-*.json") if d.exists() else ())
-          if (m := re.fullmatch(re.escape(stage) + r"-(\d+)\.json", p.name))]
-    return f"{stage}-{max(ns, default=0) + 1}"
+    d.mkdir(parents=True, exist_ok=True)
+    n = max((int(m.group(1)) for p in d.glob(f"{stage}-*.json")
+             if (m := re.fullmatch(re.escape(stage) + r"-(\d+)\.json", p.name))), default=0)
+    while True:
+        n += 1
+        try:
+            os.close(os.open(d / f"{stage}-{n}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return f"{stage}-{n}"
+        except FileExistsError:
+            continue
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,7 +139,7 @@ def _slurm(cmd: list[str], check: bool = True, timeout: float = 60) -> subproces
 def check_cluster(config: PipelineConfig) -> None:
     """Fail early, naming the key, when the configured partition does not exist."""
     part = config.engine_options.slurm.partition
-    proc = _slurm(["sinfo", "-h", "-o", "%R"], check=False)
+    proc = _slurm(["sinfo", "--all", "-h", "-o", "%R"], check=False)  # --all: hidden partitions too
     if proc.returncode != 0:
         raise SlurmSubmitError(f"cannot reach the Slurm controller (sinfo: {proc.stderr.strip()})")
     if part:
@@ -146,7 +154,7 @@ def partition_slots(config: PipelineConfig) -> int:
     sc = config.engine_options.slurm
     if sc.max_concurrent:
         return sc.max_concurrent
-    proc = _slurm(["sinfo", "-h", "-o", "%P %C"], check=False)
+    proc = _slurm(["sinfo", "--all", "-h", "-o", "%P %C"], check=False)
     total = 0
     for line in proc.stdout.splitlines():
         name, _, cpus = line.partition(" ")
@@ -410,7 +418,7 @@ class SlurmEngine(Engine):
                 answer = ""
             if answer.strip().lower() in ("y", "yes"):
                 cancel(job_ids)
-                self.console.print(f"slurm: cancelled {ids}")
+                self.console.print(f"slurm: interrupted: cancelled job array(s) {ids}")
                 return
         self.console.print(f"slurm: interrupted; job array(s) {ids} are still queued or running and keep writing "
                            f"to {self.config.output}. Cancel them with: scancel {ids}  (or rerun the same command "
