@@ -100,6 +100,20 @@ def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 24
                           timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
 
 
+def _start(args: list[str]) -> subprocess.Popen:
+    """A `babelsieve run` in the background: the local reference run overlaps the Slurm run's waits."""
+    return subprocess.Popen([BABELSIEVE, "run", *args, "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 240) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _inputs(shards: list[Path]) -> list[str]:
     return [a for p in shards for a in ("--input", str(p))]
 
@@ -128,11 +142,12 @@ def _queued(job: str) -> str:
 def test_same_parquet_as_local_engine_for_every_stage(cluster, shards, tmp_path):
     """The default stages (extract with lid.176, dedup, filter, finalize): byte-identical Parquet."""
     common = [*_inputs(shards), *FAST, "--set", "langid.backend=lid176"]
-    local = _run([*common, "--engine", "local", "--workers", "2", "--output", str(tmp_path / "local")])
-    assert local.returncode == 0, local.stderr
+    local = _start([*common, "--engine", "local", "--workers", "1", "--output", str(tmp_path / "local")])
     slurm = _run([*common, "--engine", "slurm", "--output", str(tmp_path / "slurm"),
                   "--set", "engine_options.slurm.max_array_size=2"])  # 2 indices: several tasks per index
     assert slurm.returncode == 0, slurm.stderr
+    local = _finish(local)
+    assert local.returncode == 0, local.stderr
     assert "submitted job array" in slurm.stderr
     a, b = data_files(str(tmp_path / "local")), data_files(str(tmp_path / "slurm"))
     stages = {p.split("/")[0] for p in a}
@@ -153,6 +168,8 @@ def test_same_parquet_as_local_engine_for_every_stage(cluster, shards, tmp_path)
 def test_scancel_of_a_running_array_task_then_rerun(cluster, shards, tmp_path):
     victim = _extract_task_id(shards, 1)
     out = tmp_path / "slurm"
+    local = _start([*_inputs(shards), *FAST, *NO_LID, "--engine", "local", "--workers", "1", "--output",
+                    str(tmp_path / "local"), "--only", "extract"])
     args = [*_inputs(shards), *FAST, *NO_LID, "--engine", "slurm", "--output", str(out), "--only", "extract",
             "--set", "engine_options.max_retries=0"]
     proc = subprocess.Popen([BABELSIEVE, "run", *args, "--no-progress"], stdout=subprocess.PIPE,
@@ -173,8 +190,7 @@ def test_scancel_of_a_running_array_task_then_rerun(cluster, shards, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert "(1 task(s) in 1 array task(s))" in rerun.stderr
 
-    local = _run([*_inputs(shards), *FAST, *NO_LID, "--engine", "local", "--output", str(tmp_path / "local"),
-                  "--only", "extract"])
+    local = _finish(local)
     assert local.returncode == 0, local.stderr
     assert data_files(str(out)) == data_files(str(tmp_path / "local"))
     ids = [r["id"] for r in all_rows(str(out))]
@@ -216,11 +232,16 @@ def test_no_wait_then_status(cluster, shards, tmp_path):
     first = _extract_task_id(shards, 0)
     common = [*_inputs(shards), *FAST, *NO_LID, "--set", "stages=[extract,dedup]"]
     r = _run([*common, "--engine", "slurm", "--output", str(out), "--no-wait"],
-             env={"BABELSIEVE_SLURM_TEST_SLEEP": f"extract:{first}:8"})
+             env={"BABELSIEVE_SLURM_TEST_SLEEP": f"extract:{first}:4"})
     assert r.returncode == 0, r.stderr
+    local = _start([*common, "--engine", "local", "--workers", "1", "--output", str(tmp_path / "local")])
     jobs = r.stdout.split()
     assert len(jobs) == 5, r.stdout  # extract + dedup_signatures/buckets/clusters/annotate
     assert f"babelsieve status {out}" in r.stderr
+    deps = [subprocess.run(["squeue", "-h", "-j", j, "-o", "%E"], capture_output=True, text=True).stdout
+            for j in jobs[1:]]
+    for previous, dep in zip(jobs, deps):
+        assert f"afterok:{previous}" in dep, deps  # chained, each stage on the one before
     st = json.loads(subprocess.run([BABELSIEVE, "status", str(out), "--json"], capture_output=True, text=True,
                                    check=True).stdout)
     assert not st["complete"] and st["totals"]["pending"] >= 1
@@ -231,7 +252,7 @@ def test_no_wait_then_status(cluster, shards, tmp_path):
                                    check=True).stdout)
     assert st["complete"], json.dumps(st, indent=1)
     assert st["totals"]["pending"] == 0 and st["totals"]["failed"] == 0
-    local = _run([*common, "--engine", "local", "--output", str(tmp_path / "local")])
+    local = _finish(local)
     assert local.returncode == 0, local.stderr
     assert data_files(str(out)) == data_files(str(tmp_path / "local"))
 
