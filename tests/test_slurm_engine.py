@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import BABELSIEVE, REPO, SAMPLE_WARC, split_warc
 from engine_helpers import all_rows, data_files
+from test_airflow_dag import airflow_venv  # noqa: F401 - fixture: Airflow 3's own venv (built once per session)
 
 pytestmark = pytest.mark.infra
 
@@ -257,15 +258,16 @@ def test_no_wait_then_status(cluster, shards, tmp_path):
     assert data_files(str(out)) == data_files(str(tmp_path / "local"))
 
 
-@pytest.mark.parametrize("mode", ["cancel-on-interrupt", "not-a-tty", "tty-answers-yes"])
+@pytest.mark.parametrize("mode", ["cancel-on-interrupt", "not-a-tty", "tty-answers-yes", "sigterm"])
 def test_ctrl_c_of_a_waiting_driver(cluster, shards, tmp_path, mode):
-    """--cancel-on-interrupt cancels; without it a terminal is asked, anything else is told how to cancel."""
+    """--cancel-on-interrupt cancels; without it a terminal is asked, anything else is told how to cancel.
+    SIGTERM (Airflow stopping its task, the batch system stopping a driver job) is handled as Ctrl-C."""
     import pty
 
     victim = _extract_task_id(shards, 0)
     out = tmp_path / "slurm"
     args = [*_inputs(shards), *FAST, *NO_LID, "--engine", "slurm", "--output", str(out), "--only", "extract"]
-    if mode == "cancel-on-interrupt":
+    if mode in ("cancel-on-interrupt", "sigterm"):
         args.append("--cancel-on-interrupt")
     master = slave = None
     stdin: int = subprocess.DEVNULL
@@ -277,7 +279,7 @@ def test_ctrl_c_of_a_waiting_driver(cluster, shards, tmp_path, mode):
                             env={**os.environ, "BABELSIEVE_SLURM_TEST_SLEEP": f"extract:{victim}:120"})
     try:
         job = _wait_for(out / "_slurm" / "_test_sleep" / f"extract-{victim}").split("_")[0]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM if mode == "sigterm" else signal.SIGINT)
         if master is not None:
             time.sleep(1)
             os.write(master, b"y\n")
@@ -316,3 +318,34 @@ def test_bad_partition_is_a_config_error(cluster, shards, tmp_path):
     r = _run([*_inputs(shards), "--engine", "slurm", "--output", str(tmp_path / "o3"),
               "--set", "engine_options.slurm.time=forever"])
     assert r.returncode == 2 and "engine_options.slurm.time" in r.stderr
+
+
+_RUN_ON_SLURM = r"""
+import importlib.util, json, logging, sys
+spec = importlib.util.spec_from_file_location("babelsieve_dag", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+m.log.addHandler(logging.StreamHandler(sys.stderr))
+m.log.setLevel(logging.INFO)
+m.log.propagate = False
+m.run_on_slurm(m.resolve(json.loads(sys.argv[2])), "extract")
+"""
+
+
+def test_airflow_dag_stage_task_with_engine_slurm(cluster, airflow_venv, shards, tmp_path):
+    """The DAG's engine=slurm path (run_on_slurm, imported in Airflow's own venv) against the cluster."""
+    from test_airflow_dag import DAG_FILE, SNAPSHOT
+
+    params = {"snapshot": SNAPSHOT, "engine": "slurm", "config": "", "input": str(shards[0]),
+              "output": str(tmp_path / "{snapshot}"), "shards": "",
+              "sets": ["langid.backend=none", "extract.url_filter=false"]}
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), BABELSIEVE_BIN=BABELSIEVE)
+    r = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", _RUN_ON_SLURM, str(DAG_FILE), json.dumps(params)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "--engine slurm" in r.stderr and "--cancel-on-interrupt" in r.stderr
+    assert "submitted job array" in r.stderr
+    out = tmp_path / SNAPSHOT
+    assert json.loads((out / "_run.json").read_text())["config"]["engine"] == "slurm"
+    assert list((out / "extract").rglob("*.parquet")) and list((out / "_logs" / "slurm").glob("extract-*_0.log"))
