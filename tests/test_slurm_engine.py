@@ -303,6 +303,32 @@ def test_ctrl_c_of_a_waiting_driver(cluster, shards, tmp_path, mode):
     assert not _queued(job).strip()
 
 
+def test_driver_submitted_as_a_job_with_sbatch_driver_sh(cluster, shards, tmp_path):
+    """deploy/slurm/sbatch-driver.sh: the driver runs as a 1-CPU job and submits the arrays itself."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{Path(BABELSIEVE).parent}{os.pathsep}{os.environ['PATH']}"}
+    job = subprocess.run(["sbatch", "--parsable", f"--chdir={tmp_path}", str(SCRIPT.with_name("sbatch-driver.sh")),
+                          *_inputs(shards[:1]), *FAST, *NO_LID, "--output", str(out), "--only", "extract"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    deadline = time.time() + 150
+    while time.time() < deadline and _queued(job).strip():
+        time.sleep(0.5)
+    log = (tmp_path / f"babelsieve-driver-{job}.log").read_text()
+    assert "submitted job array" in log and "babelsieve run summary" in log, log
+    assert list((out / "extract").rglob("*.parquet"))
+
+
+def test_deploy_scripts_pass_bash_n_and_shellcheck():
+    from deploy_tools import ensure_tools
+
+    scripts = [str(SCRIPT), str(SCRIPT.with_name("sbatch-driver.sh"))]
+    for s in scripts:
+        r = subprocess.run(["bash", "-n", s], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    r = subprocess.run([ensure_tools()["shellcheck"], "--severity=style", *scripts], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_bad_partition_is_a_config_error(cluster, shards, tmp_path):
     r = _run([*_inputs(shards), *NO_LID, "--engine", "slurm", "--output", str(tmp_path / "o"),
               "--set", "engine_options.slurm.partition=nosuchpartition"])
