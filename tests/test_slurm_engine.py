@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import BABELSIEVE, REPO, SAMPLE_WARC, split_warc
 from engine_helpers import all_rows, data_files
-from test_airflow_dag import airflow_venv  # noqa: F401 - fixture: Airflow 3's own venv (built once per session)
+from test_airflow_dag import airflow_venv  # noqa: F401 - fixture: Airflow 3's own venv (built once per test run)
 
 pytestmark = pytest.mark.infra
 

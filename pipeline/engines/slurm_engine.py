@@ -37,8 +37,11 @@ removes the dependent arrays instead of leaving them pending forever; rerunning 
 command resubmits only the unfinished tasks (manifests). In ``--no-wait`` mode retries are that
 rerun (and Slurm's own requeue on node failure, where the cluster enables it).
 
-Storage: the task lists, batch scripts, per-index results and the Slurm log files
-(``_logs/slurm/<stage>-<jobid>_<index>.log``) are plain files, so the output must be on a
+Logs: each array task's stdout/stderr is ``_logs/slurm/<stage>-<jobid>_<index>.log``; a failed
+task's error names that file on its first line, which is what ``babelsieve logs OUTPUT --failed``
+and the run summary show.
+
+Storage: the task lists, batch scripts, per-index results and the Slurm log files are plain files, so the output must be on a
 filesystem that every node sees (NFS, Lustre, GPFS, BeeGFS). With an ``s3://`` output they go to
 ``./babelsieve-slurm/`` in the submitting directory, which must then be shared.
 """
