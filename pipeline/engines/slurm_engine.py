@@ -41,8 +41,8 @@ Logs: each array task's stdout/stderr is ``_logs/slurm/<stage>-<jobid>_<index>.l
 task's error names that file on its first line, which is what ``babelsieve logs OUTPUT --failed``
 and the run summary show.
 
-Storage: the task lists, batch scripts, per-index results and the Slurm log files are plain files, so the output must be on a
-filesystem that every node sees (NFS, Lustre, GPFS, BeeGFS). With an ``s3://`` output they go to
+Storage: the task lists, batch scripts, per-index results and the Slurm log files are plain
+files, so the output must be on a filesystem that every node sees (NFS, Lustre, GPFS, BeeGFS). With an ``s3://`` output they go to
 ``./babelsieve-slurm/`` in the submitting directory, which must then be shared.
 """
 
