@@ -42,8 +42,9 @@ task's error names that file on its first line, which is what ``babelsieve logs 
 and the run summary show.
 
 Storage: the task lists, batch scripts, per-index results and the Slurm log files are plain
-files, so the output must be on a filesystem that every node sees (NFS, Lustre, GPFS, BeeGFS). With an ``s3://`` output they go to
-``./babelsieve-slurm/`` in the submitting directory, which must then be shared.
+files, so the output must be on a filesystem that every node sees (NFS, Lustre, GPFS, BeeGFS).
+With an ``s3://`` output they go to ``./babelsieve-slurm/`` in the submitting directory, which
+must then be shared.
 """
 
 from __future__ import annotations
