@@ -107,7 +107,10 @@ def log_dir(config: PipelineConfig) -> Path:
 def _write_atomic(path: Path, data: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(data, encoding="utf-8")
+    # owner-only: a task list carries the config, whose storage_options may hold credentials
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
@@ -121,7 +124,7 @@ def _next_run_name(config: PipelineConfig, stage: str) -> str:
     while True:
         n += 1
         try:
-            os.close(os.open(d / f"{stage}-{n}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            os.close(os.open(d / f"{stage}-{n}.json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             return f"{stage}-{n}"
         except FileExistsError:
             continue
