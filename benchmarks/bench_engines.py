@@ -1,6 +1,6 @@
 """Engines on this machine: extract throughput with 1 and 2 workers, and per-task overhead.
 
-For each engine (local process pool, a local Ray, a local Spark):
+For each engine (local process pool, a local Ray, a local Spark, a single-machine Slurm):
 
 * start-up: creating the engine's runtime (Ray: ``ray.init``; Spark: JVM + SparkContext);
 * throughput: the extract stage on N real WARC shards (the sample WARC of ``--data DIR``, see
@@ -17,7 +17,13 @@ as happens once per worker in a long run; the local engine starts a new
 process pool for every stage, so its figures include that start-up (this is what a stage costs).
 Outputs are checked byte-identical across engines.
 
-Reproduce:  python benchmarks/bench_engines.py [--data DIR] [--shards 8] [--repeat 3] [--tiny 40] [WARC]
+Slurm: "workers" is ``engine_options.slurm.max_concurrent`` (array tasks running at once) and
+every array task is a new process (Python start-up, imports, lid.176 load), as on a real
+cluster: there is no warm-up, and the per-task overhead shown is what one array index costs
+when it runs a single task (an index that runs a slice of several tasks pays it once). With
+``SLURM_CONF`` unset the benchmark starts ``deploy/slurm/local-cluster.sh`` and stops it after.
+
+Reproduce:  python benchmarks/bench_engines.py [--data DIR] [--shards 8] [--repeat 3] [--tiny 40] [--engines local,slurm] [WARC]
 """
 
 from __future__ import annotations
@@ -69,8 +75,10 @@ def tiny_warcs(dest: Path, k: int) -> list[Path]:
 def config(inputs, output, engine, workers):
     from babelsieve.pipeline.config import load_config
 
-    cfg = load_config(None, inputs=[str(p) for p in inputs], output=output, engine=engine,
-                      sets=["langid.backend=lid176", "extract.url_filter=false", f"engine_options.workers={workers}"])
+    sets = ["langid.backend=lid176", "extract.url_filter=false", f"engine_options.workers={workers}"]
+    if engine == "slurm":
+        sets.append(f"engine_options.slurm.max_concurrent={workers}")
+    cfg = load_config(None, inputs=[str(p) for p in inputs], output=output, engine=engine, sets=sets)
     cfg.stages = ["extract"]
     return cfg
 
@@ -91,6 +99,27 @@ def make_engine(name, cfg):
 
     cfg.engine = name
     return get_engine(cfg)
+
+
+def start_slurm(work: Path) -> Path | None:
+    """A local Slurm when none is configured (SLURM_CONF unset); its folder, to stop it after."""
+    if os.environ.get("SLURM_CONF"):
+        return None
+    import subprocess
+
+    d = work / "slurm"
+    env = {**os.environ, "BABELSIEVE_SLURM_DIR": str(d)}
+    subprocess.run([str(REPO / "deploy" / "slurm" / "local-cluster.sh"), "start"], env=env, check=True)
+    os.environ["SLURM_CONF"] = str(d / "slurm.conf")
+    return d
+
+
+def stop_slurm(d: Path | None) -> None:
+    if d is not None:
+        import subprocess
+
+        subprocess.run([str(REPO / "deploy" / "slurm" / "local-cluster.sh"), "stop"],
+                       env={**os.environ, "BABELSIEVE_SLURM_DIR": str(d)}, check=False)
 
 
 def timed_run(engine, cfg):
@@ -115,6 +144,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
     warc = Path(args.warc) if args.warc else sample_warcs(args.data)[0]
     shards = split(warc, work / "shards", args.shards, args.repeat)
@@ -133,6 +163,16 @@ def main() -> None:
 
     rows = []
     prints: dict[str, dict[str, str]] = {}
+    slurm_dir = start_slurm(work) if "slurm" in args.engines.split(",") else None
+    try:
+        run_engines(args, work, shards, tiny, inproc, rows, prints)
+    finally:
+        stop_slurm(slurm_dir)
+    report(args, inproc, rows, prints)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_engines(args, work, shards, tiny, inproc, rows, prints) -> None:
     for name in args.engines.split(","):
         per_workers = {}
         for workers in (1, 2):
@@ -145,7 +185,8 @@ def main() -> None:
                 engine._context()
             startup = time.perf_counter() - t0
             try:
-                if name != "local":  # warm every long-lived worker (imports, lid.176 load): one full pass
+                # warm every long-lived worker (imports, lid.176 load): one full pass; Slurm has none
+                if name not in ("local", "slurm"):
                     timed_run(engine, config(shards, str(work / f"{name}-w{workers}-warmup"), name, workers))
                 out = str(work / f"{name}-w{workers}")
                 wall, docs, ntasks = timed_run(engine, config(shards, out, name, workers))
@@ -159,9 +200,12 @@ def main() -> None:
                          "task_overhead_ms": max(0.0, (twall * workers / k - inproc) * 1000)})
         rows[-1]["efficiency"] = per_workers[2] / (2 * per_workers[1])
 
+
+def report(args, inproc, rows, prints) -> None:
     ref = next(iter(prints.values()))
     identical = all(p == ref for p in prints.values())
-    print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; input {Path(args.warc).name} "
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (at the end); "
+          f"input {Path(args.warc).name} "
           f"in {args.shards} shards x {args.repeat} copies; tiny-task baseline in-process {inproc * 1000:.0f} ms")
     head = f"{'engine':<7}{'workers':>8}{'start-up s':>12}{'tasks':>7}{'docs':>7}{'wall s':>9}{'docs/s':>9}" \
            f"{'efficiency':>12}{'overhead ms/task':>18}"
@@ -172,7 +216,6 @@ def main() -> None:
         print(f"{r['engine']:<7}{r['workers']:>8}{r['startup_s']:>12.1f}{r['tasks']:>7}{r['docs']:>7}{r['wall_s']:>9.1f}"
               f"{r['docs_per_s']:>9.1f}{eff:>12}{r['task_overhead_ms']:>18.0f}")
     print(f"outputs byte-identical across engines and worker counts: {identical}")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

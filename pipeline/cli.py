@@ -34,7 +34,8 @@ def main() -> None:
 @click.option("--input", "-i", "inputs", multiple=True, metavar="PATH_OR_URL",
               help="WARC file, glob, fsspec URL or warc.paths(.gz) listing. Repeatable. Overrides inputs.paths.")
 @click.option("--output", "-o", metavar="URL", help="Output directory or URL (default from the config: ./babelsieve-out).")
-@click.option("--engine", "-e", type=click.Choice(["local", "ray", "spark"]), help="Where tasks run (default: local).")
+@click.option("--engine", "-e", type=click.Choice(["local", "ray", "spark", "slurm"]),
+              help="Where tasks run (default: local).")
 @click.option("--shards", metavar="START:STOP", help="Only this range of the expanded input shards, e.g. 0:100.")
 @click.option("--workers", "-w", type=int, help="Local worker processes (default: all cores).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -43,8 +44,12 @@ def main() -> None:
               help="Run only this configured stage (repeatable), e.g. --only extract; earlier stages must be done.")
 @click.option("--keep-going", is_flag=True, help="Exit 0 even if some shards failed (they are still reported).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs and CI).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Slurm: follow the run to the end, or submit every stage as chained job arrays and exit.")
+@click.option("--cancel-on-interrupt", is_flag=True, help="Slurm: Ctrl-C cancels the submitted job arrays.")
 def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None, shards: str | None,
-        workers: int | None, sets: tuple[str, ...], only: tuple[str, ...], keep_going: bool, no_progress: bool) -> None:
+        workers: int | None, sets: tuple[str, ...], only: tuple[str, ...], keep_going: bool, no_progress: bool,
+        wait: bool, cancel_on_interrupt: bool) -> None:
     """Run the pipeline (extract -> dedup -> filter -> finalize [-> rebalance]).
 
     With no CONFIG, uses the bundled dry-run config and sample WARC (no network needed).
@@ -75,11 +80,43 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
         if default_backend_name() == "lid176":
             console.print("language ID: embedded fastText lid.176 (GlotLID v3 not in the cache; "
                           "`babelsieve models pull glotlid` to use it)")
+    slurm_engine = None
+    if cfg.engine == "slurm":
+        from babelsieve.pipeline.engines import slurm_engine as slurm
+
+        if not wait:
+            try:
+                jobs = slurm.submit_run(cfg, only=list(only) or None, console=console)
+            except (ConfigMismatchError, ValueError, FileNotFoundError) as e:
+                console.print(f"[red]error:[/] {e}")
+                sys.exit(2)
+            for j in jobs:
+                console.print(f"submitted {j['stage']}: job array {j['job_id']} ({j['size']} array task(s), "
+                              + (f"{j['tasks']} task(s))" if j["tasks"] is not None else "planned when it starts)"))
+            ids = " ".join(j["job_id"] for j in jobs)
+            console.print(f"follow it with: babelsieve status {cfg.output}" if jobs else "nothing to do: complete")
+            if jobs:
+                console.print(f"cancel it with: scancel {ids}")
+            click.echo(ids)
+            return
+        slurm_engine = slurm.SlurmEngine(cfg, cancel_on_interrupt=cancel_on_interrupt, console=console)
+        # SIGTERM (Airflow, a batch system stopping the driver) is handled like Ctrl-C: never orphan arrays
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    elif not wait or cancel_on_interrupt:
+        console.print("[red]error:[/] --no-wait and --cancel-on-interrupt apply to --engine slurm only")
+        sys.exit(2)
     try:
-        summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
+        summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None,
+                               engine=slurm_engine)
     except (ConfigMismatchError, ValueError, FileNotFoundError) as e:
         console.print(f"[red]error:[/] {e}")
         sys.exit(2)
+    except KeyboardInterrupt:
+        if slurm_engine is None:
+            raise
+        sys.exit(130)  # the engine has said what became of the submitted arrays
     print_summary(summary, console)
     if summary.failed_tasks and not keep_going:
         console.print(f"[red]{summary.failed_tasks} task(s) failed[/] (rerun to retry them; --keep-going to exit 0)")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -121,6 +122,55 @@ class RebalanceConfig(_Strict):
     seed: int = 0
 
 
+class SlurmConfig(_Strict):
+    """``--engine slurm``: how array jobs are submitted (sbatch options; scheduling only)."""
+
+    partition: str | None = Field(None, description="sbatch --partition (default: the cluster's default partition)")
+    account: str | None = Field(None, description="sbatch --account")
+    qos: str | None = Field(None, description="sbatch --qos")
+    time: str | None = Field(None, description="sbatch --time per array task, e.g. '4:00:00' or '1-00:00:00'")
+    cpus_per_task: int | None = Field(None, ge=1, description="sbatch --cpus-per-task (default: "
+                                                              "ceil(engine_options.cpus_per_task))")
+    mem_per_cpu: str | None = Field(None, description="sbatch --mem-per-cpu, e.g. '4G' (not with mem)")
+    mem: str | None = Field(None, description="sbatch --mem per array task, e.g. '8G' (not with mem_per_cpu)")
+    max_array_size: int = Field(1000, ge=1, description="Array indices per stage (the cluster's MaxArraySize - 1 "
+                                                        "at most); an index runs a slice of the stage's tasks")
+    max_concurrent: int | None = Field(None, ge=1, description="Array tasks running at once (--array=...%N)")
+    sbatch_args: list[str] = Field(default_factory=list, description="Extra sbatch arguments, e.g. ['--constraint=x']")
+    env_setup: list[str] = Field(default_factory=list, description="Shell lines run before babelsieve in each job "
+                                                                   "(module load, source venv/bin/activate)")
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_is_text(cls, v: Any) -> Any:
+        # YAML reads an unquoted 4:00:00 as the number 14400 (base 60): never guess which was meant
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            raise ValueError(f"write the time limit quoted, e.g. '60' (minutes) or '4:00:00' (got the number {v}; "
+                             "YAML turns an unquoted 4:00:00 into 14400)")
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _check_time(cls, v: str | None) -> str | None:
+        # sbatch's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (and UNLIMITED)
+        if v is not None and not re.fullmatch(r"(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2}|UNLIMITED|INFINITE)", v.strip()):
+            raise ValueError(f"expected a Slurm time such as '30', '4:00:00' or '1-12:00:00', got {v!r}")
+        return v
+
+    @field_validator("mem", "mem_per_cpu")
+    @classmethod
+    def _check_mem(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d+[KMGT]?", v.strip(), flags=re.IGNORECASE):
+            raise ValueError(f"expected a Slurm memory size such as '4000' (MB), '8G' or '512M', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_memory_option(self) -> "SlurmConfig":
+        if self.mem and self.mem_per_cpu:
+            raise ValueError("set mem or mem_per_cpu, not both (sbatch accepts only one)")
+        return self
+
+
 class EngineConfig(_Strict):
     """Scheduling only: never changes what a task writes."""
 
@@ -135,6 +185,7 @@ class EngineConfig(_Strict):
     max_retries: int = Field(2, ge=0)
     cpus_per_task: float = Field(1.0, gt=0)
     memory_per_task_mb: int | None = None
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
 class PipelineConfig(_Strict):
@@ -142,7 +193,7 @@ class PipelineConfig(_Strict):
 
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     output: str = "./babelsieve-out"
-    engine: Literal["local", "ray", "spark"] = "local"
+    engine: Literal["local", "ray", "spark", "slurm"] = "local"
     stages: list[Literal["extract", "dedup", "filter", "finalize", "rebalance"]] = Field(
         default_factory=lambda: ["extract", "dedup", "filter", "finalize"]
     )

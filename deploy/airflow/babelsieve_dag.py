@@ -337,6 +337,13 @@ def run_on_spark(r: dict[str, Any], stage: str, master: str, engine: str = "spar
     check_exit(stream_subprocess(cmd), f"spark-submit of stage {stage}")
 
 
+def run_on_slurm(r: dict[str, Any], stage: str) -> None:
+    """`babelsieve run --engine slurm --only STAGE` on this worker (a Slurm submit host): the driver
+    submits the stage's job arrays and waits; killing the Airflow task cancels them."""
+    cmd = [babelsieve_bin()] + run_args(r, stage, "slurm") + ["--cancel-on-interrupt"]
+    check_exit(stream_subprocess(cmd), f"babelsieve run --engine slurm --only {stage}")
+
+
 def run_locally(r: dict[str, Any], stage: str) -> None:
     check_exit(stream_subprocess([babelsieve_bin()] + run_args(r, stage, "local")), f"babelsieve run --only {stage}")
 
@@ -380,7 +387,7 @@ def stage_decision(plan: dict[str, Any], stage: str, strict: bool) -> str | None
         "config": Param(os.environ.get("BABELSIEVE_CONFIG", "/configs/fineweb2.yaml"), type="string",
                         description="Config path, readable by the Airflow worker and by the engine's driver "
                                     "(empty: the bundled dry-run config)"),
-        "engine": Param(os.environ.get("BABELSIEVE_ENGINE", "ray"), enum=["local", "ray", "spark"]),
+        "engine": Param(os.environ.get("BABELSIEVE_ENGINE", "ray"), enum=["local", "ray", "spark", "slurm"]),
         "output": Param(os.environ.get("BABELSIEVE_OUTPUT", "s3://my-bucket/babelsieve/{snapshot}"), type="string",
                         description="Output URL; '{snapshot}' is substituted"),
         "shards": Param("", type="string", pattern=r"^(|-?\d*:-?\d*)$", description="Shard range START:STOP (empty: all)"),
@@ -433,6 +440,8 @@ def babelsieve_snapshot():
                 run_on_ray(r, stage, params["ray_address"], ctx["run_id"], int(ti.try_number))
             elif engine == "spark":
                 run_on_spark(r, stage, params["spark_master"])
+            elif engine == "slurm":
+                run_on_slurm(r, stage)
             else:
                 run_locally(r, stage)
             return r["output"]

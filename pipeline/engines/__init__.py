@@ -46,4 +46,8 @@ def get_engine(config: PipelineConfig) -> Engine:
         from babelsieve.pipeline.engines.spark_engine import SparkEngine  # type: ignore[import-not-found]
 
         return SparkEngine(config)
-    raise ValueError(f"unknown engine {config.engine!r} (local, ray, spark)")
+    if config.engine == "slurm":
+        from babelsieve.pipeline.engines.slurm_engine import SlurmEngine
+
+        return SlurmEngine(config)
+    raise ValueError(f"unknown engine {config.engine!r} (local, ray, spark, slurm)")
