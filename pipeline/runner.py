@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from babelsieve.pipeline import storage
-from babelsieve.pipeline.config import PipelineConfig
+from babelsieve.pipeline.config import PipelineConfig, redact_secrets
 from babelsieve.pipeline.engines import Engine, get_engine
 from babelsieve.pipeline.tasks import STAGE_GROUPS, ConfigMismatchError, check_manifest, read_manifest, stage_class
 
@@ -108,7 +108,7 @@ def _check_run_marker(config: PipelineConfig) -> None:
                 f"config hashes to {config.content_hash()}. Refusing to mix outputs: use another --output."
             )
         return
-    storage.publish_json(url, {"config_hash": config.content_hash(), "config": config.model_dump(mode="json")},
+    storage.publish_json(url, {"config_hash": config.content_hash(), "config": config.public_dict()},
                          config.storage_options)
 
 
@@ -171,12 +171,12 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
 
 def _log_line(res: dict[str, Any]) -> str:
     st = res.get("stats", {})
-    return json.dumps({
+    return json.dumps(redact_secrets({
         "time": round(time.time(), 3), "stage": res.get("stage"), "task_id": res.get("task_id"),
         "inputs": res.get("inputs", []), "status": res.get("status"), "seconds": round(res.get("seconds", 0.0), 3),
         "docs_in": st.get("docs_in"), "docs_out": st.get("docs_out"), "removed": st.get("removed", {}),
         "skipped": st.get("skipped", {}), "error": (res.get("error") or "").splitlines()[0] if res.get("error") else None,
-    }, sort_keys=True)
+    }), sort_keys=True)
 
 
 def _append_log(config: PipelineConfig, stage: str, lines: list[str]) -> None:
