@@ -166,7 +166,8 @@ def _gzip_stream(f: BinaryIO, problems: list[WarcProblem], ctl: _Control) -> Ite
                     raw += chunk
                 piece = bytes(raw[pos : pos + _IN_CHUNK])
                 out = d.decompress(piece, _OUT_CHUNK)
-                pos += len(piece) - len(d.unconsumed_tail) - len(d.unused_data)
+                # (after the end of a member zlib may leave a stale unconsumed_tail: unused_data counts then)
+                pos += len(piece) - (len(d.unused_data) if d.eof else len(d.unconsumed_tail))
                 if out:
                     yield member, out, "data"
         except zlib.error as e:
@@ -380,7 +381,6 @@ def iter_records(
         problems.append(WarcProblem(buf_off, "truncated_record", "file cut inside a record"))
     elif buf.strip(b"\r\n") or garbage:
         if buf.startswith(b"WARC/"):
-            seen_header = True
             problems.append(WarcProblem(buf_off, "truncated_record", f"a WARC header cut after {len(buf)} bytes"))
         else:
             problems.append(WarcProblem(buf_off, "garbage_bytes", f"{garbage + len(buf)} bytes without a WARC header"))
@@ -426,8 +426,8 @@ def _dechunk(body: bytes, limit: int) -> tuple[bytes, list[str]]:
             break
         size_txt = body[pos:eol].split(b";")[0].strip()
         if not _CHUNK_SIZE.fullmatch(size_txt):
-            if pos == 0:
-                return body, []  # not really chunked: keep the bytes as they are
+            if pos == 0:  # not really chunked: keep the bytes as they are
+                return body, [f"bad chunk size {size_txt[:20]!r} at byte 0: body kept as it is"]
             return bytes(out), [f"bad chunk size {size_txt[:20]!r} at byte {pos}: body cut there"]
         size = int(size_txt, 16)
         if size == 0:
@@ -439,27 +439,29 @@ def _dechunk(body: bytes, limit: int) -> tuple[bytes, list[str]]:
     return bytes(out), []
 
 
-def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+def _inflate(data: bytes, wbits: int, limit: int) -> tuple[bytes, int]:
     """zlib/gzip/raw-deflate decode with at most ``limit`` + 1 bytes of output (concatenated gzip
-    members too). Raises zlib.error on bad data, EOFError on a cut stream."""
+    members too); also returns how many input bytes produced it. Raises zlib.error on bad data,
+    EOFError on a cut stream."""
     out = bytearray()
+    used = 0
     while data:
         d = zlib.decompressobj(wbits)
         out += d.decompress(data, limit + 1 - len(out))
-        while d.unconsumed_tail and len(out) <= limit:
+        while d.unconsumed_tail and not d.eof and len(out) <= limit:
             out += d.decompress(d.unconsumed_tail, limit + 1 - len(out))
         if len(out) > limit:
-            break
+            return bytes(out), used + len(data) - len(d.unconsumed_tail)
         if not d.eof:
-            out += d.flush()
             raise EOFError("compressed stream ends early")
+        used += len(data) - len(d.unused_data)
         data = d.unused_data if wbits == 31 else b""
         if data and not data.startswith(b"\x1f\x8b"):
             break  # trailing garbage after the last gzip member: browsers ignore it too
-    return bytes(out)
+    return bytes(out), used
 
 
-def _unbrotli(data: bytes, limit: int) -> bytes:
+def _unbrotli(data: bytes, limit: int) -> tuple[bytes, int]:
     """Brotli decode with bounded output: fed in small pieces, stopped once over ``limit``."""
     import brotli  # type: ignore[import-not-found]
 
@@ -469,10 +471,10 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
     for i in range(0, len(data), step):
         out += d.process(data[i : i + step])
         if len(out) > limit:
-            return bytes(out)
+            return bytes(out), i + step
     if hasattr(d, "is_finished") and not d.is_finished():
         raise EOFError("brotli stream ends early")
-    return bytes(out)
+    return bytes(out), len(data)
 
 
 def _brotli_available() -> bool:
@@ -496,14 +498,14 @@ def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
             continue
         try:
             if enc in ("gzip", "x-gzip"):
-                out = _inflate(body, 31, limit)
+                out, used = _inflate(body, 31, limit)
             elif enc == "deflate":  # zlib-wrapped per the RFC; raw deflate in practice too
                 try:
-                    out = _inflate(body, 15, limit)
+                    out, used = _inflate(body, 15, limit)
                 except zlib.error:
-                    out = _inflate(body, -15, limit)
+                    out, used = _inflate(body, -15, limit)
             elif enc == "br" and _brotli_available():
-                out = _unbrotli(body, limit)
+                out, used = _unbrotli(body, limit)
             else:
                 raise RecordSkipped("content_encoding_unsupported", f"Content-Encoding {enc!r}")
         except (zlib.error, EOFError) as e:
@@ -513,8 +515,8 @@ def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
         except Exception as e:  # noqa: BLE001 - brotli.error and friends
             raise RecordSkipped("content_encoding_error", f"{enc}: {type(e).__name__}: {e}") from None
         if len(out) > limit:
-            reason = "decompression_bomb" if len(out) > _BOMB_RATIO * max(len(body), 1) else "html_too_large"
-            raise RecordSkipped(reason, f"{enc} body of {len(body)} bytes inflates to over {limit} bytes")
+            reason = "decompression_bomb" if len(out) > _BOMB_RATIO * max(used, 1) else "html_too_large"
+            raise RecordSkipped(reason, f"{enc}: {used} of the body's {len(body)} bytes inflate to over {limit} bytes")
         body = out
     return body
 
