@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from babelsieve.pipeline.config import ConfigError, load_config
+from babelsieve.pipeline.config import ConfigError, env_sets, load_config
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
@@ -56,7 +56,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     from babelsieve.pipeline.runner import print_summary, run_pipeline
     from babelsieve.pipeline.tasks import ConfigMismatchError
 
-    all_sets = list(sets)
+    all_sets = list(sets) + env_sets()  # credentials via the environment, never argv
     if workers:
         all_sets.append(f"engine_options.workers={workers}")
     try:

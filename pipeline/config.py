@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -53,6 +54,17 @@ def without_redacted(value: Any) -> Any:
     if isinstance(value, list):
         return [without_redacted(v) for v in value]
     return value
+
+
+SECRET_SETS_ENV = "BABELSIEVE_SECRET_SETS"
+
+
+def env_sets(environ: dict[str, str] | None = None) -> list[str]:
+    """``--set`` overrides from ``$BABELSIEVE_SECRET_SETS`` (one ``KEY=VALUE`` per line), applied after
+    the command line's: the way to give credentials without putting them on a command line, where
+    ``ps`` and job logs would show them (deploy/spark/submit.sh and the Airflow DAG use it)."""
+    text = (os.environ if environ is None else environ).get(SECRET_SETS_ENV, "")
+    return [line for line in text.splitlines() if line.strip()]
 
 
 class ConfigError(ValueError):
@@ -197,6 +209,11 @@ class PipelineConfig(_Strict):
         """The config as JSON data with credentials redacted: what ``_run.json``, the dataset card,
         logs and ``status``/``plan`` may show. Every place that writes or prints a config uses this."""
         return redact_secrets(self.model_dump(mode="json"))
+
+    def __repr__(self) -> str:  # a config in a log line or a traceback shows no credentials
+        return f"PipelineConfig({self.public_dict()!r})"
+
+    __str__ = __repr__
 
     def content_hash(self) -> str:
         """Hash of everything that can change output bytes (not engine, workers or the output URL).

@@ -307,14 +307,14 @@ def plan_command(config: str | None, shards: int, workers: int | None, from_outp
     """
     from rich.console import Console
 
-    from babelsieve.pipeline.config import ConfigError, load_config, redact_secrets
+    from babelsieve.pipeline.config import ConfigError, env_sets, load_config, redact_secrets
     from babelsieve.pipeline.report.stats import resolve_storage_options
 
     err = Console(stderr=True)
     cfg = None
     if config or sets:
         try:
-            cfg = load_config(config, sets=list(sets))
+            cfg = load_config(config, sets=list(sets) + env_sets())
         except ConfigError as e:
             err.print(f"[red]error:[/] {e}", soft_wrap=True)
             sys.exit(2)

@@ -36,7 +36,7 @@ from conftest import BABELSIEVE, SAMPLE_WARC, gzip_members
 RSS_MARGIN_MB = 200  # a 400 MiB bomb inflated in memory exceeds this by far
 CPU_MARGIN_S = 10.0  # the old quadratic header parsing took 17 s of CPU on 4 MB of headers
 TIMEOUT_S = 240
-SAFETY_AS_GB = 6
+SAFETY_AS_GB = 3
 BOMB_MIB = 400
 
 _MEASURE = r"""
