@@ -197,17 +197,19 @@ params = {{"snapshot": "CC-MAIN-2024-10", "input": {str(_small_warc(tmp_path))!r
           "sets": ["langid.backend=none", "engine_options.workers=1", "storage_options.key={KEY_ID}",
                    "storage_options.secret={SECRET}"]}}
 r = dag.resolve(params)
-dag.run_locally(r, "extract")
+try:
+    dag.run_locally(r, "extract")
+finally:
+    print(buf.getvalue())
 logged = dag.redact_command(["babelsieve", "run", "--set", "storage_options.secret={SECRET}"])
-print(buf.getvalue())
 print("REDACTED:", " ".join(logged))
 """)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env.update({"BABELSIEVE_BIN": BABELSIEVE, "AIRFLOW_HOME": str(tmp_path / "airflow-home")})
     r = subprocess.run([str(venv / "bin" / "python"), str(script)], capture_output=True, text=True, env=env,
                        timeout=900)
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     _assert_no_secret(r.stdout + r.stderr, "the DAG's task log")
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     assert "running: " in r.stdout and "REDACTED: babelsieve run --set storage_options.secret=<redacted>" in r.stdout
     assert json.loads((out / "_run.json").read_text())["config"]["storage_options"] == {
         "key": "<redacted>", "secret": "<redacted>"}
