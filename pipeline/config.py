@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 REDACTED = "<redacted>"
 # Key names that hold credentials, at any depth: storage_options.key/secret/token,
 # client_kwargs.aws_secret_access_key, spark.hadoop.fs.s3a.secret.key, env_vars.API_TOKEN, ...
-_SECRET_WORDS = re.compile(r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
+_SECRET_WORDS = re.compile(
+    r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 

@@ -77,7 +77,8 @@ class ExtractStage(Stage):
         max_record = 2 * cfg.max_html_bytes + MAX_HTTP_HEADER_BYTES + (1 << 20)
         with fs.open(path, "rb") as f:
             try:
-                for rec in iter_records(f, problems, max_record_bytes=max_record, record_time_limit_s=cfg.time_limit_s):
+                records = iter_records(f, problems, max_record_bytes=max_record, record_time_limit_s=cfg.time_limit_s)
+                for rec in records:
                     n_records += 1
                     if rec.type == "warcinfo" and not dump:
                         m = _IS_PART_OF.search(rec.block[:65536].decode("utf-8", "replace"))

@@ -325,7 +325,8 @@ def iter_records(
                         if gz and garbage > max_record_bytes:
                             bomb(off, "decompression_bomb", f"gzip member inflates to over {max_record_bytes} "
                                  "bytes outside any WARC record: rest of the member skipped")
-                        elif gz and record_time_limit_s and garbage and time.monotonic() - started > record_time_limit_s:
+                        elif (gz and record_time_limit_s and garbage
+                              and time.monotonic() - started > record_time_limit_s):
                             bomb(off, "read_timeout", f"over {record_time_limit_s} s in a gzip member's garbage")
                         break
                     if j or garbage:
@@ -343,8 +344,8 @@ def iter_records(
                 headers = _parse_headers(bytes(buf[:hdr_end]).partition(b"\r\n")[2])
                 length = _content_length(headers)
                 if length is None:
-                    problems.append(WarcProblem(buf_off, "bad_header",
-                                                f"missing or invalid Content-Length {headers.get('content-length')!r}"))
+                    bad = headers.get("content-length")
+                    problems.append(WarcProblem(buf_off, "bad_header", f"missing or invalid Content-Length {bad!r}"))
                     del buf[:5]  # progress: the next header is searched after this one's start
                     continue
                 seen_header = True
@@ -521,7 +522,8 @@ def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
     return body
 
 
-def parse_http_response(block: bytes, max_body_bytes: int | None = None, decode_body: bool = True) -> HttpResponse | None:
+def parse_http_response(block: bytes, max_body_bytes: int | None = None,
+                        decode_body: bool = True) -> HttpResponse | None:
     """Split an HTTP response block into status, headers and decoded body (None if not HTTP).
 
     The header block may be at most ``MAX_HTTP_HEADER_BYTES`` (else ``RecordSkipped``
@@ -537,7 +539,8 @@ def parse_http_response(block: bytes, max_body_bytes: int | None = None, decode_
         sep = 2
         if end < 0:
             if len(block) >= MAX_HTTP_HEADER_BYTES:
-                raise RecordSkipped("http_header_too_large", f"no end of the HTTP headers in {MAX_HTTP_HEADER_BYTES} bytes")
+                raise RecordSkipped("http_header_too_large",
+                                    f"no end of the HTTP headers in {MAX_HTTP_HEADER_BYTES} bytes")
             return None
     status_line, _, head = block[:end].partition(b"\n")
     try:

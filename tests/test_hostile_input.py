@@ -152,7 +152,8 @@ def test_non_text_charsets_fall_back_to_detection(tmp_path, clean):
         hostile.append(gzip.compress(record(f"https://hostile.example/header-{cs}",
                                             http(page(f"header{cs}"), f"Content-Type: text/html; charset={cs}"))))
         meta = page(f"meta{cs}").replace(b"<head>", f'<head><meta charset="{cs}">'.encode())
-        hostile.append(gzip.compress(record(f"https://hostile.example/meta-{cs}", http(meta, "Content-Type: text/html"))))
+        hostile.append(gzip.compress(record(f"https://hostile.example/meta-{cs}",
+                                            http(meta, "Content-Type: text/html"))))
     out = tmp_path / "out"
     stats = _check(clean, _run(out, [_shard(tmp_path, hostile)]), out)
     assert stats["problem_counts"]["charset_not_text"] == 2 * len(NON_TEXT)
@@ -246,7 +247,8 @@ def test_undecodable_content_encodings_have_their_own_reasons(tmp_path, clean):
         gzip.compress(record("https://hostile.example/cut-gzip",
                              http(cut_gzip, "Content-Type: text/html", "Content-Encoding: gzip"))),
         gzip.compress(record("https://hostile.example/bad-br",
-                             http(b"\xff\x00 not brotli at all" * 50, "Content-Type: text/html", "Content-Encoding: br"))),
+                             http(b"\xff\x00 not brotli at all" * 50, "Content-Type: text/html",
+                                  "Content-Encoding: br"))),
     ]
     out = tmp_path / "out"
     stats = _check(clean, _run(out, [_shard(tmp_path, hostile)]), out)

@@ -78,7 +78,8 @@ EXIT_CONFIG_ERROR = 2
 SECRET_SETS_ENV = "BABELSIEVE_SECRET_SETS"
 REDACTED = "<redacted>"
 # The words of babelsieve.pipeline.config.is_secret_key (this file imports nothing from babelsieve).
-_SECRET_WORDS = re.compile(r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
+_SECRET_WORDS = re.compile(
+    r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
 
 # list_shards runs this in babelsieve's own Python: load the config exactly as `babelsieve run`
 # will (same overrides), expand the inputs, and tell which stages this installation provides.

@@ -177,7 +177,8 @@ for c in "${secret_confs[@]}"; do secret_props+=("${c%%=*}=$(props_escape "${c#*
 add_secret() {  # add_secret VAR VALUE: to the executors, and to a cluster-mode driver
   secret_props+=("spark.executorEnv.$1=$(props_escape "$2")")
   if [ "$deploy_mode" = cluster ]; then
-    secret_props+=("spark.yarn.appMasterEnv.$1=$(props_escape "$2")" "spark.kubernetes.driverEnv.$1=$(props_escape "$2")")
+    secret_props+=("spark.yarn.appMasterEnv.$1=$(props_escape "$2")"
+                   "spark.kubernetes.driverEnv.$1=$(props_escape "$2")")
   fi
 }
 for var in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN; do
