@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from babelsieve.pipeline.config import ConfigError, env_sets, load_config
+from babelsieve.pipeline.config import ConfigError, env_sets, load_config, redact_secrets
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
@@ -67,7 +67,8 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     except ConfigError as e:
         console.print(f"[red]error:[/] {e}")
         sys.exit(2)
-    console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {cfg.output} (engine {cfg.engine}, "
+    console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {redact_secrets(cfg.output)} "
+                  f"(engine {cfg.engine}, "
                   f"config hash {cfg.content_hash()})")
     if "extract" in cfg.stages and cfg.langid.backend == "auto" and not cfg.langid.model:
         from babelsieve.langid.lid import default_backend_name

@@ -165,7 +165,8 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
             summary.stages.append(ss)
     finally:
         engine.close()
-    storage.publish_json(storage.join(config.output, "_summary.json"), summary.to_dict(), config.storage_options)
+    storage.publish_json(storage.join(config.output, "_summary.json"), redact_secrets(summary.to_dict()),
+                         config.storage_options)
     return summary
 
 
@@ -204,5 +205,5 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         if s.problems:
             console.print(f"[bold]{s.stage}[/] input problems: " + ", ".join(f"{k}={v}" for k, v in sorted(s.problems.items())))
         for f in s.failures:
-            first = f["error"].splitlines()[0] if f["error"] else ""
-            console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(f['inputs'][:1])}: {first}")
+            first = redact_secrets(f["error"].splitlines()[0]) if f["error"] else ""
+            console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(redact_secrets(f['inputs'][:1]))}: {first}")

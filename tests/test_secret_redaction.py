@@ -54,9 +54,12 @@ def test_a_run_its_report_card_logs_status_and_plan_hold_no_secret(tmp_path):
     r = subprocess.run([BABELSIEVE, "run", "--input", str(warc), "--output", str(out), "--no-progress",
                         "--workers", "1", "--set", "langid.backend=none",
                         "--set", f"storage_options.key={KEY_ID}", "--set", f"storage_options.secret={SECRET}",
-                        "--set", f"storage_options.client_kwargs.aws_session_token={TOKEN}"],
+                        "--set", f"storage_options.client_kwargs.aws_session_token={TOKEN}",
+                        # a URL with user:password@ that fails: its error reaches logs, summary and status
+                        "--input", f"http://{KEY_ID}:{SECRET}@127.0.0.1:9/x.warc.gz", "--keep-going"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "FAILED extract/00001 http://<redacted>@127.0.0.1:9/x.warc.gz" in r.stderr
     printed = [r.stdout + r.stderr]
     for cmd in (["report", str(out)], ["status", str(out)], ["status", str(out), "--json"], ["logs", str(out)],
                 ["logs", str(out), "--json"], ["plan", "--from", str(out), "--shards", "100", "--workers", "4"],
