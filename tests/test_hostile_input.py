@@ -257,3 +257,52 @@ def test_undecodable_content_encodings_have_their_own_reasons(tmp_path, clean):
     assert stats["skipped"]["content_encoding_error"] + stats["skipped"].get("content_encoding_unsupported", 0) == 2
     # not hidden as "no text": the good pages' own count is unchanged
     assert stats["skipped"].get("extraction_empty") == clean["stats"]["skipped"].get("extraction_empty")
+
+
+def test_reader_survives_random_mutations_of_a_real_warc():
+    """Seeded byte flips, cuts, inserted zeros and rewritten Content-Length values (negative, signed,
+    huge, underscored) in the sample, gzipped and plain: the reader and HTTP parser never raise
+    (except NotAWarcError), never loop, and stay fast. SIGALRM turns a hang into a failure."""
+    import io
+    import random
+
+    from babelsieve.pipeline.warc import NotAWarcError, RecordSkipped, iter_records, parse_http_response
+
+    def hang(signum, frame):
+        raise TimeoutError("the reader did not finish within 60 s")
+
+    data = SAMPLE_WARC.read_bytes()
+    plain = gzip.decompress(data)
+    rng = random.Random(17)
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    try:
+        for _ in range(120):
+            src = bytearray(rng.choice([data, plain]))
+            kind = rng.randrange(4)
+            if kind == 0:
+                for _ in range(rng.randrange(1, 20)):
+                    src[rng.randrange(len(src))] = rng.randrange(256)
+            elif kind == 1:
+                del src[rng.randrange(len(src)):]
+            elif kind == 2:
+                src = bytearray(plain)
+                for _ in range(3):
+                    j = src.find(b"Content-Length: ", rng.randrange(len(src)))
+                    if j > 0:
+                        src[j + 16 : j + 18] = rng.choice([b"-9", b"+1", b"99999999999", b"-0", b"1_"])
+            else:
+                pos = rng.randrange(len(src))
+                src[pos:pos] = bytes(rng.randrange(100_000))
+            try:
+                for rec in iter_records(io.BytesIO(bytes(src)), [], max_record_bytes=11_000_000):
+                    if rec.type == "response":
+                        try:
+                            parse_http_response(rec.block, 5_000_000, decode_body=rec.complete)
+                        except RecordSkipped:
+                            pass
+            except NotAWarcError:
+                pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
