@@ -9,7 +9,8 @@ lose the rest of the shard. This reader
 * walks gzip members one by one (Common Crawl writes one member per record) with zlib, so a
   corrupted member is skipped and reading resumes at the next gzip header;
 * checks every record block against its ``Content-Length`` and reports a truncated last record;
-* resynchronises at the next ``WARC/1.`` line in uncompressed files;
+* resynchronises at the next ``WARC/1.`` line in uncompressed files (also after a record that
+  claims bytes past the end of a seekable file: ``record_exceeds_file``);
 * records every problem (offset, reason) in a list the caller reports.
 
 Hostile input costs one record, with bounded memory and guaranteed progress:
@@ -47,6 +48,7 @@ _IN_CHUNK = 1 << 16  # compressed bytes fed per zlib call
 _MAX_HEADER = 1 << 16  # WARC header block
 _KEEP_MEMBER_INPUT = 16 << 20  # compressed bytes of a member kept for resynchronising after corruption
 _RECORD_HEAD = 1 << 18  # bytes kept of a record over max_record_bytes (enough for its HTTP headers)
+_MAX_REWINDS = 16  # plain files: records claiming bytes past the end that are rescanned (bounds the work)
 DEFAULT_MAX_RECORD_BYTES = 64 << 20
 MAX_HTTP_HEADER_BYTES = 256 << 10
 _DECIMAL = re.compile(rb"[0-9]{1,18}")
@@ -98,9 +100,11 @@ class HttpResponse:
 
 
 class _Control:
-    """Lets the record parser tell the member reader to drop the rest of the current member."""
+    """Lets the record parser steer the reader: drop the rest of a gzip member, or (plain files)
+    read again from an earlier offset."""
 
     skip_member: bool = False
+    rewind_to: int | None = None
 
 
 def _find_magic(f: BinaryIO, raw: bytearray, start: int, eof: bool) -> tuple[int, int, bool]:
@@ -189,12 +193,19 @@ def _gzip_stream(f: BinaryIO, problems: list[WarcProblem], ctl: _Control) -> Ite
         base += pos
 
 
-def _plain_stream(f: BinaryIO) -> Iterator[tuple[int, bytes, str]]:
+def _plain_stream(f: BinaryIO, ctl: _Control) -> Iterator[tuple[int, bytes, str]]:
+    """An uncompressed file as (offset, bytes, "data") chunks, then (offset, b"", "eof"); setting
+    ``ctl.rewind_to`` at "eof" (seekable files) continues from that offset."""
     off = 0
     while True:
         chunk = f.read(_CHUNK)
         if not chunk:
-            return
+            yield off, b"", "eof"
+            if ctl.rewind_to is None:
+                return
+            off, ctl.rewind_to = ctl.rewind_to, None
+            f.seek(off)
+            continue
         yield off, chunk, "data"
         off += len(chunk)
 
@@ -242,13 +253,18 @@ def iter_records(
     :class:`NotAWarcError` if no WARC header is found in the stream.
     """
     head = f.read(4)
-    stream = io.BufferedReader(_Prefixed(head, f)) if head else io.BytesIO(b"")  # type: ignore[arg-type]
+    seekable = bool(head) and _seekable(f)
+    if seekable:
+        f.seek(0)
+        stream: BinaryIO = f
+    else:
+        stream = io.BufferedReader(_Prefixed(head, f)) if head else io.BytesIO(b"")  # type: ignore[arg-type]
     ctl = _Control()
     gz = head.startswith(b"\x1f\x8b")
     if gz:
         pieces = _gzip_stream(stream, problems, ctl)
     elif head.startswith(b"WARC"):
-        pieces = _plain_stream(stream)
+        pieces = _plain_stream(stream, ctl)
     else:
         raise NotAWarcError(
             f"not a WARC file: starts with {head!r} (expected 'WARC/1.x' or a gzip member of WARC records)"
@@ -263,6 +279,10 @@ def iter_records(
     started = 0.0
     ready: list[WarcRecord] = []  # records of the current member, yielded when it ends cleanly
     ready_bytes = 0
+    data_end = 0  # plain files: file offset just after the bytes appended to buf so far
+    block_start = 0  # plain files: file offset of the current record's block
+    rewinds = 0
+    rescanning = False  # plain files: scanning a lost record's bytes again for the next header
 
     def lost(reason: str, detail: str) -> None:
         uri = rec_headers.get("warc-target-uri")
@@ -276,6 +296,16 @@ def iter_records(
         garbage = 0
 
     for off, data, kind in pieces:
+        if kind == "eof":  # plain file: a record that claims bytes past the end
+            if mode in ("block", "skip") and seekable and rewinds < _MAX_REWINDS:
+                have = (len(buf) if mode == "block" else rec_len - remaining)
+                lost("record_exceeds_file", f"Content-Length {rec_len}, the file holds {have} more bytes: "
+                     "the next record is searched after its header")
+                rewinds += 1
+                ctl.rewind_to = block_start
+                buf.clear()
+                mode, garbage, rec_headers, rescanning = "seek", 0, {}, True
+            continue
         if kind != "data":
             if kind == "cut":
                 cut = True
@@ -303,11 +333,14 @@ def iter_records(
                     ctl.skip_member = True
                     mode, rec_headers = "seek", {}
                 continue
+            if not gz:
+                off += n  # plain files: off is the file offset of data
             data = data[n:]
             mode, rec_headers = "seek", {}
         if not buf:
             buf_off = off
         buf += data
+        data_end = off + len(data)
         while buf:
             if mode == "seek":
                 if not buf.startswith(b"WARC/"):
@@ -329,10 +362,10 @@ def iter_records(
                               and time.monotonic() - started > record_time_limit_s):
                             bomb(off, "read_timeout", f"over {record_time_limit_s} s in a gzip member's garbage")
                         break
-                    if j or garbage:
+                    if (j or garbage) and not rescanning:
                         problems.append(WarcProblem(buf_off, "garbage_bytes",
                                                     f"{garbage + j} bytes before a WARC header skipped"))
-                    garbage = 0
+                    garbage, rescanning = 0, False
                     del buf[:j]
                 hdr_end = buf.find(b"\r\n\r\n", 0, _MAX_HEADER)
                 if hdr_end < 0:
@@ -351,6 +384,7 @@ def iter_records(
                 seen_header = True
                 rec_headers, rec_len = headers, length
                 del buf[: hdr_end + 4]
+                block_start = data_end - len(buf)
                 need = length if length <= max_record_bytes else min(_RECORD_HEAD, max_record_bytes)
                 mode = "block"
                 started = time.monotonic()
@@ -380,7 +414,7 @@ def iter_records(
         lost("truncated_record", f"record at the end has {have} of {rec_len} bytes")
     elif cut:
         problems.append(WarcProblem(buf_off, "truncated_record", "file cut inside a record"))
-    elif buf.strip(b"\r\n") or garbage:
+    elif (buf.strip(b"\r\n") or garbage) and not rescanning:
         if buf.startswith(b"WARC/"):
             problems.append(WarcProblem(buf_off, "truncated_record", f"a WARC header cut after {len(buf)} bytes"))
         else:
@@ -388,6 +422,13 @@ def iter_records(
     if not seen_header:
         what = "its gzip members hold" if gz else "it holds"
         raise NotAWarcError(f"not a WARC file: no WARC record found ({what} no 'WARC/1.x' header)")
+
+
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return bool(f.seekable()) and f.tell() == 4
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class _Prefixed:

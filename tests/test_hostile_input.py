@@ -218,6 +218,18 @@ def test_huge_content_length_loses_one_record_only(tmp_path, clean):
     assert stats["responses"] == 12  # the 12 good responses; the hostile one is lost alone
 
 
+def test_huge_content_length_in_an_uncompressed_warc(tmp_path, clean):
+    before, after = _good_members()
+    rec = record("https://hostile.example/huge", http(PAGE, "Content-Type: text/html"), content_length="1000000000000")
+    plain = zlib.decompress(before[0], 31) + zlib.decompress(before[1], 31) + rec
+    plain += b"".join(zlib.decompress(m, 31) for m in before[2:] + after)
+    warc = tmp_path / "huge.warc"
+    warc.write_bytes(plain)
+    out = tmp_path / "out"
+    stats = _check(clean, _run(out, [warc]), out)
+    assert stats["problem_counts"]["record_exceeds_file"] == 1  # rescanned from after its header
+
+
 def test_four_megabytes_of_header_lines(tmp_path, clean):
     headers = ["Content-Type: text/html"] + ["X-A: 1"] * (4 * 1024 * 1024 // 8)
     rec = record("https://hostile.example/headers", http(PAGE, *headers))
