@@ -253,9 +253,8 @@ def iter_records(
     :class:`NotAWarcError` if no WARC header is found in the stream.
     """
     head = f.read(4)
-    seekable = bool(head) and _seekable(f)
+    seekable = bool(head) and _rewound(f)
     if seekable:
-        f.seek(0)
         stream: BinaryIO = f
     else:
         stream = io.BufferedReader(_Prefixed(head, f)) if head else io.BytesIO(b"")  # type: ignore[arg-type]
@@ -424,11 +423,16 @@ def iter_records(
         raise NotAWarcError(f"not a WARC file: no WARC record found ({what} no 'WARC/1.x' header)")
 
 
-def _seekable(f: BinaryIO) -> bool:
+def _rewound(f: BinaryIO) -> bool:
+    """Seek ``f`` back to its start (after a 4-byte read); False if it cannot (a streaming HTTP
+    file says seekable() but refuses)."""
     try:
-        return bool(f.seekable()) and f.tell() == 4
+        if f.seekable() and f.tell() == 4:
+            f.seek(0)
+            return f.tell() == 0
     except (AttributeError, OSError, ValueError):
-        return False
+        pass
+    return False
 
 
 class _Prefixed:
