@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from babelsieve.pipeline.config import ConfigError, load_config
+from babelsieve.pipeline.config import ConfigError, env_sets, load_config, redact_secrets
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
@@ -61,7 +61,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     from babelsieve.pipeline.runner import print_summary, run_pipeline
     from babelsieve.pipeline.tasks import ConfigMismatchError
 
-    all_sets = list(sets)
+    all_sets = list(sets) + env_sets()  # credentials via the environment, never argv
     if workers:
         all_sets.append(f"engine_options.workers={workers}")
     try:
@@ -72,7 +72,8 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     except ConfigError as e:
         console.print(f"[red]error:[/] {e}")
         sys.exit(2)
-    console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {cfg.output} (engine {cfg.engine}, "
+    console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {redact_secrets(cfg.output)} "
+                  f"(engine {cfg.engine}, "
                   f"config hash {cfg.content_hash()})")
     if "extract" in cfg.stages and cfg.langid.backend == "auto" and not cfg.langid.model:
         from babelsieve.langid.lid import default_backend_name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,55 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+REDACTED = "<redacted>"
+# Key names that hold credentials, at any depth: storage_options.key/secret/token,
+# client_kwargs.aws_secret_access_key, spark.hadoop.fs.s3a.secret.key, env_vars.API_TOKEN, ...
+_SECRET_WORDS = re.compile(
+    r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def is_secret_key(name: str) -> bool:
+    """True when a mapping key names a credential (``key``, ``secret``, ``session_token``, ``password``...)."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name)).lower()  # accessKeyId -> access_key_id
+    return bool(_SECRET_WORDS.search(snake))
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of ``value`` with every secret-named key's value replaced by ``REDACTED``, at any
+    depth, and the user:password part of URLs in strings removed. The one place outputs, logs and
+    printed configs are made safe to publish."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if is_secret_key(k) and v not in (None, "", {}, []) else redact_secrets(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    if isinstance(value, str) and "@" in value:
+        return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
+    return value
+
+
+def without_redacted(value: Any) -> Any:
+    """``value`` without the entries :func:`redact_secrets` replaced, so that a saved config's
+    options can be reused (with credentials from the environment or the command line)."""
+    if isinstance(value, dict):
+        return {k: without_redacted(v) for k, v in value.items() if v != REDACTED}
+    if isinstance(value, list):
+        return [without_redacted(v) for v in value]
+    return value
+
+
+SECRET_SETS_ENV = "BABELSIEVE_SECRET_SETS"
+
+
+def env_sets(environ: dict[str, str] | None = None) -> list[str]:
+    """``--set`` overrides from ``$BABELSIEVE_SECRET_SETS`` (one ``KEY=VALUE`` per line), applied after
+    the command line's: the way to give credentials without putting them on a command line, where
+    ``ps`` and job logs would show them (deploy/spark/submit.sh and the Airflow DAG use it)."""
+    text = (os.environ if environ is None else environ).get(SECRET_SETS_ENV, "")
+    return [line for line in text.splitlines() if line.strip()]
 
 
 class ConfigError(ValueError):
@@ -197,7 +247,9 @@ class PipelineConfig(_Strict):
     stages: list[Literal["extract", "dedup", "filter", "finalize", "rebalance"]] = Field(
         default_factory=lambda: ["extract", "dedup", "filter", "finalize"]
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options (e.g. S3 endpoint)")
+    # repr=False: credentials must not reach a log line or a traceback through repr(config).
+    storage_options: dict[str, Any] = Field(default_factory=dict, repr=False,
+                                            description="fsspec options (e.g. S3 endpoint); never written out")
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
@@ -206,8 +258,22 @@ class PipelineConfig(_Strict):
     rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
     engine_options: EngineConfig = Field(default_factory=EngineConfig)
 
+    def public_dict(self) -> dict[str, Any]:
+        """The config as JSON data with credentials redacted: what ``_run.json``, the dataset card,
+        logs and ``status``/``plan`` may show. Every place that writes or prints a config uses this."""
+        return redact_secrets(self.model_dump(mode="json"))
+
+    def __repr__(self) -> str:  # a config in a log line or a traceback shows no credentials
+        return f"PipelineConfig({self.public_dict()!r})"
+
+    __str__ = __repr__
+
     def content_hash(self) -> str:
-        """Hash of everything that can change output bytes (not engine, workers or the output URL)."""
+        """Hash of everything that can change output bytes (not engine, workers or the output URL).
+
+        ``storage_options`` (credentials, endpoint, retries) only say how bytes are reached, never
+        which bytes: they are left out, so the hash is the same with or without credentials.
+        """
         data = self.model_dump(mode="json", exclude={"engine", "engine_options", "output", "storage_options"})
         data["inputs"].pop("shards", None)  # the shard range selects tasks; it does not change a task's bytes
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
@@ -226,7 +292,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{key}' (check the spelling; see `babelsieve run --help`)")
         else:
-            lines.append(f"  - key '{key}': {e['msg']} (got {e.get('input')!r})")
+            secret = any(is_secret_key(str(p)) for p in e["loc"]) or e["loc"][:1] == ("storage_options",)
+            lines.append(f"  - key '{key}': {e['msg']} (got {REDACTED if secret else repr(e.get('input'))})")
     return "\n".join(lines)
 
 

@@ -23,10 +23,17 @@ from babelsieve.pipeline.documents import (
     table_from_rows,
     write_table,
 )
-from babelsieve.pipeline.html_text import ExtractionTimeout, TextExtractor, decode_html, is_html
+from babelsieve.pipeline.html_text import ExtractionTimeout, TextExtractor, decode_html, is_html, time_limit
 from babelsieve.pipeline.inputs import dump_from_path, expand_inputs, storage_options_for
 from babelsieve.pipeline.tasks import Stage, Task, TaskOutput
-from babelsieve.pipeline.warc import NotAWarcError, iter_records, parse_http_response
+from babelsieve.pipeline.warc import (
+    MAX_HTTP_HEADER_BYTES,
+    NotAWarcError,
+    RecordSkipped,
+    WarcRecord,
+    iter_records,
+    parse_http_response,
+)
 
 REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA)
 _MAX_PROBLEMS_LISTED = 50
@@ -66,65 +73,45 @@ class ExtractStage(Stage):
         n_records = n_responses = 0
 
         fs, path = storage.filesystem(url, opts)
+        # A record longer than this cannot hold a page within max_html_bytes (the factor 2 allows
+        # for chunked-encoding overhead): the reader keeps only its head.
+        max_record = 2 * cfg.max_html_bytes + MAX_HTTP_HEADER_BYTES + (1 << 20)
         with fs.open(path, "rb") as f:
             try:
-                for rec in iter_records(f, problems):
+                records = iter_records(f, problems, max_record_bytes=max_record, record_time_limit_s=cfg.time_limit_s)
+                for rec in records:
                     n_records += 1
                     if rec.type == "warcinfo" and not dump:
-                        m = _IS_PART_OF.search(rec.block.decode("utf-8", "replace"))
+                        m = _IS_PART_OF.search(rec.block[:65536].decode("utf-8", "replace"))
                         dump = dump_from_path(m.group(1)) or m.group(1) if m else dump
                         continue
                     if rec.type != "response":
                         continue
                     n_responses += 1
-                    http = parse_http_response(rec.block)
-                    if http is None:
-                        skipped["not_http"] += 1
-                        continue
-                    if http.status != 200:
-                        skipped[f"http_{http.status}"] += 1
-                        continue
-                    ctype = http.headers.get("content-type", "")
-                    if not is_html(ctype):
-                        skipped["not_html"] += 1
-                        continue
                     target = rec.headers.get("warc-target-uri", "").strip().strip("<>")
-                    row = {
-                        "id": rec.headers.get("warc-record-id", ""),
-                        "dump": dump,
-                        "url": target,
-                        "date": rec.headers.get("warc-date", ""),
-                        "file_path": url,
-                    }
-                    if len(http.body) > cfg.max_html_bytes:
-                        skipped["html_too_large"] += 1
-                        problems.append(_problem(rec.offset, "html_too_large", f"{len(http.body)} bytes ({target})"))
-                        continue
-                    html, _ = decode_html(http.body, ctype)
-                    if blocklist is not None:
-                        reason = blocklist.reason(target)
-                        if reason:
-                            removed.append({**row, "text": html, "removal_reason": f"url:{reason}"})
-                            continue
+                    # One guard per record: whatever its bytes do (a bomb, a bad charset, a parser
+                    # bug, a slow page), that record is skipped with a reason, never the shard.
                     try:
-                        text = extractor.extract(html)
+                        with time_limit(cfg.time_limit_s):
+                            outcome = self._record(rec, target, url, dump, blocklist, extractor, problems)
                     except ExtractionTimeout:
-                        skipped["extraction_timeout"] += 1
-                        problems.append(_problem(rec.offset, "extraction_timeout", target))
-                        continue
+                        outcome = "extraction_timeout"
+                        problems.append(_problem(rec.offset, outcome, target))
+                    except RecordSkipped as e:
+                        outcome = e.reason
+                        problems.append(_problem(rec.offset, e.reason, f"{e.detail} ({target})"))
                     except MemoryError:
-                        skipped["extraction_memory"] += 1
-                        problems.append(_problem(rec.offset, "extraction_memory", target))
-                        continue
-                    except (RecursionError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-                        # trafilatura/lxml failures on a malformed page: that record only.
-                        skipped["extraction_error"] += 1
-                        problems.append(_problem(rec.offset, "extraction_error", f"{type(e).__name__}: {e} ({target})"))
-                        continue
-                    if not text or len(text) < cfg.min_text_chars:
-                        skipped["extraction_empty"] += 1
-                        continue
-                    docs.append({**row, "text": text})
+                        outcome = "extraction_memory"
+                        problems.append(_problem(rec.offset, outcome, target))
+                    except Exception as e:  # noqa: BLE001 - hostile bytes in one record cost that record only
+                        outcome = "extraction_error"
+                        problems.append(_problem(rec.offset, outcome, f"{type(e).__name__}: {e} ({target})"))
+                    if isinstance(outcome, str):
+                        skipped[outcome] += 1
+                    elif outcome.get("removal_reason"):
+                        removed.append(outcome)
+                    else:
+                        docs.append(outcome)
             except NotAWarcError as e:
                 raise NotAWarcError(f"{url}: {e}") from None
 
@@ -143,6 +130,45 @@ class ExtractStage(Stage):
             "problem_counts": dict(Counter((p["reason"] if isinstance(p, dict) else p.reason) for p in problems)),
             "languages": dict(sorted(Counter(d["lang_script"] for d in kept).items())),
         })
+
+    def _record(self, rec: WarcRecord, target: str, url: str, dump: str, blocklist: Any, extractor: TextExtractor,
+                problems: list[Any]) -> dict[str, Any] | str:
+        """One response record -> a document row, a removed row (with ``removal_reason``), or the
+        name of the reason it is skipped. Raises for the caller's per-record guard."""
+        cfg = self.config.extract
+        http = parse_http_response(rec.block, max_body_bytes=cfg.max_html_bytes, decode_body=rec.complete)
+        if http is None:
+            return "not_http"
+        if http.status != 200:
+            return f"http_{http.status}"
+        ctype = http.headers.get("content-type", "")
+        if not is_html(ctype):
+            return "not_html"
+        if not rec.complete or len(http.body) > cfg.max_html_bytes:
+            size = rec.length if not rec.complete else len(http.body)
+            problems.append(_problem(rec.offset, "html_too_large", f"{size} bytes ({target})"))
+            return "html_too_large"
+        for p in http.problems:
+            problems.append(_problem(rec.offset, "http_body_problem", f"{p} ({target})"))
+        row = {
+            "id": rec.headers.get("warc-record-id", ""),
+            "dump": dump,
+            "url": target,
+            "date": rec.headers.get("warc-date", ""),
+            "file_path": url,
+        }
+        rejected: list[str] = []
+        html, _ = decode_html(http.body, ctype, rejected)
+        for name in rejected:
+            problems.append(_problem(rec.offset, "charset_not_text", f"charset {name!r} ignored ({target})"))
+        if blocklist is not None:
+            reason = blocklist.reason(target)
+            if reason:
+                return {**row, "text": html, "removal_reason": f"url:{reason}"}
+        text = extractor.extract(html, bounded=False)
+        if not text or len(text) < cfg.min_text_chars:
+            return "extraction_empty"
+        return {**row, "text": text}
 
     def _publish(self, task: Task, kept: list[dict[str, Any]], removed: list[dict[str, Any]], stats: dict[str, Any]) -> TaskOutput:
         files = []

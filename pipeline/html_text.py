@@ -37,13 +37,28 @@ class ExtractionTimeout(Exception):
     """HTML->text took longer than the per-document limit."""
 
 
-def _codec(name: str | None) -> str | None:
+# Python codecs that call themselves text encodings but are not page charsets: they raise on
+# bytes (undefined, idna, punycode) or turn text into other text (escapes, UTF-7's XSS vector).
+_NOT_PAGE_CHARSETS = frozenset({"undefined", "idna", "punycode", "unicode-escape", "raw-unicode-escape", "utf-7"})
+
+
+def _codec(name: str | None, rejected: list[str] | None = None) -> str | None:
+    """Python's name of a page charset label, or None when the label names no usable text codec.
+
+    ``codecs.lookup`` also knows bytes-to-bytes codecs (base64, hex, zlib, uu, rot13): a page
+    labelled with one of them falls back to detection, and the label is appended to ``rejected``.
+    """
     if not name:
         return None
     try:
-        return codecs.lookup(name.strip().strip("'\"").lower()).name
+        info = codecs.lookup(name.strip().strip("'\"").lower())
     except LookupError:
         return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_PAGE_CHARSETS:
+        if rejected is not None:
+            rejected.append(info.name)
+        return None
+    return info.name
 
 
 def is_html(content_type: str) -> bool:
@@ -51,15 +66,19 @@ def is_html(content_type: str) -> bool:
     return ct in HTML_CONTENT_TYPES
 
 
-def decode_html(body: bytes, content_type: str = "") -> tuple[str, str]:
-    """Decode an HTML payload; return (text, codec used)."""
+def decode_html(body: bytes, content_type: str = "", rejected: list[str] | None = None) -> tuple[str, str]:
+    """Decode an HTML payload; return (text, codec used).
+
+    A declared charset that is not a text codec (``charset=base64``) is ignored as if absent and
+    its name appended to ``rejected``.
+    """
     for bom, enc in _BOMS:
         if body.startswith(bom):
             return body.decode(enc, errors="replace"), enc
     m = _HEADER_CHARSET.search(content_type or "")
-    header = _codec(m.group(1)) if m else None
+    header = _codec(m.group(1), rejected) if m else None
     mm = _META_CHARSET.search(body[:4096])
-    meta = _codec(mm.group(1).decode("ascii", "replace")) if mm else None
+    meta = _codec(mm.group(1).decode("ascii", "replace"), rejected) if mm else None
     declared = header or meta
     if declared and declared.startswith(("utf-16", "utf-32")):
         return body.decode(declared, errors="replace"), declared
@@ -146,19 +165,26 @@ class TextExtractor:
                 self._options = fast_trafilatura.make_options(self.dedup)
                 self._extract_fast = fast_trafilatura.extract_precision
 
-    def extract(self, html: str) -> str | None:
+    def extract(self, html: str, bounded: bool = True) -> str | None:
         """Main text of a page, or None when trafilatura finds none.
 
+        ``bounded=False``: the caller already runs this inside :func:`time_limit` (the extract
+        stage bounds a whole record: parsing, decompression, decoding and extraction).
         Raises ExtractionTimeout / MemoryError / RecursionError for the caller to count.
         """
-        with time_limit(self.time_limit_s):
-            if self.fast:
-                return self._extract_fast(html, self._options)
-            from trafilatura import extract
+        if bounded:
+            with time_limit(self.time_limit_s):
+                return self._extract(html)
+        return self._extract(html)
 
-            return extract(
-                html,
-                favor_precision=self.favour_precision,
-                include_comments=False,
-                deduplicate=self.dedup,
-            )
+    def _extract(self, html: str) -> str | None:
+        if self.fast:
+            return self._extract_fast(html, self._options)
+        from trafilatura import extract
+
+        return extract(
+            html,
+            favor_precision=self.favour_precision,
+            include_comments=False,
+            deduplicate=self.dedup,
+        )

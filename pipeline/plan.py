@@ -92,6 +92,7 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
     """Measured figures of ``sample_output`` and their projection to ``shards`` shards on ``workers`` workers."""
     import polars as pl
 
+    from babelsieve.pipeline.config import without_redacted
     from babelsieve.pipeline.report.stats import collect_run_stats, read_run_info
 
     if shards < 1 or workers < 1:
@@ -118,7 +119,8 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
 
     file_bytes = dict(zip(files["path"].to_list(), files["bytes"].to_list()))
     extract_inputs = [p for lst in tasks.filter(pl.col("stage") == "extract")["inputs"].to_list() for p in lst]
-    warc_bytes, n_warc = _warc_sizes(extract_inputs, saved.get("storage_options") or storage_options)
+    warc_bytes, n_warc = _warc_sizes(extract_inputs, without_redacted(saved.get("storage_options") or {})
+                                     or storage_options)
 
     # Which task produced each file: a stage whose every task reads the output of one task of a
     # scaling stage scales with the shards too (one task per upstream file or task).
@@ -305,14 +307,14 @@ def plan_command(config: str | None, shards: int, workers: int | None, from_outp
     """
     from rich.console import Console
 
-    from babelsieve.pipeline.config import ConfigError, load_config
+    from babelsieve.pipeline.config import ConfigError, env_sets, load_config, redact_secrets
     from babelsieve.pipeline.report.stats import resolve_storage_options
 
     err = Console(stderr=True)
     cfg = None
     if config or sets:
         try:
-            cfg = load_config(config, sets=list(sets))
+            cfg = load_config(config, sets=list(sets) + env_sets())
         except ConfigError as e:
             err.print(f"[red]error:[/] {e}", soft_wrap=True)
             sys.exit(2)
@@ -323,9 +325,9 @@ def plan_command(config: str | None, shards: int, workers: int | None, from_outp
     k = workers or (cfg.engine_options.workers if cfg else None) or os.cpu_count() or 1
     opts = resolve_storage_options(sample, parse_storage_options(storage_option))
     try:
-        p = project(sample, shards, k, cfg, opts)
+        p = redact_secrets(project(sample, shards, k, cfg, opts))
     except (ValueError, FileNotFoundError) as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        err.print(f"[red]error:[/] {redact_secrets(str(e))}", soft_wrap=True)
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(p, indent=1, sort_keys=True))

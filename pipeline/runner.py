@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from babelsieve.pipeline import storage
-from babelsieve.pipeline.config import PipelineConfig
+from babelsieve.pipeline.config import PipelineConfig, redact_secrets
 from babelsieve.pipeline.engines import Engine, get_engine
 from babelsieve.pipeline.tasks import (
     STAGE_GROUPS,
@@ -177,18 +177,19 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
             summary.stages.append(ss)
     finally:
         engine.close()
-    storage.publish_json(storage.join(config.output, "_summary.json"), summary.to_dict(), config.storage_options)
+    storage.publish_json(storage.join(config.output, "_summary.json"), redact_secrets(summary.to_dict()),
+                         config.storage_options)
     return summary
 
 
 def _log_line(res: dict[str, Any]) -> str:
     st = res.get("stats", {})
-    return json.dumps({
+    return json.dumps(redact_secrets({
         "time": round(time.time(), 3), "stage": res.get("stage"), "task_id": res.get("task_id"),
         "inputs": res.get("inputs", []), "status": res.get("status"), "seconds": round(res.get("seconds", 0.0), 3),
         "docs_in": st.get("docs_in"), "docs_out": st.get("docs_out"), "removed": st.get("removed", {}),
         "skipped": st.get("skipped", {}), "error": (res.get("error") or "").splitlines()[0] if res.get("error") else None,
-    }, sort_keys=True)
+    }), sort_keys=True)
 
 
 def _append_log(config: PipelineConfig, stage: str, lines: list[str]) -> None:
@@ -216,5 +217,5 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         if s.problems:
             console.print(f"[bold]{s.stage}[/] input problems: " + ", ".join(f"{k}={v}" for k, v in sorted(s.problems.items())))
         for f in s.failures:
-            first = f["error"].splitlines()[0] if f["error"] else ""
-            console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(f['inputs'][:1])}: {first}")
+            first = redact_secrets(f["error"].splitlines()[0]) if f["error"] else ""
+            console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(redact_secrets(f['inputs'][:1]))}: {first}")

@@ -28,7 +28,7 @@ MAX_LISTED = 1000  # task ids listed per stage and state in the JSON (counts are
 
 def run_status(output: str, storage_options: dict[str, Any] | None = None, *, plan: bool = True) -> dict[str, Any]:
     """Tasks done / failed / pending per task stage. Raises FileNotFoundError if OUTPUT holds no run."""
-    from babelsieve.pipeline.config import PipelineConfig
+    from babelsieve.pipeline.config import PipelineConfig, without_redacted
     from babelsieve.pipeline.report.stats import read_logs, read_manifests, read_run_info, stage_order
     from babelsieve.pipeline.runner import _register_optional_stages
     from babelsieve.pipeline.tasks import STAGE_GROUPS, FileSizes, stage_class
@@ -40,7 +40,7 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
     config = None
     config_error = None
     try:
-        raw = dict(run.get("config") or {})
+        raw = without_redacted(dict(run.get("config") or {}))
         raw["output"] = output  # the location we were given is authoritative (moved/mounted outputs)
         if storage_options:
             raw["storage_options"] = {**(raw.get("storage_options") or {}), **storage_options}
@@ -237,14 +237,15 @@ def status_command(output: str, as_json: bool, no_plan: bool, storage_option: tu
     """
     from rich.console import Console
 
+    from babelsieve.pipeline.config import redact_secrets
     from babelsieve.pipeline.report.stats import resolve_storage_options
 
     err = Console(stderr=True)
     opts = resolve_storage_options(output, parse_storage_options(storage_option))
     try:
-        st = run_status(output, opts, plan=not no_plan)
+        st = redact_secrets(run_status(output, opts, plan=not no_plan))
     except FileNotFoundError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        err.print(f"[red]error:[/] {redact_secrets(str(e))}", soft_wrap=True)
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(st, indent=1, sort_keys=True))

@@ -426,6 +426,6 @@ def completed_files(config: PipelineConfig, stage: str, kind: str | None = None)
 def run_marker(config: PipelineConfig) -> dict[str, Any]:
     """The content of ``_run.json``: config hash and config, with the output root as ``.`` (the
     directory holding the marker), so a copied or moved output carries no path to the original."""
-    saved = config.model_dump(mode="json")
+    saved = config.public_dict()  # credentials redacted: _run.json is published with the data
     saved["output"] = "."
     return {"config_hash": config.content_hash(), "config": saved}

@@ -28,6 +28,13 @@ Worker environment (all optional):
     BABELSIEVE_STAGE_TIMEOUT_HOURS   execution timeout of each stage task (default 24)
     BABELSIEVE_RETRIES        retries of each task (default 3)
 
+Credentials: a ``sets`` entry whose key names a secret (``storage_options.key``/``secret``/
+``token``, anything with key, secret, token, password, credentials in it) never appears on a
+command line or in a task log. It reaches babelsieve through the ``BABELSIEVE_SECRET_SETS``
+environment variable (Ray: the job's ``runtime_env.env_vars``; Spark: submit.sh's mode-600
+properties file); logged command lines show ``KEY=<redacted>``. Better still, give the workers
+their own credentials (instance role, IRSA, their environment).
+
 Trigger one snapshot:
 
     airflow dags trigger babelsieve_snapshot -c '{"snapshot": "CC-MAIN-2024-10", "shards": "0:1000"}'
@@ -68,14 +75,21 @@ STAGE_TIMEOUT = timedelta(hours=float(os.environ.get("BABELSIEVE_STAGE_TIMEOUT_H
 # babelsieve run's exit status 2 is a configuration error: retrying cannot fix it.
 EXIT_CONFIG_ERROR = 2
 
+SECRET_SETS_ENV = "BABELSIEVE_SECRET_SETS"
+REDACTED = "<redacted>"
+# The words of babelsieve.pipeline.config.is_secret_key (this file imports nothing from babelsieve).
+_SECRET_WORDS = re.compile(
+    r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
+
 # list_shards runs this in babelsieve's own Python: load the config exactly as `babelsieve run`
 # will (same overrides), expand the inputs, and tell which stages this installation provides.
+# Its arguments come on stdin: they hold the sets, credentials included (argv is visible in ps).
 _PLAN_CODE = r"""
 import json, sys
 from babelsieve.pipeline.config import load_config
 from babelsieve.pipeline.inputs import expand_inputs, storage_options_for
 from babelsieve.pipeline.runner import expand_stages
-a = json.loads(sys.argv[1])
+a = json.loads(sys.stdin.read())
 cfg = load_config(a["config"] or None, inputs=[a["input"]], output=a["output"], sets=a["sets"],
                   shards=a["shards"] or None)
 paths = cfg.inputs.paths
@@ -141,26 +155,62 @@ def resolve(params: dict[str, Any]) -> dict[str, Any]:
             "shards": params.get("shards") or "", "sets": sets, "engine": params["engine"]}
 
 
+def is_secret_set(assignment: str) -> bool:
+    """Does a ``KEY=VALUE`` override carry a credential? (any part of KEY names one, or KEY is in storage_options)"""
+    key = assignment.split("=", 1)[0].strip()
+    if key.startswith("storage_options"):
+        return True
+    for part in key.split("."):
+        if _SECRET_WORDS.search(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", part).lower()):
+            return True
+    return False
+
+
+def secret_env(r: dict[str, Any]) -> dict[str, str]:
+    """The environment entry that carries the run's secret sets to babelsieve (empty when none)."""
+    secret = [s for s in r["sets"] if is_secret_set(s)]
+    return {SECRET_SETS_ENV: "\n".join(secret)} if secret else {}
+
+
+def redact_command(cmd: list[str]) -> list[str]:
+    """``cmd`` with the values of secret ``--set KEY=VALUE`` arguments replaced, for logging."""
+    out: list[str] = []
+    for i, a in enumerate(cmd):
+        prev = cmd[i - 1] if i else ""
+        if prev == "--set" and is_secret_set(a):
+            a = a.split("=", 1)[0] + "=" + REDACTED
+        elif a.startswith("--set=") and is_secret_set(a[6:]):
+            a = "--set=" + a[6:].split("=", 1)[0] + "=" + REDACTED
+        out.append(a)
+    return out
+
+
 def run_args(r: dict[str, Any], stage: str, engine: str) -> list[str]:
-    """`babelsieve run ...` arguments (without the executable) for one stage."""
+    """`babelsieve run ...` arguments (without the executable) for one stage; secret sets are left
+    out (they travel in :func:`secret_env`)."""
     args = ["run"] + ([r["config"]] if r["config"] else [])
     args += ["--input", r["input"], "--output", r["output"], "--engine", engine, "--only", stage, "--no-progress"]
     if r["shards"]:
         args += ["--shards", r["shards"]]
     for s in r["sets"]:
-        args += ["--set", s]
+        if not is_secret_set(s):
+            args += ["--set", s]
     return args
 
 
 def stream_subprocess(cmd: list[str], env: dict[str, str] | None = None, grace_s: float = 30.0) -> int:
     """Run ``cmd``, copy its output to the task log line by line, return its exit status.
 
+    ``env`` entries are added to this process's environment (credentials go there, never in ``cmd``;
+    the logged command line is redacted all the same).
+
     On any exception in the Airflow task (execution timeout, task killed) the child's whole
     process group is terminated, so no orphan keeps writing into the output.
     """
-    log.info("running: %s", shlex.join(cmd))
+    log.info("running: %s", shlex.join(redact_command(cmd)))
+    full_env = {**os.environ, **env} if env else None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                            env=env, start_new_session=True)
+                            env=full_env, start_new_session=True)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -312,7 +362,9 @@ def run_on_ray(r: dict[str, Any], stage: str, address: str, run_id: str, try_num
     if jobs.status(sid) is None:
         entrypoint = shlex.join(["babelsieve"] + run_args(r, stage, engine))
         log.info("submitting Ray job %s to %s: %s", sid, jobs.address, entrypoint)
-        jobs.submit(sid, entrypoint, metadata={"dag_run": run_id, "stage": stage, "snapshot": r["snapshot"]})
+        env = secret_env(r)
+        jobs.submit(sid, entrypoint, runtime_env={"env_vars": env} if env else None,
+                    metadata={"dag_run": run_id, "stage": stage, "snapshot": r["snapshot"]})
     st = jobs.wait(sid, poll_s)
     if st.get("status") != "SUCCEEDED":
         raise RuntimeError(f"Ray job {sid} ended {st.get('status')}: {st.get('message', '')}; "
@@ -334,7 +386,7 @@ def run_report_on_ray(r: dict[str, Any], address: str, run_id: str, try_number: 
 
 def run_on_spark(r: dict[str, Any], stage: str, master: str, engine: str = "spark") -> None:
     cmd = [spark_submit_wrapper()] + (["--master", master] if master else []) + ["--"] + run_args(r, stage, engine)
-    check_exit(stream_subprocess(cmd), f"spark-submit of stage {stage}")
+    check_exit(stream_subprocess(cmd, env=secret_env(r)), f"spark-submit of stage {stage}")
 
 
 def run_on_slurm(r: dict[str, Any], stage: str) -> None:
@@ -345,7 +397,8 @@ def run_on_slurm(r: dict[str, Any], stage: str) -> None:
 
 
 def run_locally(r: dict[str, Any], stage: str) -> None:
-    check_exit(stream_subprocess([babelsieve_bin()] + run_args(r, stage, "local")), f"babelsieve run --only {stage}")
+    check_exit(stream_subprocess([babelsieve_bin()] + run_args(r, stage, "local"), env=secret_env(r)),
+               f"babelsieve run --only {stage}")
 
 
 def stage_decision(plan: dict[str, Any], stage: str, strict: bool) -> str | None:
@@ -410,7 +463,7 @@ def babelsieve_snapshot():
         arg = json.dumps({k: r[k] for k in ("config", "input", "output", "sets", "shards")})
         py = babelsieve_python()
         log.info("expanding %s with %s", r["input"], py)
-        proc = subprocess.run([py, "-c", _PLAN_CODE, arg], capture_output=True, text=True)
+        proc = subprocess.run([py, "-c", _PLAN_CODE], input=arg, capture_output=True, text=True)
         if proc.returncode != 0:
             err = proc.stderr.strip().splitlines()
             raise AirflowFailException(f"cannot plan the run: {err[-1] if err else proc.returncode}\n{proc.stderr}")

@@ -12,6 +12,8 @@ from typing import Any
 import polars as pl
 import yaml
 
+from babelsieve.pipeline.config import redact_secrets
+
 FIELDS = [
     ("text", "the extracted text (trafilatura, precision-favouring)"),
     ("id", "WARC record id of the source page"),
@@ -92,7 +94,9 @@ def _fmt(n: Any) -> str:
 
 
 def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, output: str) -> str:
-    config = (run or {}).get("config") or {}
+    # redact_secrets again: a _run.json written before redaction existed may still hold credentials.
+    config = redact_secrets((run or {}).get("config") or {})
+    output = redact_secrets(output)
     langs = stats["languages"]
     doc_stages = [s for s in stats["stages"]["stage"].to_list() if s in set(langs["stage"].to_list())]
     last = doc_stages[-1] if doc_stages else None

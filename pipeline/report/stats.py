@@ -540,5 +540,8 @@ def resolve_storage_options(output: str, storage_options: dict[str, Any] | None 
         run = read_run_info(output, opts)
     except Exception:  # noqa: BLE001 - unreachable or unreadable: the caller's options are all we have
         return opts
-    saved = ((run or {}).get("config") or {}).get("storage_options") or {}
+    from babelsieve.pipeline.config import without_redacted
+
+    # _run.json holds no credentials (redacted when written): those come from the caller or the environment.
+    saved = without_redacted(((run or {}).get("config") or {}).get("storage_options") or {})
     return {**saved, **opts}
