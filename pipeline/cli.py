@@ -36,7 +36,7 @@ def main() -> None:
 @click.option("--output", "-o", metavar="URL", help="Output directory or URL (default from the config: ./babelsieve-out).")
 @click.option("--engine", "-e", type=click.Choice(["local", "ray", "spark"]), help="Where tasks run (default: local).")
 @click.option("--shards", metavar="START:STOP", help="Only this range of the expanded input shards, e.g. 0:100.")
-@click.option("--workers", "-w", type=int, help="Local worker processes (default: all cores).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Local worker processes (default: all cores).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, e.g. --set extract.time_limit_s=5 --set langid.backend=lid176.")
 @click.option("--only", "only", multiple=True, metavar="STAGE",
@@ -49,15 +49,21 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
 
     With no CONFIG, uses the bundled dry-run config and sample WARC (no network needed).
     A rerun into the same --output skips every task whose manifest is complete, so an
-    interrupted run resumes where it stopped. Exit status: 0 when every task succeeded,
-    1 when a task failed (the other tasks still complete; use --keep-going to exit 0), 2 for a
-    configuration error.
+    interrupted run resumes where it stopped. One run at a time writes an output (OUTPUT/_lock.json;
+    see `babelsieve unlock`). Ctrl-C or SIGTERM cancels the running tasks and exits within seconds.
+    Exit status: 0 when every task succeeded; 1 when a task failed (the other tasks still complete;
+    use --keep-going to exit 0) or on a storage problem (unwritable output, full disk, a corrupt
+    manifest, the output locked by another run); 2 for a configuration error; 130/143 when
+    interrupted by SIGINT/SIGTERM.
     """
-    from babelsieve.pipeline.runner import print_summary, run_pipeline
+    from babelsieve.pipeline.interrupts import RunInterrupted, signals_stop_the_run
+    from babelsieve.pipeline.output_lock import LockLostError, OutputLockConfigError, OutputLockedError
+    from babelsieve.pipeline.runner import describe_os_error, print_summary, run_pipeline
+    from babelsieve.pipeline.storage import CorruptFileError
     from babelsieve.pipeline.tasks import ConfigMismatchError
 
     all_sets = list(sets)
-    if workers:
+    if workers is not None:
         all_sets.append(f"engine_options.workers={workers}")
     try:
         cfg = load_config(config, inputs=list(inputs) or None, output=output, engine=engine, sets=all_sets,
@@ -76,14 +82,59 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
             console.print("language ID: embedded fastText lid.176 (GlotLID v3 not in the cache; "
                           "`babelsieve models pull glotlid` to use it)")
     try:
-        summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
-    except (ConfigMismatchError, ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/] {e}")
+        with signals_stop_the_run():
+            summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
+    except RunInterrupted as e:
+        console.print(f"[red]interrupted[/] ({e}): running tasks were cancelled; rerun the same command to resume")
+        sys.exit(e.exit_code)
+    except (OutputLockConfigError, ConfigMismatchError, ConfigError) as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(2)
+    except (OutputLockedError, LockLostError) as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(1)
+    except CorruptFileError as e:
+        todo = ("delete that manifest and rerun: its task is run again" if "/_manifests/" in e.url
+                else "restore or delete it, then rerun")
+        console.print(f"[red]error:[/] {e}: {todo}", soft_wrap=True)
+        sys.exit(1)
+    except OSError as e:  # storage trouble (unwritable or full output): not a configuration error
+        console.print(f"[red]error:[/] {describe_os_error(e)}", soft_wrap=True)
+        sys.exit(1)
+    except ValueError as e:  # e.g. --only names a stage that is not configured
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
         sys.exit(2)
     print_summary(summary, console)
     if summary.failed_tasks and not keep_going:
         console.print(f"[red]{summary.failed_tasks} task(s) failed[/] (rerun to retry them; --keep-going to exit 0)")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("output")
+@click.option("--force", is_flag=True, help="Remove the lock even if its holder's heartbeat is recent.")
+@click.option("--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for OUTPUT (e.g. endpoint_url=http://minio:9000); repeatable.")
+def unlock(output: str, force: bool, storage_option: tuple[str, ...]) -> None:
+    """Remove the run lock OUTPUT/_lock.json left by a run that was killed (SIGKILL, a lost node).
+
+    Only a stale lock (its heartbeat expired) is removed unless --force. Exit status 0 when the
+    output is now unlocked, 1 when a live run holds the lock.
+    """
+    from babelsieve.pipeline.output_lock import OutputLockedError, break_lock, describe_holder
+    from babelsieve.pipeline.report.cli import parse_storage_options
+    from babelsieve.pipeline.report.stats import resolve_storage_options
+
+    opts = resolve_storage_options(output, parse_storage_options(storage_option))
+    try:
+        removed = break_lock(output, opts, force=force)
+    except OutputLockedError as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(1)
+    if removed is None:
+        console.print(f"{output} is not locked")
+    else:
+        console.print(f"removed the lock of {describe_holder(removed)}")
 
 
 def _bundled_sample() -> str:

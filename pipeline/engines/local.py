@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -14,12 +16,40 @@ from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 
 def _init_worker(memory_limit_mb: int | None) -> None:
+    # Ctrl-C reaches the whole process group; only the driver decides what stops (it terminates us).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM from the driver: unwind the task (its temporary files are removed) instead of dying mid-write.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Address-space cap: a page that blows up the parser raises MemoryError for that record only.
     if memory_limit_mb:
         import resource
 
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_processes(ex: ProcessPoolExecutor, grace_s: float) -> None:
+    """Shut ``ex`` down without ever blocking for long: after ``grace_s`` its worker is sent SIGTERM,
+    1 s later SIGKILL. ``shutdown(wait=True)`` alone can wait forever on a worker that is busy or
+    never reads its shutdown sentinel (and so can the interpreter's exit, which joins the pool)."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())  # private, but the only handle on them
+    ex.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 1.0
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
 
 
 def _input_bytes(task: Task) -> int | None:
@@ -142,16 +172,31 @@ class LocalEngine(Engine):
             )
         return ex
 
-    def _discard(self, i: int, ex: ProcessPoolExecutor) -> None:
+    def _discard(self, i: int, ex: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
         if self._executors[i] is ex:
             self._executors[i] = None
             self._keys[i] = set()
-        ex.shutdown(wait=True, cancel_futures=True)
+        _stop_processes(ex, grace_s)
 
     def close(self) -> None:
+        """Stop the (idle) workers: they exit on their shutdown sentinel, or are terminated after 10 s."""
         for i, ex in enumerate(self._executors):
             if ex is not None:
                 self._discard(i, ex)
+
+    def cancel(self) -> None:
+        """Stop at once (Ctrl-C, SIGTERM): running tasks are cancelled by terminating their workers;
+        they wrote no manifest, so the next run redoes them."""
+        live = [(i, ex) for i, ex in enumerate(self._executors) if ex is not None]
+        for i, ex in live:  # every worker gets SIGTERM first, then each is waited for
+            if self._executors[i] is ex:
+                self._executors[i] = None
+                self._keys[i] = set()
+            for p in list((getattr(ex, "_processes", None) or {}).values()):
+                if p.is_alive():
+                    p.terminate()
+        for _i, ex in live:
+            _stop_processes(ex, 2.0)
 
     def run_tasks(self, tasks: list[Task], on_result: ResultCallback) -> list[dict[str, Any]]:
         config_json = self.config.model_dump_json()
@@ -213,6 +258,6 @@ class LocalEngine(Engine):
                 fill()
             completed = True
         finally:
-            if not completed:  # interrupted (Ctrl-C, a callback error): no half-used workers
-                self.close()
+            if not completed:  # interrupted (Ctrl-C, SIGTERM, a callback error): no half-used workers
+                self.cancel()
         return [results[t.task_id] for t in tasks]

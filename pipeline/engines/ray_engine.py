@@ -101,22 +101,30 @@ class RayEngine(Engine):
                 refs[ref] = t
 
         submit()
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=min(len(refs), 64), timeout=1.0)
-            for ref in done:
-                t = refs.pop(ref)
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=min(len(refs), 64), timeout=1.0)
+                for ref in done:
+                    t = refs.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except RayTaskError as e:  # the task raised (after any transient retries)
+                        cause = e.cause if getattr(e, "cause", None) is not None else e
+                        res = failed_result(t, str(cause))
+                    except Exception as e:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, node loss...
+                        res = failed_result(t, f"{type(e).__name__}: worker lost on every attempt "
+                                               f"({eo.max_retries + 1}): {e}")
+                    res.setdefault("inputs", list(t.inputs))
+                    results[t.task_id] = res
+                    on_result(res)
+                submit()
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: cancel what is in flight, also on a shared cluster
+            for ref in refs:
                 try:
-                    res = ray.get(ref)
-                except RayTaskError as e:  # the task raised (after any transient retries)
-                    cause = e.cause if getattr(e, "cause", None) is not None else e
-                    res = failed_result(t, str(cause))
-                except Exception as e:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, node loss...
-                    res = failed_result(t, f"{type(e).__name__}: worker lost on every attempt "
-                                           f"({eo.max_retries + 1}): {e}")
-                res.setdefault("inputs", list(t.inputs))
-                results[t.task_id] = res
-                on_result(res)
-            submit()
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - best effort: finished or already cancelled
+                    pass
+            raise
         return [results[t.task_id] for t in tasks]
 
     def close(self) -> None:
