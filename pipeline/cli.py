@@ -6,11 +6,17 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from babelsieve.pipeline.config import ConfigError, load_config
 
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
+
+
+def _error(message: object) -> None:
+    """``error: <message>`` on stderr, the message printed as is (no markup: paths may hold [ ])."""
+    console.print("[red]error:[/] " + escape(str(message)), soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -71,7 +77,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
         if not config and not inputs and not cfg.inputs.paths:
             cfg.inputs.paths = [_bundled_sample()]
     except ConfigError as e:
-        console.print(f"[red]error:[/] {e}")
+        _error(e)
         sys.exit(2)
     console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {cfg.output} (engine {cfg.engine}, "
                   f"config hash {cfg.content_hash()})")
@@ -88,21 +94,21 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
         console.print(f"[red]interrupted[/] ({e}): running tasks were cancelled; rerun the same command to resume")
         sys.exit(e.exit_code)
     except (OutputLockConfigError, ConfigMismatchError, ConfigError) as e:
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        _error(e)
         sys.exit(2)
     except (OutputLockedError, LockLostError) as e:
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        _error(e)
         sys.exit(1)
     except CorruptFileError as e:
         todo = ("delete that manifest and rerun: its task is run again" if "/_manifests/" in e.url
                 else "restore or delete it, then rerun")
-        console.print(f"[red]error:[/] {e}: {todo}", soft_wrap=True)
+        _error(f"{e}: {todo}")
         sys.exit(1)
     except OSError as e:  # storage trouble (unwritable or full output): not a configuration error
-        console.print(f"[red]error:[/] {describe_os_error(e)}", soft_wrap=True)
+        _error(describe_os_error(e))
         sys.exit(1)
     except ValueError as e:  # e.g. --only names a stage that is not configured
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        _error(e)
         sys.exit(2)
     print_summary(summary, console)
     if summary.failed_tasks and not keep_going:
@@ -129,7 +135,7 @@ def unlock(output: str, force: bool, storage_option: tuple[str, ...]) -> None:
     try:
         removed = break_lock(output, opts, force=force)
     except OutputLockedError as e:
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        _error(e)
         sys.exit(1)
     if removed is None:
         console.print(f"{output} is not locked")

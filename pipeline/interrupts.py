@@ -22,6 +22,12 @@ from contextlib import contextmanager
 from typing import Iterator
 
 STOP_GRACE_S = 15.0
+_STOPPING = threading.Event()
+
+
+def stopping() -> bool:
+    """True once SIGINT/SIGTERM has interrupted the run: clean-up code should not wait for anything."""
+    return _STOPPING.is_set()
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -53,6 +59,7 @@ def signals_stop_the_run(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
         if fired:
             return  # already stopping: a second Ctrl-C must not break the clean-up half way
         fired.append(signum)
+        _STOPPING.set()
         threading.Thread(target=_exit_later, args=(signum, grace_s), name="babelsieve-stop-watchdog",
                          daemon=True).start()
         raise RunInterrupted(signum)
@@ -64,6 +71,7 @@ def signals_stop_the_run(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
         if not fired:
             for sig, h in previous.items():
                 signal.signal(sig, h)
+            _STOPPING.clear()
 
 
 def _exit_later(signum: int, grace_s: float) -> None:

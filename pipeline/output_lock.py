@@ -23,6 +23,7 @@ well within it (NTP).
 from __future__ import annotations
 
 import _thread
+import errno
 import json
 import os
 import socket
@@ -220,8 +221,7 @@ def _encode(record: dict[str, Any]) -> bytes:
 def _check_output_is_a_directory(output: str, storage_options: dict[str, Any]) -> None:
     fs, path = storage.filesystem(output, storage_options)
     if fs.isfile(path):
-        raise NotADirectoryError(20, "the output is a file, not a directory: give a new or existing directory "
-                                     "to --output", output)
+        raise NotADirectoryError(errno.ENOTDIR, "the output is a file, not a directory", output)
 
 
 def _held_message(config: PipelineConfig, held: dict[str, Any], stale: bool) -> str:

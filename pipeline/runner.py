@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -202,7 +203,7 @@ def _publish_summary(config: PipelineConfig, summary: RunSummary, console: Conso
     try:
         storage.publish_json(url, summary.to_dict(), config.storage_options)
     except OSError as e:
-        console.print(f"[yellow]warning:[/] could not write {url}: {describe_os_error(e)}")
+        console.print("[yellow]warning:[/] " + escape(f"could not write {url}: {describe_os_error(e)}"), soft_wrap=True)
 
 
 def _log_line(res: dict[str, Any]) -> str:
@@ -222,7 +223,8 @@ def _append_log(config: PipelineConfig, stage: str, lines: list[str]) -> None:
     try:
         storage.publish_bytes(url, ("\n".join(lines) + "\n").encode(), config.storage_options)
     except OSError as e:  # the log is a record, not a result: a full disk must not hide the summary
-        Console(stderr=True).print(f"[yellow]warning:[/] could not write the task log {url}: {describe_os_error(e)}")
+        Console(stderr=True, soft_wrap=True).print(
+            "[yellow]warning:[/] " + escape(f"could not write the task log {url}: {describe_os_error(e)}"))
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
@@ -258,7 +260,7 @@ def describe_os_error(e: OSError) -> str:
         errno.EACCES: "the output must be writable by this user",
         errno.EPERM: "the output must be writable by this user",
         errno.EROFS: "the output is on a read-only file system: choose another --output",
-        errno.ENOTDIR: "a part of that path is a file, not a directory: choose another --output",
+        errno.ENOTDIR: "give --output a directory, or a path where one can be made",
         errno.EEXIST: "a file is in the way of a directory: choose another --output",
     }.get(e.errno or 0, "")
     return f"{path}: {what}" + (f" ({hint})" if hint else "") if path else what + (f" ({hint})" if hint else "")

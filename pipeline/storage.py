@@ -93,12 +93,14 @@ def publish_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None 
                     except (OSError, ValueError, AttributeError):
                         pass
             fs.mv(tmp, path)
-        except BaseException:
+        except BaseException as e:
             # A full disk or an interrupt must not leave half-written temporaries behind.
             try:
                 fs.rm_file(tmp)
             except OSError:
                 pass
+            if isinstance(e, OSError) and e.filename in (None, tmp):
+                raise _with_filename(e, path) from None  # name the file the user knows
             raise
     return {"path": url, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -123,10 +125,13 @@ def create_exclusive(url: str, data: bytes, storage_options: dict[str, Any] | No
             fs.makedirs(parent, exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise _with_filename(e, path) if e.filename in (None, tmp) else e from None
             try:
                 os.link(tmp, path)
                 return True
@@ -159,6 +164,11 @@ def create_exclusive(url: str, data: bytes, storage_options: dict[str, Any] | No
     time.sleep(1.0)
     fs.invalidate_cache(path)
     return fs.cat_file(path) == data
+
+
+def _with_filename(e: OSError, path: str) -> OSError:
+    """The same error about ``path`` (not the temporary file beside it)."""
+    return type(e)(e.errno, e.strerror or str(e), path) if e.errno else e
 
 
 def publish_json(url: str, obj: Any, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

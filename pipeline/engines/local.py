@@ -12,6 +12,7 @@ from typing import Any
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
+from babelsieve.pipeline.interrupts import stopping
 from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 
@@ -30,6 +31,16 @@ def _init_worker(memory_limit_mb: int | None) -> None:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def _run_in_worker(task_dict: dict[str, Any], config_json: str, max_retries: int) -> dict[str, Any]:
+    """:func:`run_with_retries` in a pool worker; on SIGTERM (the driver cancels) the task unwinds
+    (temporary files are removed on the way) and the process ends, instead of taking the next
+    task from its queue."""
+    try:
+        return run_with_retries(task_dict, config_json, max_retries)
+    except SystemExit as e:
+        os._exit(e.code if isinstance(e.code, int) else 1)
 
 
 def _stop_processes(ex: ProcessPoolExecutor, grace_s: float) -> None:
@@ -180,6 +191,9 @@ class LocalEngine(Engine):
 
     def close(self) -> None:
         """Stop the (idle) workers: they exit on their shutdown sentinel, or are terminated after 10 s."""
+        if stopping():  # the run is being interrupted: do not wait for anything
+            self.cancel()
+            return
         for i, ex in enumerate(self._executors):
             if ex is not None:
                 self._discard(i, ex)
@@ -220,13 +234,13 @@ class LocalEngine(Engine):
                         break
                     ex = self._executor(i)
                     attempts[t.task_id] += 1
-                    futures[ex.submit(run_with_retries, t.to_dict(), config_json, max_retries)] = (i, ex, t)
+                    futures[ex.submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (i, ex, t)
                     in_flight[i] += 1
             if queue and not futures:  # cannot happen by pick's rules; never stop with tasks left
                 t = queue.pick(self._keys[0], set())
                 if t is not None:
                     attempts[t.task_id] += 1
-                    futures[self._executor(0).submit(run_with_retries, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
+                    futures[self._executor(0).submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
                     in_flight[0] += 1
 
         completed = False
