@@ -63,6 +63,19 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     interrupted by SIGINT/SIGTERM.
     """
     from babelsieve.pipeline.interrupts import RunInterrupted, signals_stop_the_run
+
+    try:
+        with signals_stop_the_run():  # from the start: a Ctrl-C while loading is one line too
+            _run_command(config, inputs, output, engine, shards, workers, sets, only, keep_going, no_progress)
+    except RunInterrupted as e:
+        console.print(f"[red]interrupted[/] ({e}): running tasks were cancelled; rerun the same command to resume")
+        sys.exit(e.exit_code)
+
+
+def _run_command(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None,
+                 shards: str | None, workers: int | None, sets: tuple[str, ...], only: tuple[str, ...],
+                 keep_going: bool, no_progress: bool) -> None:
+    """``babelsieve run`` once SIGINT/SIGTERM raise :class:`RunInterrupted`; exits 1/2 on errors."""
     from babelsieve.pipeline.output_lock import LockLostError, OutputLockConfigError, OutputLockedError
     from babelsieve.pipeline.runner import describe_os_error, print_summary, run_pipeline
     from babelsieve.pipeline.storage import CorruptFileError
@@ -88,11 +101,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
             console.print("language ID: embedded fastText lid.176 (GlotLID v3 not in the cache; "
                           "`babelsieve models pull glotlid` to use it)")
     try:
-        with signals_stop_the_run():
-            summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
-    except RunInterrupted as e:
-        console.print(f"[red]interrupted[/] ({e}): running tasks were cancelled; rerun the same command to resume")
-        sys.exit(e.exit_code)
+        summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None)
     except (OutputLockConfigError, ConfigMismatchError, ConfigError) as e:
         _error(e)
         sys.exit(2)

@@ -21,8 +21,10 @@ import pytest
 from conftest import BABELSIEVE, SAMPLE_WARC, split_warc
 from engine_helpers import data_files
 
-FAST = ["--no-progress", "--set", "langid.backend=none", "--set", "extract.url_filter=false"]
-OTHER_CONFIG = ["--set", "finalize.pii=false"]  # changes the config hash, and the finalize output
+# Extract and the global dedup stages (filter and finalize add time, not cases); no LID model.
+FAST = ["--no-progress", "--set", "langid.backend=none", "--set", "extract.url_filter=false",
+        "--set", "stages=[extract,dedup]"]
+OTHER_CONFIG = ["--set", "dedup.seed=2"]  # another config hash, other dedup files
 BOUND_S = 20  # an interrupted run must have exited this long after the signal
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -239,7 +241,7 @@ def _interrupt_runs(out: Path, shards: list[Path], sig: signal.Signals, n: int, 
         p = _start(_cmd(out, shards), env)
         try:
             if _wait_for(out / "_lock.json", p):
-                time.sleep(rng.uniform(0.0, 4.0))
+                time.sleep(rng.uniform(0.0, 2.5))
             t0 = time.monotonic()
             (os.killpg if k % 2 else os.kill)(p.pid, sig)
             try:

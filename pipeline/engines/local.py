@@ -5,10 +5,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
@@ -16,9 +18,14 @@ from babelsieve.pipeline.interrupts import stopping
 from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 
-def _init_worker(memory_limit_mb: int | None) -> None:
+def _init_worker(memory_limit_mb: int | None, driver_pid: int) -> None:
     # Ctrl-C reaches the whole process group; only the driver decides what stops (it terminates us).
+    # SIGINT was blocked while this process started (see _sigint_blocked): ignore it, then unblock.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # A driver killed with SIGKILL cannot stop us: we stop ourselves rather than idle forever.
+    threading.Thread(target=_exit_when_orphaned, args=(driver_pid,), name="babelsieve-orphan-watch",
+                     daemon=True).start()
     # SIGTERM from the driver: unwind the task (its temporary files are removed) instead of dying mid-write.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Address-space cap: a page that blows up the parser raises MemoryError for that record only.
@@ -27,6 +34,24 @@ def _init_worker(memory_limit_mb: int | None) -> None:
 
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _exit_when_orphaned(driver_pid: int) -> None:
+    while os.getppid() == driver_pid:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Around ``submit``, which may start a worker: the worker inherits the blocked SIGINT over fork
+    and exec, so a Ctrl-C while it imports cannot kill it with a KeyboardInterrupt traceback. A
+    SIGINT meanwhile stays pending for the driver (it is not lost)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -179,7 +204,7 @@ class LocalEngine(Engine):
                 max_workers=1,
                 mp_context=mp.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.config.extract.memory_limit_mb,),
+                initargs=(self.config.extract.memory_limit_mb, os.getpid()),
             )
         return ex
 
@@ -234,13 +259,15 @@ class LocalEngine(Engine):
                         break
                     ex = self._executor(i)
                     attempts[t.task_id] += 1
-                    futures[ex.submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (i, ex, t)
+                    with _sigint_blocked():
+                        futures[ex.submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (i, ex, t)
                     in_flight[i] += 1
             if queue and not futures:  # cannot happen by pick's rules; never stop with tasks left
                 t = queue.pick(self._keys[0], set())
                 if t is not None:
                     attempts[t.task_id] += 1
-                    futures[self._executor(0).submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
+                    with _sigint_blocked():
+                        futures[self._executor(0).submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
                     in_flight[0] += 1
 
         completed = False
