@@ -67,9 +67,10 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     try:
         with signals_stop_the_run():  # from the start: a Ctrl-C while loading is one line too
             _run_command(config, inputs, output, engine, shards, workers, sets, only, keep_going, no_progress)
-    except RunInterrupted as e:
-        console.print(f"[red]interrupted[/] ({e}): running tasks were cancelled; rerun the same command to resume")
-        sys.exit(e.exit_code)
+    except KeyboardInterrupt as e:  # ours, or a plain one where an engine (Ray) put its own SIGINT handler
+        name = str(e) if isinstance(e, RunInterrupted) else "SIGINT"
+        console.print(f"[red]interrupted[/] ({name}): running tasks were cancelled; rerun the same command to resume")
+        sys.exit(e.exit_code if isinstance(e, RunInterrupted) else 130)
 
 
 def _run_command(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None,

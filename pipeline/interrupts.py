@@ -77,7 +77,8 @@ def signals_stop_the_run(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
 def _exit_later(signum: int, grace_s: float) -> None:
     threading.Event().wait(grace_s)
     try:
-        sys.stderr.write(f"babelsieve: still stopping {grace_s:.0f} s after {signal.Signals(signum).name}; exiting now "
+        sys.stderr.write(f"babelsieve: still stopping {grace_s:.0f} s after {signal.Signals(signum).name}; "
+                         "exiting now "
                          "(if `babelsieve run` then reports the output as locked, see `babelsieve unlock`)\n")
         sys.stderr.flush()
     finally:

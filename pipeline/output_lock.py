@@ -90,7 +90,8 @@ def describe_holder(record: dict[str, Any], now: float | None = None) -> str:
     """``run 3f2a… (host h, pid 12, config abcd…, started 12:00:01 UTC, heartbeat 5 s ago)``."""
     now = now or time.time()
     started = record.get("started")
-    started_s = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if isinstance(started, (int, float)) else "?"
+    started_s = (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if isinstance(started, (int, float))
+                 else "?")
     beat = record.get("heartbeat")
     beat_s = f"{now - beat:.0f} s ago" if isinstance(beat, (int, float)) else "never"
     return (f"run {record.get('run_id', '?')} (host {record.get('host', '?')}, pid {record.get('pid', '?')}, "
@@ -195,7 +196,8 @@ class OutputLock:
         self.release()
 
 
-def break_lock(output: str, storage_options: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any] | None:
+def break_lock(output: str, storage_options: dict[str, Any] | None = None,
+               force: bool = False) -> dict[str, Any] | None:
     """Delete ``output``'s lock; only a stale one unless ``force``. Returns the removed record.
 
     Raises :class:`OutputLockedError` for a live lock without ``force``.
@@ -228,7 +230,8 @@ def _held_message(config: PipelineConfig, held: dict[str, Any], stale: bool) -> 
     out = config.output
     who = describe_holder(held)
     if stale:
-        return (f"{out} is locked by {who}, whose heartbeat expired {time.time() - float(held.get('expires', 0)):.0f} s "
+        late = time.time() - float(held.get("expires", 0))
+        return (f"{out} is locked by {who}, whose heartbeat expired {late:.0f} s "
                 f"ago: that run was probably killed. If no run is writing this output, clear the lock with "
                 f"`babelsieve unlock {out}`, then rerun to resume.")
     if held.get("config_hash") != config.content_hash():

@@ -203,7 +203,8 @@ def _publish_summary(config: PipelineConfig, summary: RunSummary, console: Conso
     try:
         storage.publish_json(url, summary.to_dict(), config.storage_options)
     except OSError as e:
-        console.print("[yellow]warning:[/] " + escape(f"could not write {url}: {describe_os_error(e)}"), soft_wrap=True)
+        console.print("[yellow]warning:[/] " + escape(f"could not write {url}: {describe_os_error(e)}"),
+                      soft_wrap=True)
 
 
 def _log_line(res: dict[str, Any]) -> str:

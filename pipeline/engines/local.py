@@ -266,8 +266,9 @@ class LocalEngine(Engine):
                 t = queue.pick(self._keys[0], set())
                 if t is not None:
                     attempts[t.task_id] += 1
+                    ex0 = self._executor(0)
                     with _sigint_blocked():
-                        futures[self._executor(0).submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
+                        futures[ex0.submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (0, ex0, t)
                     in_flight[0] += 1
 
         completed = False

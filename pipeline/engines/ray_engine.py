@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
@@ -53,6 +54,7 @@ class RayEngine(Engine):
             raise RuntimeError("the ray engine needs Ray: pip install 'babelsieve[ray]'") from None
         eo = self.config.engine_options
         if not ray.is_initialized():
+            handlers = _python_signal_handlers()
             address = eo.ray_address or os.environ.get("RAY_ADDRESS")
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
             if eo.ray_runtime_env:
@@ -68,6 +70,7 @@ class RayEngine(Engine):
                     **kwargs,
                 )
                 self._started = True
+            _reinstall(handlers)  # ray.init puts its own SIGINT/SIGTERM handlers over the driver's
         self._ray = ray
         return ray
 
@@ -132,3 +135,20 @@ class RayEngine(Engine):
             self._ray.shutdown()
         self._ray = None
         self._started = False
+
+
+def _python_signal_handlers() -> dict[int, Any]:
+    """The driver's Python-level SIGINT/SIGTERM handlers (e.g. the CLI's: stop the run cleanly)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _reinstall(handlers: dict[int, Any]) -> None:
+    import signal
+
+    for sig, handler in handlers.items():
+        if callable(handler) and handler is not signal.default_int_handler:
+            signal.signal(sig, handler)
