@@ -148,9 +148,9 @@ def unlock(output: str, force: bool, storage_option: tuple[str, ...]) -> None:
         _error(e)
         sys.exit(1)
     if removed is None:
-        console.print(f"{output} is not locked")
+        console.print(escape(f"{output} is not locked"), soft_wrap=True)
     else:
-        console.print(f"removed the lock of {describe_holder(removed)}")
+        console.print(escape(f"removed the lock of {describe_holder(removed)}"), soft_wrap=True)
 
 
 def _bundled_sample() -> str:

@@ -22,10 +22,10 @@ well within it (NTP).
 
 from __future__ import annotations
 
-import _thread
 import errno
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -172,8 +172,10 @@ class OutputLock:
     def _lose(self, reason: str) -> None:
         """Stop the run: another run may now write this output."""
         self.lost = reason
-        if not self._stop.is_set():
-            _thread.interrupt_main()  # the run stops as on Ctrl-C; the runner reports LockLostError
+        if not self._stop.is_set() and callable(signal.getsignal(signal.SIGINT)):
+            # The run stops as on Ctrl-C, and the runner reports LockLostError. A real signal to the
+            # main thread, not _thread.interrupt_main(): that one does not wake a thread blocked on a lock.
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     def release(self) -> None:
         """Stop the heartbeat and delete the lock if it is still ours (idempotent)."""

@@ -189,6 +189,22 @@ def test_a_live_lock_is_kept_fresh_a_stale_one_is_reported_and_cleared_with_unlo
     assert data_files(str(out)) == _clean(tmp_path_factory, shards)
 
 
+def test_a_run_whose_lock_is_removed_under_it_stops_with_exit_1(tmp_path, shards):
+    out = tmp_path / "out"
+    env = {**os.environ, "BABELSIEVE_LOCK_TTL_S": "2", "BABELSIEVE_FAULT": "extract:00000:sleep"}
+    a = _start(_cmd(out, shards), env)
+    try:
+        assert _wait_for(out / "_faults" / "extract-00000", a)  # a task is running (for 60 s)
+        r = subprocess.run([BABELSIEVE, "unlock", str(out), "--force"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "removed the lock of run" in r.stderr
+        _, err = a.communicate(timeout=BOUND_S)  # the heartbeat (every 0.5 s) notices and stops the run
+    finally:
+        if a.poll() is None:
+            _kill_group(a)
+    assert a.returncode == 1 and f"the lock {out}/_lock.json is now held by nobody" in err, err
+    assert _group_gone(a.pid)
+
+
 @pytest.fixture(scope="module")
 def s3():
     from s3_helpers import MotoS3
