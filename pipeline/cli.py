@@ -6,11 +6,17 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from babelsieve.pipeline.config import ConfigError, env_sets, load_config, redact_secrets
 
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140, emoji=False)
+
+
+def _error(message: object) -> None:
+    """``error: <message>`` on stderr, the message printed as is (no markup: paths may hold [ ])."""
+    console.print("[red]error:[/] " + escape(str(message)), soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,7 +43,7 @@ def main() -> None:
 @click.option("--engine", "-e", type=click.Choice(["local", "ray", "spark", "slurm"]),
               help="Where tasks run (default: local).")
 @click.option("--shards", metavar="START:STOP", help="Only this range of the expanded input shards, e.g. 0:100.")
-@click.option("--workers", "-w", type=int, help="Local worker processes (default: all cores).")
+@click.option("--workers", "-w", type=click.IntRange(min=1), help="Local worker processes (default: all cores).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override any config key, e.g. --set extract.time_limit_s=5 --set langid.backend=lid176.")
 @click.option("--only", "only", multiple=True, metavar="STAGE",
@@ -54,15 +60,35 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
 
     With no CONFIG, uses the bundled dry-run config and sample WARC (no network needed).
     A rerun into the same --output skips every task whose manifest is complete, so an
-    interrupted run resumes where it stopped. Exit status: 0 when every task succeeded,
-    1 when a task failed (the other tasks still complete; use --keep-going to exit 0), 2 for a
-    configuration error.
+    interrupted run resumes where it stopped. One run at a time writes an output (OUTPUT/_lock.json;
+    see `babelsieve unlock`). Ctrl-C or SIGTERM cancels the running tasks and exits within seconds.
+    Exit status: 0 when every task succeeded; 1 when a task failed (the other tasks still complete;
+    use --keep-going to exit 0) or on a storage problem (unwritable output, full disk, a corrupt
+    manifest, the output locked by another run); 2 for a configuration error; 130/143 when
+    interrupted by SIGINT/SIGTERM.
     """
-    from babelsieve.pipeline.runner import print_summary, run_pipeline
+    from babelsieve.pipeline.interrupts import RunInterrupted, signals_stop_the_run
+
+    try:
+        with signals_stop_the_run():  # from the start: a Ctrl-C while loading is one line too
+            _run_command(config, inputs, output, engine, shards, workers, sets, only, keep_going, no_progress)
+    except KeyboardInterrupt as e:  # ours, or a plain one where an engine (Ray) put its own SIGINT handler
+        name = str(e) if isinstance(e, RunInterrupted) else "SIGINT"
+        console.print(f"[red]interrupted[/] ({name}): running tasks were cancelled; rerun the same command to resume")
+        sys.exit(e.exit_code if isinstance(e, RunInterrupted) else 130)
+
+
+def _run_command(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None,
+                 shards: str | None, workers: int | None, sets: tuple[str, ...], only: tuple[str, ...],
+                 keep_going: bool, no_progress: bool) -> None:
+    """``babelsieve run`` once SIGINT/SIGTERM raise :class:`RunInterrupted`; exits 1/2 on errors."""
+    from babelsieve.pipeline.output_lock import LockLostError, OutputLockConfigError, OutputLockedError
+    from babelsieve.pipeline.runner import describe_os_error, print_summary, run_pipeline
+    from babelsieve.pipeline.storage import CorruptFileError
     from babelsieve.pipeline.tasks import ConfigMismatchError
 
     all_sets = list(sets) + env_sets()  # credentials via the environment, never argv
-    if workers:
+    if workers is not None:
         all_sets.append(f"engine_options.workers={workers}")
     try:
         cfg = load_config(config, inputs=list(inputs) or None, output=output, engine=engine, sets=all_sets,
@@ -70,7 +96,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
         if not config and not inputs and not cfg.inputs.paths:
             cfg.inputs.paths = [_bundled_sample()]
     except ConfigError as e:
-        console.print(f"[red]error:[/] {e}")
+        _error(e)
         sys.exit(2)
     console.print(f"babelsieve: {len(cfg.inputs.paths)} input(s) -> {redact_secrets(cfg.output)} "
                   f"(engine {cfg.engine}, "
@@ -111,8 +137,22 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     try:
         summary = run_pipeline(cfg, console=console, show_progress=not no_progress, only=list(only) or None,
                                engine=slurm_engine)
-    except (ConfigMismatchError, ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/] {e}")
+    except (OutputLockConfigError, ConfigMismatchError, ConfigError) as e:
+        _error(e)
+        sys.exit(2)
+    except (OutputLockedError, LockLostError) as e:
+        _error(e)
+        sys.exit(1)
+    except CorruptFileError as e:
+        todo = ("delete that manifest and rerun: its task is run again" if "/_manifests/" in e.url
+                else "restore or delete it, then rerun")
+        _error(f"{e}: {todo}")
+        sys.exit(1)
+    except OSError as e:  # storage trouble (unwritable or full output): not a configuration error
+        _error(describe_os_error(e))
+        sys.exit(1)
+    except ValueError as e:  # e.g. --only names a stage that is not configured
+        _error(e)
         sys.exit(2)
     except KeyboardInterrupt:
         if slurm_engine is None:
@@ -122,6 +162,33 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     if summary.failed_tasks and not keep_going:
         console.print(f"[red]{summary.failed_tasks} task(s) failed[/] (rerun to retry them; --keep-going to exit 0)")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("output")
+@click.option("--force", is_flag=True, help="Remove the lock even if its holder's heartbeat is recent.")
+@click.option("--storage-option", "storage_option", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for OUTPUT (e.g. endpoint_url=http://minio:9000); repeatable.")
+def unlock(output: str, force: bool, storage_option: tuple[str, ...]) -> None:
+    """Remove the run lock OUTPUT/_lock.json left by a run that was killed (SIGKILL, a lost node).
+
+    Only a stale lock (its heartbeat expired) is removed unless --force. Exit status 0 when the
+    output is now unlocked, 1 when a live run holds the lock.
+    """
+    from babelsieve.pipeline.output_lock import OutputLockedError, break_lock, describe_holder
+    from babelsieve.pipeline.report.cli import parse_storage_options
+    from babelsieve.pipeline.report.stats import resolve_storage_options
+
+    opts = resolve_storage_options(output, parse_storage_options(storage_option))
+    try:
+        removed = break_lock(output, opts, force=force)
+    except OutputLockedError as e:
+        _error(e)
+        sys.exit(1)
+    if removed is None:
+        console.print(escape(f"{output} is not locked"), soft_wrap=True)
+    else:
+        console.print(escape(f"removed the lock of {describe_holder(removed)}"), soft_wrap=True)
 
 
 def _bundled_sample() -> str:

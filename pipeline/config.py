@@ -92,6 +92,8 @@ class InputsConfig(_Strict):
         parts = v.split(":")
         if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() or p.strip() == "" for p in parts):
             raise ValueError(f"expected 'start:stop' (e.g. '0:100'), got {v!r}")
+        # Negative, empty and out-of-range ranges are refused where the number of inputs is known
+        # (inputs.shard_range), so that the message can name it.
         return v
 
 

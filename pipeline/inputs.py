@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from babelsieve.pipeline import storage
+from babelsieve.pipeline.config import ConfigError
 
 CC_S3_PREFIX = "s3://commoncrawl/"
 CC_HTTPS_PREFIX = "https://data.commoncrawl.org/"
@@ -58,7 +59,10 @@ def expand_inputs(paths: list[str], shards: str | None = None, storage_options: 
     out: list[str] = []
     for p in paths:
         if _is_listing(p):
-            data = storage.read_bytes(p, storage_options_for(p, storage_options or {}))
+            try:
+                data = storage.read_bytes(p, storage_options_for(p, storage_options or {}))
+            except FileNotFoundError:
+                raise ConfigError(f"input listing not found: {p}") from None
             if p.endswith(".gz"):
                 data = gzip.decompress(data)
             prefix = _listing_prefix(p)
@@ -67,17 +71,45 @@ def expand_inputs(paths: list[str], shards: str | None = None, storage_options: 
             fs, _ = storage.filesystem(p, storage_options_for(p, storage_options or {}))
             matches = sorted(fs.glob(p.split("://", 1)[1] if "://" in p else p))
             if not matches:
-                raise FileNotFoundError(f"input glob matched nothing: {p}")
+                raise ConfigError(f"input glob matched nothing: {p}")
             proto = p.split("://", 1)[0] + "://" if "://" in p else ""
             out.extend(proto + m if proto and not m.startswith(proto) else m for m in matches)
         else:
             out.append(p)
     if shards:
-        start_s, stop_s = shards.split(":")
-        start = int(start_s) if start_s.strip() else 0
-        stop = int(stop_s) if stop_s.strip() else len(out)
+        start, stop = shard_range(shards, len(out))
         out = out[start:stop]
     return out
+
+
+def shard_range(shards: str, n_inputs: int) -> tuple[int, int]:
+    """``'start:stop'`` -> (start, stop) positions in a list of ``n_inputs`` shards.
+
+    Positions count from the start of the expanded input list and become the extract task ids,
+    so two ranges never name the same shard differently: negative positions (Python's "from the
+    end") are refused, as is a range that selects nothing (empty, reversed, or starting past the
+    end). A ``stop`` past the end is clipped to the number of inputs, so fixed-size batches
+    (``89000:90000``) work on a listing of any length.
+    """
+    def problem(reason: str) -> ConfigError:
+        return ConfigError(f"--shards {shards}: {reason}; there are {n_inputs} input shard(s), so a range is "
+                           f"start:stop with 0 <= start < stop and start < {n_inputs}")
+
+    parts = shards.split(":")
+    if len(parts) != 2:
+        raise problem("expected start:stop")
+    try:
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else n_inputs
+    except ValueError:
+        raise problem("start and stop must be whole numbers") from None
+    if start < 0 or stop < 0:
+        raise problem("negative positions are not accepted (positions count from the first input)")
+    if stop <= start:
+        raise problem("the range is empty" if stop == start else "the range is reversed")
+    if start >= n_inputs:
+        raise problem("the range starts past the last input")
+    return start, min(stop, n_inputs)
 
 
 def storage_options_for(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from collections import Counter
@@ -9,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.config import PipelineConfig, redact_secrets
 from babelsieve.pipeline.engines import Engine, get_engine
+from babelsieve.pipeline.inputs import expand_inputs
+from babelsieve.pipeline.output_lock import LockLostError, OutputLock
 from babelsieve.pipeline.tasks import (
     STAGE_GROUPS,
     ConfigMismatchError,
@@ -127,11 +131,33 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
 
     ``only`` restricts the run to some of the configured stages (user-level names such as
     ``extract`` or ``dedup``), e.g. one Airflow task per stage; earlier stages must be complete.
+
+    The output is locked for the whole run (:mod:`.output_lock`): configuration problems that can
+    be found without writing (a bad shard range, an output of another config) are raised before
+    the lock is taken, so a refused run writes nothing.
     """
     if only:
         unknown = sorted(set(only) - set(config.stages))
         if unknown:
             raise ValueError(f"--only {','.join(unknown)}: not among the configured stages {config.stages}")
+    if config.inputs.shards and "extract" in expand_stages(config, only):
+        expand_inputs(config.inputs.paths, config.inputs.shards, config.storage_options)  # ConfigError if empty
+    if storage.exists(storage.join(config.output, "_run.json"), config.storage_options):
+        _check_run_marker(config)  # read-only when the marker exists: refuses another config
+    lock = OutputLock.acquire(config)
+    try:
+        return _run_locked(config, console, engine, show_progress, only, lock)
+    except KeyboardInterrupt:
+        if lock.lost:  # the heartbeat interrupted the run: say why
+            raise LockLostError(f"stopped: {lock.lost}. Another run may be writing {config.output}.") from None
+        raise
+    finally:
+        lock.release()
+
+
+def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine | None, show_progress: bool,
+                only: list[str] | None, lock: OutputLock) -> RunSummary:
+    """:func:`run_pipeline` once the output's lock is held."""
     console = console or Console(stderr=True)
     _check_run_marker(config)
     engine = engine or get_engine(config)
@@ -177,9 +203,20 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
             summary.stages.append(ss)
     finally:
         engine.close()
-    storage.publish_json(storage.join(config.output, "_summary.json"), redact_secrets(summary.to_dict()),
-                         config.storage_options)
+    if lock.lost:
+        raise LockLostError(f"{lock.lost}; this run's results may be mixed with another's: rerun to verify")
+    _publish_summary(config, summary, console)
     return summary
+
+
+def _publish_summary(config: PipelineConfig, summary: RunSummary, console: Console) -> None:
+    """``_summary.json``; a storage error (disk full) is reported, and the summary is still printed."""
+    url = storage.join(config.output, "_summary.json")
+    try:
+        storage.publish_json(url, redact_secrets(summary.to_dict()), config.storage_options)
+    except OSError as e:
+        console.print("[yellow]warning:[/] " + escape(f"could not write {url}: {describe_os_error(e)}"),
+                      soft_wrap=True)
 
 
 def _log_line(res: dict[str, Any]) -> str:
@@ -195,8 +232,12 @@ def _log_line(res: dict[str, Any]) -> str:
 def _append_log(config: PipelineConfig, stage: str, lines: list[str]) -> None:
     """Structured log: one JSON line per task attempt, one file per stage and run attempt."""
     name = f"{stage}-{int(time.time() * 1000)}.jsonl"
-    storage.publish_bytes(storage.join(config.output, "_logs", name), ("\n".join(lines) + "\n").encode(),
-                          config.storage_options)
+    url = storage.join(config.output, "_logs", name)
+    try:
+        storage.publish_bytes(url, ("\n".join(lines) + "\n").encode(), config.storage_options)
+    except OSError as e:  # the log is a record, not a result: a full disk must not hide the summary
+        Console(stderr=True, soft_wrap=True).print(
+            "[yellow]warning:[/] " + escape(f"could not write the task log {url}: {describe_os_error(e)}"))
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
@@ -219,3 +260,20 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         for f in s.failures:
             first = redact_secrets(f["error"].splitlines()[0]) if f["error"] else ""
             console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(redact_secrets(f['inputs'][:1]))}: {first}")
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for a storage error: what happened, to which path, and what to do."""
+    path = e.filename or ""
+    what = e.strerror or str(e)
+    hint = {
+        errno.ENOSPC: "free space on that disk, then rerun to resume",
+        errno.EFBIG: "the file size limit (ulimit -f) or the file system's limit was reached",
+        errno.EDQUOT: "the disk quota is exhausted: free space, then rerun to resume",
+        errno.EACCES: "the output must be writable by this user",
+        errno.EPERM: "the output must be writable by this user",
+        errno.EROFS: "the output is on a read-only file system: choose another --output",
+        errno.ENOTDIR: "give --output a directory, or a path where one can be made",
+        errno.EEXIST: "a file is in the way of a directory: choose another --output",
+    }.get(e.errno or 0, "")
+    return f"{path}: {what}" + (f" ({hint})" if hint else "") if path else what + (f" ({hint})" if hint else "")

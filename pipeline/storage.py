@@ -8,9 +8,11 @@ object is written under its final name directly.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +20,14 @@ import fsspec
 from fsspec.core import url_to_fs
 
 _ATOMIC_PUT_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "memory"}
+
+
+class CorruptFileError(ValueError):
+    """A JSON file of the output (manifest, run marker) is truncated, not JSON, or not an object."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url} is unreadable ({reason})")
+        self.url = url
 
 
 def join(base: str, *parts: str) -> str:
@@ -72,17 +82,93 @@ def publish_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None 
         if parent:
             fs.makedirs(parent, exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-            if hasattr(f, "flush"):
-                f.flush()
-            if hasattr(f, "fileno"):
-                try:
-                    os.fsync(f.fileno())
-                except (OSError, ValueError, AttributeError):
-                    pass
-        fs.mv(tmp, path)
+        try:
+            with fs.open(tmp, "wb") as f:
+                f.write(data)
+                if hasattr(f, "flush"):
+                    f.flush()
+                if hasattr(f, "fileno"):
+                    try:
+                        os.fsync(f.fileno())
+                    except (OSError, ValueError, AttributeError):
+                        pass
+            fs.mv(tmp, path)
+        except BaseException as e:
+            # A full disk or an interrupt must not leave half-written temporaries behind.
+            try:
+                fs.rm_file(tmp)
+            except OSError:
+                pass
+            if isinstance(e, OSError) and e.filename in (None, tmp):
+                raise _with_filename(e, path) from None  # name the file the user knows
+            raise
     return {"path": url, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def create_exclusive(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> bool:
+    """Create ``url`` holding ``data`` only if nothing is there yet: True if this call created it.
+
+    * Local (and NFS) file systems: the bytes go to a temporary file that is then hard-linked to
+      the final name; ``link`` fails if the name exists, so the check and the creation are one
+      step and a reader never sees a partly written file. Where hard links are not supported,
+      ``O_CREAT|O_EXCL``.
+    * S3: a conditional PUT (``If-None-Match: *``), atomic on AWS S3 since 2024 and in moto.
+    * Other object stores: create-then-verify (absent -> write -> read back after a moment and
+      compare). Two writers that start within that moment can both believe they won: a best
+      effort, documented as such.
+    """
+    fs, path = filesystem(url, storage_options)
+    proto = _protocol(fs)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if proto in ("file", "local"):
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise _with_filename(e, path) if e.filename in (None, tmp) else e from None
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+            try:  # no hard links here: exclusive create, then write (a reader may see it empty briefly)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    if proto in ("s3", "s3a"):
+        try:
+            fs.pipe_file(path, data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+    if fs.exists(path):
+        return False
+    fs.pipe_file(path, data)
+    time.sleep(1.0)
+    fs.invalidate_cache(path)
+    return fs.cat_file(path) == data
+
+
+def _with_filename(e: OSError, path: str) -> OSError:
+    """The same error about ``path`` (not the temporary file beside it)."""
+    return type(e)(e.errno, e.strerror or str(e), path) if e.errno else e
 
 
 def publish_json(url: str, obj: Any, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,8 +181,17 @@ def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes
     return fs.cat_file(path)
 
 
-def read_json(url: str, storage_options: dict[str, Any] | None = None) -> Any:
-    return json.loads(read_bytes(url, storage_options))
+def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON object stored at ``url``; :class:`CorruptFileError` (naming ``url``) if it is
+    truncated, not JSON or not an object (every JSON file babelsieve writes is an object)."""
+    blob = read_bytes(url, storage_options)
+    try:
+        obj = json.loads(blob)
+    except ValueError as e:
+        raise CorruptFileError(url, f"{len(blob)} bytes, not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise CorruptFileError(url, f"a JSON {type(obj).__name__}, not an object")
+    return obj
 
 
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:

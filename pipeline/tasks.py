@@ -328,8 +328,9 @@ def retire_unplanned(config: PipelineConfig, stage: "Stage", tasks: list[Task]) 
 
 
 def _maybe_inject_fault(config: PipelineConfig, task: Task) -> None:
-    """Test switch: BABELSIEVE_FAULT=stage:task_id[:kill|:transient] makes that task fail once (marker
-    file): an error (default), a SIGKILL of its worker, or a dropped connection (a transient error)."""
+    """Test switch: BABELSIEVE_FAULT=stage:task_id[:kill|:transient|:sleep] makes that task fail once (marker
+    file): an error (default), a SIGKILL of its worker, a dropped connection (a transient error), or
+    a 60 s pause before it runs normally (a long task, to interrupt)."""
     spec = os.environ.get("BABELSIEVE_FAULT")
     if not spec:
         return
@@ -342,6 +343,9 @@ def _maybe_inject_fault(config: PipelineConfig, task: Task) -> None:
     storage.publish_bytes(marker, b"1", config.storage_options)
     if len(parts) > 2 and parts[2] == "kill":
         os.kill(os.getpid(), 9)
+    if len(parts) > 2 and parts[2] == "sleep":
+        time.sleep(60)
+        return
     if len(parts) > 2 and parts[2] == "transient":
         raise ConnectionResetError(f"injected transient fault in {task.stage}/{task.task_id}")
     raise RuntimeError(f"injected fault in {task.stage}/{task.task_id}")

@@ -4,22 +4,88 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
+from babelsieve.pipeline.interrupts import stopping
 from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 
-def _init_worker(memory_limit_mb: int | None) -> None:
+def _init_worker(memory_limit_mb: int | None, driver_pid: int) -> None:
+    # Ctrl-C reaches the whole process group; only the driver decides what stops (it terminates us).
+    # SIGINT was blocked while this process started (see _sigint_blocked): ignore it, then unblock.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # A driver killed with SIGKILL cannot stop us: we stop ourselves rather than idle forever.
+    threading.Thread(target=_exit_when_orphaned, args=(driver_pid,), name="babelsieve-orphan-watch",
+                     daemon=True).start()
+    # SIGTERM from the driver: unwind the task (its temporary files are removed) instead of dying mid-write.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Address-space cap: a page that blows up the parser raises MemoryError for that record only.
     if memory_limit_mb:
         import resource
 
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _exit_when_orphaned(driver_pid: int) -> None:
+    while os.getppid() == driver_pid:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Around ``submit``, which may start a worker: the worker inherits the blocked SIGINT over fork
+    and exec, so a Ctrl-C while it imports cannot kill it with a KeyboardInterrupt traceback. A
+    SIGINT meanwhile stays pending for the driver (it is not lost)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run_in_worker(task_dict: dict[str, Any], config_json: str, max_retries: int) -> dict[str, Any]:
+    """:func:`run_with_retries` in a pool worker; on SIGTERM (the driver cancels) the task unwinds
+    (temporary files are removed on the way) and the process ends, instead of taking the next
+    task from its queue."""
+    try:
+        return run_with_retries(task_dict, config_json, max_retries)
+    except SystemExit as e:
+        os._exit(e.code if isinstance(e.code, int) else 1)
+
+
+def _stop_processes(ex: ProcessPoolExecutor, grace_s: float) -> None:
+    """Shut ``ex`` down without ever blocking for long: after ``grace_s`` its worker is sent SIGTERM,
+    1 s later SIGKILL. ``shutdown(wait=True)`` alone can wait forever on a worker that is busy or
+    never reads its shutdown sentinel (and so can the interpreter's exit, which joins the pool)."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())  # private, but the only handle on them
+    ex.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 1.0
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
 
 
 def _input_bytes(task: Task) -> int | None:
@@ -138,20 +204,38 @@ class LocalEngine(Engine):
                 max_workers=1,
                 mp_context=mp.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.config.extract.memory_limit_mb,),
+                initargs=(self.config.extract.memory_limit_mb, os.getpid()),
             )
         return ex
 
-    def _discard(self, i: int, ex: ProcessPoolExecutor) -> None:
+    def _discard(self, i: int, ex: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
         if self._executors[i] is ex:
             self._executors[i] = None
             self._keys[i] = set()
-        ex.shutdown(wait=True, cancel_futures=True)
+        _stop_processes(ex, grace_s)
 
     def close(self) -> None:
+        """Stop the (idle) workers: they exit on their shutdown sentinel, or are terminated after 10 s."""
+        if stopping():  # the run is being interrupted: do not wait for anything
+            self.cancel()
+            return
         for i, ex in enumerate(self._executors):
             if ex is not None:
                 self._discard(i, ex)
+
+    def cancel(self) -> None:
+        """Stop at once (Ctrl-C, SIGTERM): running tasks are cancelled by terminating their workers;
+        they wrote no manifest, so the next run redoes them."""
+        live = [(i, ex) for i, ex in enumerate(self._executors) if ex is not None]
+        for i, ex in live:  # every worker gets SIGTERM first, then each is waited for
+            if self._executors[i] is ex:
+                self._executors[i] = None
+                self._keys[i] = set()
+            for p in list((getattr(ex, "_processes", None) or {}).values()):
+                if p.is_alive():
+                    p.terminate()
+        for _i, ex in live:
+            _stop_processes(ex, 2.0)
 
     def run_tasks(self, tasks: list[Task], on_result: ResultCallback) -> list[dict[str, Any]]:
         config_json = self.config.model_dump_json()
@@ -175,13 +259,16 @@ class LocalEngine(Engine):
                         break
                     ex = self._executor(i)
                     attempts[t.task_id] += 1
-                    futures[ex.submit(run_with_retries, t.to_dict(), config_json, max_retries)] = (i, ex, t)
+                    with _sigint_blocked():
+                        futures[ex.submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (i, ex, t)
                     in_flight[i] += 1
             if queue and not futures:  # cannot happen by pick's rules; never stop with tasks left
                 t = queue.pick(self._keys[0], set())
                 if t is not None:
                     attempts[t.task_id] += 1
-                    futures[self._executor(0).submit(run_with_retries, t.to_dict(), config_json, max_retries)] = (0, self._executor(0), t)
+                    ex0 = self._executor(0)
+                    with _sigint_blocked():
+                        futures[ex0.submit(_run_in_worker, t.to_dict(), config_json, max_retries)] = (0, ex0, t)
                     in_flight[0] += 1
 
         completed = False
@@ -213,6 +300,6 @@ class LocalEngine(Engine):
                 fill()
             completed = True
         finally:
-            if not completed:  # interrupted (Ctrl-C, a callback error): no half-used workers
-                self.close()
+            if not completed:  # interrupted (Ctrl-C, SIGTERM, a callback error): no half-used workers
+                self.cancel()
         return [results[t.task_id] for t in tasks]

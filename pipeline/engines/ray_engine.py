@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
@@ -53,6 +54,7 @@ class RayEngine(Engine):
             raise RuntimeError("the ray engine needs Ray: pip install 'babelsieve[ray]'") from None
         eo = self.config.engine_options
         if not ray.is_initialized():
+            handlers = _python_signal_handlers()
             address = eo.ray_address or os.environ.get("RAY_ADDRESS")
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
             if eo.ray_runtime_env:
@@ -68,6 +70,7 @@ class RayEngine(Engine):
                     **kwargs,
                 )
                 self._started = True
+            _reinstall(handlers)  # ray.init puts its own SIGINT/SIGTERM handlers over the driver's
         self._ray = ray
         return ray
 
@@ -101,22 +104,30 @@ class RayEngine(Engine):
                 refs[ref] = t
 
         submit()
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=min(len(refs), 64), timeout=1.0)
-            for ref in done:
-                t = refs.pop(ref)
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=min(len(refs), 64), timeout=1.0)
+                for ref in done:
+                    t = refs.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except RayTaskError as e:  # the task raised (after any transient retries)
+                        cause = e.cause if getattr(e, "cause", None) is not None else e
+                        res = failed_result(t, str(cause))
+                    except Exception as e:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, node loss...
+                        res = failed_result(t, f"{type(e).__name__}: worker lost on every attempt "
+                                               f"({eo.max_retries + 1}): {e}")
+                    res.setdefault("inputs", list(t.inputs))
+                    results[t.task_id] = res
+                    on_result(res)
+                submit()
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: cancel what is in flight, also on a shared cluster
+            for ref in refs:
                 try:
-                    res = ray.get(ref)
-                except RayTaskError as e:  # the task raised (after any transient retries)
-                    cause = e.cause if getattr(e, "cause", None) is not None else e
-                    res = failed_result(t, str(cause))
-                except Exception as e:  # noqa: BLE001 - WorkerCrashedError, OutOfMemoryError, node loss...
-                    res = failed_result(t, f"{type(e).__name__}: worker lost on every attempt "
-                                           f"({eo.max_retries + 1}): {e}")
-                res.setdefault("inputs", list(t.inputs))
-                results[t.task_id] = res
-                on_result(res)
-            submit()
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - best effort: finished or already cancelled
+                    pass
+            raise
         return [results[t.task_id] for t in tasks]
 
     def close(self) -> None:
@@ -124,3 +135,20 @@ class RayEngine(Engine):
             self._ray.shutdown()
         self._ray = None
         self._started = False
+
+
+def _python_signal_handlers() -> dict[int, Any]:
+    """The driver's Python-level SIGINT/SIGTERM handlers (e.g. the CLI's: stop the run cleanly)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _reinstall(handlers: dict[int, Any]) -> None:
+    import signal
+
+    for sig, handler in handlers.items():
+        if callable(handler) and handler is not signal.default_int_handler:
+            signal.signal(sig, handler)
