@@ -71,7 +71,8 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
 
     try:
         with signals_stop_the_run():  # from the start: a Ctrl-C while loading is one line too
-            _run_command(config, inputs, output, engine, shards, workers, sets, only, keep_going, no_progress)
+            _run_command(config, inputs, output, engine, shards, workers, sets, only, keep_going, no_progress, wait,
+                         cancel_on_interrupt)
     except KeyboardInterrupt as e:  # ours, or a plain one where an engine (Ray) put its own SIGINT handler
         name = str(e) if isinstance(e, RunInterrupted) else "SIGINT"
         console.print(f"[red]interrupted[/] ({name}): running tasks were cancelled; rerun the same command to resume")
@@ -80,7 +81,7 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
 
 def _run_command(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None,
                  shards: str | None, workers: int | None, sets: tuple[str, ...], only: tuple[str, ...],
-                 keep_going: bool, no_progress: bool) -> None:
+                 keep_going: bool, no_progress: bool, wait: bool, cancel_on_interrupt: bool) -> None:
     """``babelsieve run`` once SIGINT/SIGTERM raise :class:`RunInterrupted`; exits 1/2 on errors."""
     from babelsieve.pipeline.output_lock import LockLostError, OutputLockConfigError, OutputLockedError
     from babelsieve.pipeline.runner import describe_os_error, print_summary, run_pipeline
