@@ -92,12 +92,12 @@ def missing_tasks(output: str, stage: str, storage_options: dict[str, Any]) -> l
     """Task ids of ``stage`` planned from the completed tasks before it but without a manifest of this
     run's config (an unfinished run). Rebalance is counted from its input files (one task each), so
     no rehydration weights are computed here."""
-    from babelsieve.pipeline.config import PipelineConfig
+    from babelsieve.pipeline.config import PipelineConfig, without_redacted
     from babelsieve.pipeline.report.stats import read_manifests
     from babelsieve.pipeline.tasks import completed_files, stage_class
 
     run = _run_info(output, storage_options)
-    raw = dict(run.get("config") or {})
+    raw = without_redacted(dict(run.get("config") or {}))  # credentials come from storage_options
     raw["output"] = output
     raw["storage_options"] = {**(raw.get("storage_options") or {}), **storage_options}
     config = PipelineConfig.model_validate(raw)

@@ -369,13 +369,14 @@ def test_export_of_an_older_output_conforms_it(run_out, tmp_path, hf_env):
     man_path = sorted((out / "_manifests" / "finalize").glob("*.json"))[0]
     man = json.loads(man_path.read_text())
     (entry,) = man["files"]
-    old = pq.read_table(entry["path"])
+    data_path = out / entry["path"]  # manifest paths are relative to the output root
+    old = pq.read_table(data_path)
     old = old.append_column("sig_n_words", pa.array([7] * old.num_rows, pa.int64()))
     old = old.select(list(reversed(old.column_names)))
-    pq.write_table(old, entry["path"])
-    empty = Path(entry["path"]).with_name("empty.parquet")
+    pq.write_table(old, data_path)
+    empty = data_path.with_name("empty.parquet")
     pq.write_table(old.slice(0, 0), empty)
-    man["files"].append({**entry, "path": str(empty), "rows": 0})
+    man["files"].append({**entry, "path": str(empty.relative_to(out)), "rows": 0})
     man_path.write_text(json.dumps(man))
     r = _run("export", str(out), str(tmp_path / "hub"))
     assert r.returncode == 0, r.stderr
