@@ -10,7 +10,8 @@ one-call API for a user:
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,9 @@ STATS_SCHEMA = pa.schema(
 )
 
 
-def resolve_settings(lang_script: str, overrides: dict[str, Any] | None = None, **switches: Any) -> tuple[FilterSettings, str | None]:
+def resolve_settings(
+    lang_script: str, overrides: dict[str, Any] | None = None, **switches: Any
+) -> tuple[FilterSettings, str | None]:
     """Settings of a label; a malformed label (not ``xxx_Yyyy``) gets the global defaults with a note.
 
     Returns ``(settings, note)``; ``note`` says what fallback was used (None when none).
@@ -73,7 +76,11 @@ def signals_for(texts: Sequence[str], settings: FilterSettings) -> dict[str, np.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         arrays = compute_signal_arrays(
-            list(texts), _tokenizer_label(settings.lang_script), stopwords=settings.stopwords, top_ns=top_ns, dup_ns=dup_ns
+            list(texts),
+            _tokenizer_label(settings.lang_script),
+            stopwords=settings.stopwords,
+            top_ns=top_ns,
+            dup_ns=dup_ns,
         )
     if settings.c4:
         from babelsieve.filters.optional import c4_signals
@@ -92,7 +99,9 @@ def filter_texts(texts: Sequence[str], lang_script: str, overrides: dict[str, An
     return decide(signals_for(texts, settings), settings).to_pylist()
 
 
-def stats_rows(task_id: str, lang_script: str, reasons: Sequence[str | None], cluster_sizes: Sequence[int | None] | None) -> list[dict]:
+def stats_rows(
+    task_id: str, lang_script: str, reasons: Sequence[str | None], cluster_sizes: Sequence[int | None] | None
+) -> list[dict]:
     """Per-language statistics: totals, per filter, per reason, and per minhash_cluster_size."""
     n = len(reasons)
     removed = [r for r in reasons if r is not None]
@@ -116,14 +125,16 @@ def stats_rows(task_id: str, lang_script: str, reasons: Sequence[str | None], cl
         rows.append(dict(level="reason", name=r, minhash_cluster_size=None, docs_in=n, removed=k))
     if cluster_sizes is not None:
         agg: dict[int, list[int]] = {}
-        for cs, r in zip(cluster_sizes, reasons):
+        for cs, r in zip(cluster_sizes, reasons, strict=True):  # both one entry per document
             if cs is None:
                 continue
             a = agg.setdefault(int(cs), [0, 0])
             a[0] += 1
             a[1] += r is not None
         for cs in sorted(agg):
-            rows.append(dict(level="cluster_size", name=None, minhash_cluster_size=cs, docs_in=agg[cs][0], removed=agg[cs][1]))
+            rows.append(
+                dict(level="cluster_size", name=None, minhash_cluster_size=cs, docs_in=agg[cs][0], removed=agg[cs][1])
+            )
     for row in rows:
         row["task_id"] = task_id
         row["lang_script"] = lang_script

@@ -25,7 +25,8 @@ and the document is removed by the rule that would have divided by zero (``list_
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +35,11 @@ from babelsieve.filters.settings import FilterSettings
 
 __all__ = ["decide", "decide_arrays", "ALL_REASONS", "MissingSignalError", "FILTER_NAMES"]
 
-FILTER_NAMES = {"gopher_rep": "GopherRepetitionFilter", "fineweb_qual": "FineWebQualityFilter", "gopher_qual": "GopherQualityFilter"}
+FILTER_NAMES = {
+    "gopher_rep": "GopherRepetitionFilter",
+    "fineweb_qual": "FineWebQualityFilter",
+    "gopher_qual": "GopherQualityFilter",
+}
 
 
 class MissingSignalError(KeyError):
@@ -125,13 +130,19 @@ def decide_arrays(signals: Any, settings: FilterSettings) -> np.ndarray:
                 check(_col(sig, "sig_hash_word_ratio") > s.max_symbol_word_ratio, p + "gopher_too_many_hashes")
                 check(_col(sig, "sig_ellipsis_word_ratio") > s.max_symbol_word_ratio, p + "gopher_too_many_ellipsis")
             if s.max_bullet_lines_ratio:
-                check(_col(sig, "sig_bullet_line_frac") > s.max_bullet_lines_ratio, p + "gopher_too_many_bullets")
+                check(
+                    _col(sig, "sig_bullet_line_frac") > s.max_bullet_lines_ratio, p + "gopher_too_many_bullets"
+                )
             if s.max_ellipsis_lines_ratio:
                 check(
-                    _col(sig, "sig_ellipsis_line_frac") > s.max_ellipsis_lines_ratio, p + "gopher_too_many_end_ellipsis"
+                    _col(sig, "sig_ellipsis_line_frac") > s.max_ellipsis_lines_ratio,
+                    p + "gopher_too_many_end_ellipsis",
                 )
             if s.max_non_alpha_words_ratio:
-                check(_col(sig, "sig_alpha_word_frac") < s.max_non_alpha_words_ratio, p + "gopher_below_alpha_threshold")
+                check(
+                    _col(sig, "sig_alpha_word_frac") < s.max_non_alpha_words_ratio,
+                    p + "gopher_below_alpha_threshold",
+                )
             if s.min_stop_words:
                 check(_col(sig, "sig_stopword_count") < s.min_stop_words, p + "gopher_enough_stop_words")
         if s.c4 and "sig_c4_reason" in sig:
@@ -160,7 +171,9 @@ def ALL_REASONS(settings: FilterSettings | None = None) -> list[str]:
            "gopher_rep:dup_line_char_frac"]
     out += [f"gopher_rep:top_{k}_gram" for k, _ in s.top_n_grams]
     out += [f"gopher_rep:duplicated_{k}_n_grams" for k, _ in s.dup_n_grams]
-    out += [f"fineweb_qual:{r}" for r in ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")]
+    out += [
+        f"fineweb_qual:{r}" for r in ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")
+    ]
     out += [
         f"gopher_qual:{r}"
         for r in (

@@ -28,8 +28,8 @@ documents each step changed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 __all__ = ["Finalizer", "finalize_texts", "FinalizeResult"]
 
@@ -79,6 +79,8 @@ class Finalizer:
         return FinalizeResult(out, changed)
 
 
-def finalize_texts(texts: Sequence[str | None], ftfy: bool = True, pii: bool = True, symbol_lines: bool = True) -> FinalizeResult:
+def finalize_texts(
+    texts: Sequence[str | None], ftfy: bool = True, pii: bool = True, symbol_lines: bool = True
+) -> FinalizeResult:
     """Apply FineWeb2's final touches to a batch of texts (see the module docstring)."""
     return Finalizer(ftfy=ftfy, pii=pii, symbol_lines=symbol_lines)(texts)

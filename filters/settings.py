@@ -72,7 +72,7 @@ class FilterSettings:
     has_fineweb2_config: bool = True
     notes: tuple[str, ...] = field(default=(), compare=False)
 
-    def with_overrides(self, overrides: dict[str, Any] | None) -> "FilterSettings":
+    def with_overrides(self, overrides: dict[str, Any] | None) -> FilterSettings:
         if not overrides:
             return self
         names = {f.name for f in dataclasses.fields(self)}

@@ -16,19 +16,24 @@ Columns (``float64`` unless noted; "words" = word-tokenizer tokens of the whole 
 column                                    definition (datatrove source)
 ========================================  =========================================================================
 ``sig_text_len`` (int64)                  ``len(text)`` in code points (``empty`` when 0)
-``sig_para_dup_frac``                     duplicate paragraphs / paragraphs; paragraphs = ``re.split(r"\\n{2,}", text.strip())``
+``sig_para_dup_frac``                     duplicate paragraphs / paragraphs;
+                                          paragraphs = ``re.split(r"\\n{2,}", text.strip())``
 ``sig_para_dup_char_frac``                chars of duplicate paragraph occurrences / ``len(text)``
 ``sig_line_dup_frac``                     duplicate lines / lines; lines = ``re.split("\\n+", text)`` (not stripped)
 ``sig_line_dup_char_frac``                chars of duplicate line occurrences / ``len(text)``
-``sig_top_{n}gram_char_frac`` n=2,3,4     (chars of the most frequent n-gram, words joined by " ") * its count / ``len(text)``;
+``sig_top_{n}gram_char_frac`` n=2,3,4     (chars of the most frequent n-gram, words joined by " ") * its count
+                                          / ``len(text)``;
                                           ties -> the n-gram seen first (``Counter.most_common``); NaN when no n-gram
-``sig_dup_{n}gram_char_frac`` n=5..10     chars of repeated n-grams (words joined by "", datatrove's greedy left-to-right
-                                          scan that skips n words after a repeat) / ``len(text)``
-``sig_nonempty_lines`` (int64)            lines of ``text.split("\\n")`` with ``line.strip() != ""`` (FineWeb ``empty`` when 0)
-``sig_line_punct_frac``                   non-empty lines ending in a terminal punctuation char / non-empty lines (NaN if none)
+``sig_dup_{n}gram_char_frac`` n=5..10     chars of repeated n-grams (words joined by "", datatrove's greedy
+                                          left-to-right scan that skips n words after a repeat) / ``len(text)``
+``sig_nonempty_lines`` (int64)            lines of ``text.split("\\n")`` with ``line.strip() != ""``
+                                          (FineWeb ``empty`` when 0)
+``sig_line_punct_frac``                   non-empty lines ending in a terminal punctuation char / non-empty lines
+                                          (NaN if none)
 ``sig_short_line_frac``                   non-empty lines of <= 30 chars / non-empty lines (``short_line_length=30``)
 ``sig_line_char_dup_frac``                chars of duplicate non-empty lines / ``len(text.replace("\\n", ""))``
-``sig_newline_word_ratio``                ``text.count("\\n")`` / words (datatrove divides by zero: +inf, or NaN for 0/0)
+``sig_newline_word_ratio``                ``text.count("\\n")`` / words
+                                          (datatrove divides by zero: +inf, or NaN for 0/0)
 ``sig_n_words`` (int64)                   words
 ``sig_n_non_symbol_words`` (int64)        words with at least one char outside datatrove's ``PUNCTUATION_SET``
 ``sig_avg_word_len``                      mean length of non-symbol words (NaN if none)
@@ -37,7 +42,8 @@ column                                    definition (datatrove source)
 ``sig_bullet_line_frac``                  ``text.splitlines()`` lines whose ``lstrip()`` starts with "•" or "-" / lines
 ``sig_ellipsis_line_frac``                lines whose ``rstrip()`` ends with "..." or "…" / lines
 ``sig_alpha_word_frac``                   words with at least one ``str.isalpha`` char / words
-``sig_stopword_count`` (int64)            distinct stopwords of the language among the words (depends on the stopword list!)
+``sig_stopword_count`` (int64)            distinct stopwords of the language among the words
+                                          (depends on the stopword list!)
 ========================================  =========================================================================
 
 ``sig_stopword_count`` is the only column that depends on a setting (the stopword list). When the
@@ -59,9 +65,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from itertools import chain
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa

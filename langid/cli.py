@@ -48,7 +48,10 @@ def languages_list(script_, with_config, tokenizer, grep, as_json):
                                    "has_fineweb2_config": e.has_fineweb2_config, "tokenizer": e.tokenizer},
                                   ensure_ascii=False))
         else:
-            click.echo(f"{lab:<10} {e.name[:32]:<32} {e.script:<6} {'yes' if e.has_fineweb2_config else 'no':<6} {e.tokenizer}")
+            click.echo(
+                f"{lab:<10} {e.name[:32]:<32} {e.script:<6} "
+                f"{'yes' if e.has_fineweb2_config else 'no':<6} {e.tokenizer}"
+            )
     if not as_json:
         click.echo(f"{n} labels", err=True)
 
@@ -61,7 +64,7 @@ def languages_show(label):
     try:
         e = get_language(label)
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="LABEL")
+        raise click.BadParameter(str(err), param_hint="LABEL") from err
     click.echo(json.dumps(e.to_dict(), ensure_ascii=False, indent=1))
 
 
@@ -120,7 +123,7 @@ def evaluate(records: list[dict], backend=None, batch_size: int = 1024) -> dict:
     secs = time.perf_counter() - t0
     tp, fp, fn = Counter(), Counter(), Counter()
     confusions: dict[str, Counter] = {}
-    for g, p in zip(gold, preds):
+    for g, p in zip(gold, preds, strict=True):  # identify() returns one prediction per text
         if g == p:
             tp[g] += 1
         else:
@@ -165,7 +168,7 @@ def langid_eval(file, backend, worst, json_out, show_all):
                 r = json.loads(line)
                 records.append({"text": r["text"], "label": r["label"]})
             except (ValueError, KeyError) as e:
-                raise click.ClickException(f"{file}:{ln}: not a JSON object with 'text' and 'label' ({e})")
+                raise click.ClickException(f"{file}:{ln}: not a JSON object with 'text' and 'label' ({e})") from e
     if not records:
         raise click.ClickException(f"{file}: no records")
     res = evaluate(records, backend=backend)
@@ -178,7 +181,9 @@ def langid_eval(file, backend, worst, json_out, show_all):
     for lab, v in rows:
         conf = ", ".join(f"{k}:{c}" for k, c in v["confused_with"].items())
         mark = " " if v["supported"] else "*"
-        click.echo(f"{lab + mark:<10} {v['precision']:6.3f} {v['recall']:6.3f} {v['f1']:6.3f} {v['support']:5d}  {conf}")
+        click.echo(
+            f"{lab + mark:<10} {v['precision']:6.3f} {v['recall']:6.3f} {v['f1']:6.3f} {v['support']:5d}  {conf}"
+        )
     click.echo(
         f"backend={res['backend']} records={res['n']} labels={len(per)} accuracy={res['accuracy']:.4f} "
         f"macro-F1={res['macro_f1']:.4f} ({res['n'] / max(res['seconds'], 1e-9):.0f} docs/s)"
@@ -198,7 +203,7 @@ def langid_detect(file, backend):
     from babelsieve.langid.lid import identify
 
     lines = [line.rstrip("\n") for line in file]
-    for line, p in zip(lines, identify(lines, backend=backend)):
+    for p in identify(lines, backend=backend):  # one prediction per line, in order
         top = {k: round(v, 4) for k, v in p.top_langs.items()}
         click.echo(json.dumps({"label": p.label, "score": round(p.score, 4), "top_langs": top}, ensure_ascii=False))
 

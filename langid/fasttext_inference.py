@@ -269,13 +269,15 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         ngram_row = np.full(bucket, -1, np.int32)
         if len(prune):
             ngram_row[prune[:, 0]] = nwords + prune[:, 1]
-    label_counts = [c for c, t in zip(counts, types) if t == 1]
+    label_counts = [c for c, t in zip(counts, types, strict=True) if t == 1]  # one entry per dictionary word
     if loss == _LOSS_HS:
         left, right = _huffman_tree(label_counts)
     else:
         left = right = np.full(1, -1, np.int32)
     prefix = b"__label__"
-    labels = [w.decode("utf-8", "replace").removeprefix(prefix.decode()) for w, t in zip(words, types) if t == 1]
+    labels = [
+        w.decode("utf-8", "replace").removeprefix(prefix.decode()) for w, t in zip(words, types, strict=True) if t == 1
+    ]
     eos_id = words.index(_EOS) if _EOS in words else -1
     return FastTextArrays(
         labels=labels,

@@ -314,7 +314,8 @@ def predict_batch(
         for d in range(dim):
             hidden[d] = hidden[d] * scale
         if is_hs:
-            size = _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node, stack_score)
+            size = _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node,
+                               stack_score)
             if size == 0 and top1_fallback:
                 size = _hs_predict(output_rows, left, right, nlabels, hidden, 1, _F32(0.0), hs, hn, stack_node,
                                    stack_score)

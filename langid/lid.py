@@ -30,11 +30,10 @@ U+FFFD-only mojibake also gets ``zxx_Zzzz``.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -219,8 +218,9 @@ class LIDBackend(ABC):
                 self._compiled = None
             return (*self._binding_predict(chunk, k, thr), False)
         names = arrays.labels
-        labels = [[names[j] for j in row[:c]] for row, c in zip(ids.tolist(), counts.tolist())]
-        return labels, [p[:c] for p, c in zip(probs, counts.tolist())], True
+        # one row of ids/probs and one count per line of the chunk
+        labels = [[names[j] for j in row[:c]] for row, c in zip(ids.tolist(), counts.tolist(), strict=True)]
+        return labels, [p[:c] for p, c in zip(probs, counts.tolist(), strict=True)], True
 
     def _raw(self, texts: list[str], threshold: float) -> list[tuple[list[str], list[float]]]:
         """fastText predictions (labels without ``__label__``) for prepared, non-empty texts."""
@@ -231,7 +231,7 @@ class LIDBackend(ABC):
             chunk = [t + "\n" for t in texts[i : i + _BATCH]]
             compiled = self._use_compiled(sum(map(len, chunk)))
             all_labels, all_probs, has_top1 = self._predict_chunk(chunk, -1, thr, compiled)
-            for j, (labels, probs) in enumerate(zip(all_labels, all_probs)):
+            for j, (labels, probs) in enumerate(zip(all_labels, all_probs, strict=True)):
                 if not len(labels) and not has_top1:  # nothing above the threshold: take the top-1
                     l1, p1 = self._binding_predict([chunk[j]], 1, 0.0)
                     labels, probs = l1[0], p1[0]
@@ -260,12 +260,12 @@ class GlotLIDBackend(LIDBackend):
                 idx.append(i)
             else:
                 preds[i] = Prediction(NO_LANGUAGE, 1.0, {NO_LANGUAGE: 1.0}, self.name)
-        for i, (labels, probs) in zip(idx, self._raw(todo, threshold)):
+        for i, (labels, probs) in zip(idx, self._raw(todo, threshold), strict=True):  # _raw: one per text
             if not labels:
                 lab = f"und_{detect_script(texts[i], 2000)[0]}"
                 preds[i] = Prediction(lab, 0.0, {lab: 0.0}, self.name)
                 continue
-            top = {lab: p for lab, p in zip(labels, probs) if p >= threshold}
+            top = {lab: p for lab, p in zip(labels, probs, strict=True) if p >= threshold}
             top.setdefault(labels[0], probs[0])
             preds[i] = Prediction(labels[0], probs[0], top, self.name)
         return preds  # type: ignore[return-value]
@@ -336,13 +336,13 @@ class Lid176Backend(LIDBackend):
                 todo.append(t)
                 idx.append(i)
                 scripts.append(script)
-        for i, script, (labels, probs) in zip(idx, scripts, self._raw(todo, threshold)):
+        for i, script, (labels, probs) in zip(idx, scripts, self._raw(todo, threshold), strict=True):
             if not labels:
                 lab = f"und_{script}"
                 preds[i] = Prediction(lab, 0.0, {lab: 0.0}, self.name)
                 continue
             merged: dict[str, float] = {}
-            for code, p in zip(labels, probs):
+            for code, p in zip(labels, probs, strict=True):
                 lab = self._label(code, script)
                 merged[lab] = merged.get(lab, 0.0) + p
             best = max(merged, key=merged.__getitem__)

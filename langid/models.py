@@ -126,7 +126,7 @@ def _copy_url(url: str, dest: Path) -> str:
 def _hub_download(tmp: Path) -> tuple[str, str | None, str]:
     """Download from the HF hub into ``tmp``; returns (sha256, expected sha256 from the hub, source)."""
     try:
-        from huggingface_hub import hf_hub_download, get_hf_file_metadata, hf_hub_url
+        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     except ImportError as e:  # pragma: no cover - it is a dependency
         raise ModelUnavailableError(f"huggingface_hub is not installed. {HOW_TO_GET}") from e
     try:

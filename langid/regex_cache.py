@@ -21,9 +21,9 @@ import os
 import pickle
 import re
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 _FORMAT = 2
 MIN_PATTERN_CHARS = 1000  # shorter patterns compile in well under a millisecond
@@ -52,7 +52,15 @@ def _code_of(pattern: str, flags: int) -> tuple:
     for k, i in groupindex.items():
         indexgroup[i] = k
     # opcodes are int subclasses that do not pickle: plain ints, as _sre reads them
-    return (pattern, flags, flags | p.state.flags, [int(c) for c in code], p.state.groups - 1, dict(groupindex), tuple(indexgroup))
+    return (
+        pattern,
+        flags,
+        flags | p.state.flags,
+        [int(c) for c in code],
+        p.state.groups - 1,
+        dict(groupindex),
+        tuple(indexgroup),
+    )
 
 
 def _load(path: Path | None) -> list[tuple]:
@@ -95,7 +103,10 @@ def regex_code_cache(tag: str) -> Iterator[None]:
         new = [
             (p, flags)
             for (kind, p, flags) in list(re._cache)  # type: ignore[attr-defined]
-            if kind is str and len(p) >= MIN_PATTERN_CHARS and (kind, p, flags) not in before and (p, flags) not in known
+            if kind is str
+            and len(p) >= MIN_PATTERN_CHARS
+            and (kind, p, flags) not in before
+            and (p, flags) not in known
         ]
         stats["compiled"] += len(new)
         if new and path is not None:

@@ -58,16 +58,15 @@ shortcut. ``tokenizer_name(lang_script)`` gives the backend name without loading
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import copy
 import csv
 import re
+from abc import ABC, abstractmethod
 from bisect import bisect_right
-from itertools import accumulate
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterable
+from functools import cache, lru_cache
+from itertools import accumulate
 
 __all__ = [
     "WordTokenizer",
@@ -145,8 +144,9 @@ class TokenizerSpec:
 @lru_cache(maxsize=1)
 def _assignments() -> dict[str, tuple[str, str]]:
     """datatrove's lookup keys -> (class, tok_code), built exactly like datatrove builds them."""
-    from datatrove.utils._import_utils import ASSETS_PATH
     import os
+
+    from datatrove.utils._import_utils import ASSETS_PATH
 
     table: dict[str, tuple[str, str]] = {}
     with open(os.path.join(ASSETS_PATH, "tokenizer_assignment.csv"), encoding="utf-8") as f:
@@ -271,7 +271,8 @@ class _SpacyTokenizer(WordTokenizer):
         self._chunks = _ChunkCache(self._nlp, self._specials) if self._specials is not None else None
         # spaCy "zh" with jieba: ChineseTokenizer aligns jieba's words to the text (get_words_and_spaces,
         # quadratic in the text length) and builds a Doc; see _jieba_words for why the words are the same
-        self._jieba = getattr(self._tok, "jieba_seg", None) if getattr(self._tok, "segmenter", None) == "jieba" else None
+        is_jieba = getattr(self._tok, "segmenter", None) == "jieba"
+        self._jieba = getattr(self._tok, "jieba_seg", None) if is_jieba else None
         # spaCy "ja": JapaneseTokenizer reads five attributes of every SudachiPy morpheme, aligns the words
         # with text[pos:].index (quadratic) and tags the Doc; see _sudachi_words for why the words are the same
         self._sudachi = getattr(self._tok, "tokenizer", None) if self._is_ja else None
@@ -303,7 +304,7 @@ class _SpacyTokenizer(WordTokenizer):
             direct = self._jieba_words if self._jieba is not None else self._sudachi_words
             out = [direct(t) if t else [] for t in texts]
             redo = [i for i, w in enumerate(out) if w is None]
-            for i, w in zip(redo, self._tokens_full([texts[i] for i in redo])):
+            for i, w in zip(redo, self._tokens_full([texts[i] for i in redo]), strict=True):  # one per text
                 out[i] = w
             return out  # type: ignore[return-value]
         return self._tokens_full(texts)
@@ -434,7 +435,7 @@ class _LazySpecials:
         self._add({i for i, n in enumerate(self.key_len) if n == 0})
 
     @classmethod
-    def for_language(cls, code: str) -> "_LazySpecials | None":
+    def for_language(cls, code: str) -> _LazySpecials | None:
         """For a language whose spaCy tokenizer is the rule-based ``Tokenizer``; else None."""
         import spacy
 
@@ -473,7 +474,9 @@ class _LazySpecials:
 
     def in_matcher(self, s: str) -> bool:
         tok = self.tok
-        return bool(not tok.faster_heuristics or tok.find_prefix(s) or tok.find_infix(s) or tok.find_suffix(s) or " " in s)
+        return bool(
+            not tok.faster_heuristics or tok.find_prefix(s) or tok.find_infix(s) or tok.find_suffix(s) or " " in s
+        )
 
     def add_for(self, text: str) -> None:
         """Add the special cases that can act on ``text`` (see the class docstring), or on the text datatrove
@@ -639,8 +642,11 @@ class _ChunkCache:
                             per_run[-1].append(t)
                     if not per_run[-1]:
                         per_run.pop()
-                    if len(per_run) == len(group) and all("".join(w) == r for w, r in zip(per_run, group)):
-                        for r, w in zip(group, per_run):
+                    # lengths compared first: strict=True never raises here
+                    if len(per_run) == len(group) and all(
+                        "".join(w) == r for w, r in zip(per_run, group, strict=True)
+                    ):
+                        for r, w in zip(group, per_run, strict=True):
                             cache[r] = tuple(w)
                         continue
                 for r in group:  # one run per call (a run that raises stays uncached: its document goes whole)
@@ -679,7 +685,7 @@ class _ChunkCache:
             out.append(words)
         if redo:
             self.fallback_docs += len(redo)
-            for i, w in zip(redo, whole([texts[i] for i in redo])):
+            for i, w in zip(redo, whole([texts[i] for i in redo]), strict=True):  # one token list per text
                 out[i] = w
         return out  # type: ignore[return-value]
 
@@ -702,7 +708,7 @@ class _TibetanTokenizer(WordTokenizer):
         return _strip(_TIB_SENT_RE.findall(text)) if text else []
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_backend(kind: str, arg: str) -> WordTokenizer:
     spec = TokenizerSpec(kind, arg, "datatrove")
     if kind == "TibetanRegex":
@@ -715,7 +721,7 @@ def _load_backend(kind: str, arg: str) -> WordTokenizer:
     return _DatatroveTokenizer(spec, cls(arg) if arg else cls())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_spec(spec: TokenizerSpec) -> WordTokenizer:
     # one backend per (class, code): labels reaching spaCy "xx" through datatrove's table, a stanza substitute or
     # the script fallback share its tokenizer (and its run cache); each label keeps its own spec and name

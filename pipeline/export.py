@@ -24,7 +24,8 @@ import gzip
 import io
 import json
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import click
 import pyarrow as pa

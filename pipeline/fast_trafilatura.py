@@ -47,15 +47,15 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import copy
-from typing import Any, Callable, Iterator
+from typing import Any
 
+import trafilatura
 from lxml import etree
 from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HtmlProcessingInstruction
 from lxml.html import HTMLParser as _HtmlParser
-
-import trafilatura
 from trafilatura import core as _core
 from trafilatura import external as _ext
 from trafilatura import htmlprocessing as _hp
@@ -74,7 +74,9 @@ TESTED_VERSION = "2.3.1"
 
 def _make_parser() -> etree.HTMLParser:
     ref = _tu.HTML_PARSER
-    parser = _HtmlParser(collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True)
+    parser = _HtmlParser(
+        collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True
+    )
     parser.set_element_class_lookup(
         etree.ElementDefaultClassLookup(
             element=HtmlElement, comment=HtmlComment, pi=HtmlProcessingInstruction, entity=HtmlEntity

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from babelsieve.pipeline.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.documents import REMOVED_EXTRA, language_dir, read_table, write_table
 from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest, register_stage
 
 
@@ -69,7 +69,9 @@ def removed_url(out_base: str, reason: str, task_id: str) -> str:
     return posixpath.join(out_base, "removed", "filter", *parts, f"{task_id}.parquet")
 
 
-def write_decided(stage_out: str, out_base: str, task_id: str, lang: str, table: pa.Table, reasons: list, storage_options) -> list[dict]:
+def write_decided(
+    stage_out: str, out_base: str, task_id: str, lang: str, table: pa.Table, reasons: list, storage_options
+) -> list[dict]:
     """Write kept and removed documents of one task; return manifest entries (a part without rows
     gets no file and no entry)."""
     files = []
@@ -116,10 +118,15 @@ class FilterStage(Stage):
         arrays = signals_for(texts, settings)
         reasons = decide_arrays(arrays, settings).tolist() if self.config.filter.enabled else [None] * len(texts)
         table = _append_columns(table, arrays)
-        files = write_decided(self.out("filter"), self.config.output, task.task_id, lang, table, reasons, self.storage_options)
-        sizes = table.column("minhash_cluster_size").to_pylist() if "minhash_cluster_size" in table.column_names else None
+        files = write_decided(
+            self.out("filter"), self.config.output, task.task_id, lang, table, reasons, self.storage_options
+        )
+        has_sizes = "minhash_cluster_size" in table.column_names
+        sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
         rows = stats_rows(task.task_id, lang, reasons, sizes)
-        entry = write_table(self.out("_stats", "filter", f"{task.task_id}.parquet"), stats_table(rows), self.storage_options)
+        entry = write_table(
+            self.out("_stats", "filter", f"{task.task_id}.parquet"), stats_table(rows), self.storage_options
+        )
         files.append({**entry, "kind": "stats", "lang_script": lang})
         removed: dict[str, int] = {}
         for r in reasons:

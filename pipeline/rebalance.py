@@ -48,7 +48,9 @@ def input_stage(config) -> str:
 def uniform_hash(seed: int, ids: list[str], urls: list[str]) -> np.ndarray:
     """Per-document u in [0, 1) from (seed, id, url)."""
     h = np.fromiter(
-        (xxhash.xxh64_intdigest(f"{i}\x00{u}".encode(), seed) for i, u in zip(ids, urls)), dtype=np.uint64, count=len(ids)
+        (xxhash.xxh64_intdigest(f"{i}\x00{u}".encode(), seed) for i, u in zip(ids, urls, strict=True)),
+        dtype=np.uint64,
+        count=len(ids),
     )
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
@@ -62,14 +64,16 @@ def temperature_rates(sizes: dict[str, float], alpha: float) -> dict[str, float]
     """r_l so that r_l * n_l ∝ n_l ** alpha and sum(r_l * n_l) = sum(n_l)."""
     total = sum(sizes.values())
     z = sum(n**alpha for n in sizes.values() if n > 0)
-    return {l: (total * n**alpha / z) / n if n > 0 else 0.0 for l, n in sizes.items()}
+    return {lang: (total * n**alpha / z) / n if n > 0 else 0.0 for lang, n in sizes.items()}
 
 
 def budget_rates(sizes: dict[str, float], budgets: dict[str, int]) -> dict[str, float]:
-    return {l: (budgets[l] / n if n > 0 else 0.0) if l in budgets else 1.0 for l, n in sizes.items()}
+    return {lang: (budgets[lang] / n if n > 0 else 0.0) if lang in budgets else 1.0 for lang, n in sizes.items()}
 
 
-def distribution_from_counts(before: dict[int, int], after: dict[int, int], min_docs: int = 100) -> dict[str, Any] | None:
+def distribution_from_counts(
+    before: dict[int, int], after: dict[int, int], min_docs: int = 100
+) -> dict[str, Any] | None:
     """A FineWeb2-style distribution record from document counts by cluster size, before and after
     filtering. Sizes are listed from 1 while each has >= ``min_docs`` documents before filtering; the
     rest are pooled into the tail."""
@@ -123,7 +127,7 @@ class RebalanceStage(Stage):
             for f in completed_files(cfg, stage_name, kind="documents"):
                 cnt = out.setdefault(f["lang_script"], {"before": defaultdict(int), "after": defaultdict(int)})[key]
                 vals, n = np.unique(self._cluster_sizes(f["path"]), return_counts=True)
-                for v, c in zip(vals.tolist(), n.tolist()):
+                for v, c in zip(vals.tolist(), n.tolist(), strict=True):  # np.unique: one count per value
                     cnt[v] += c
         weights = {}
         for lang, d in sorted(out.items()):
@@ -143,7 +147,9 @@ class RebalanceStage(Stage):
 
     def plan(self) -> list[Task]:
         rc = self.config.rebalance
-        files = sorted(completed_files(self.config, input_stage(self.config), kind="documents"), key=lambda f: f["path"])
+        files = sorted(
+            completed_files(self.config, input_stage(self.config), kind="documents"), key=lambda f: f["path"]
+        )
         weights = self.weights()
         docs: dict[str, float] = defaultdict(float)
         rehydrated: dict[str, float] = defaultdict(float)
@@ -161,11 +167,11 @@ class RebalanceStage(Stage):
         elif rc.temperature_alpha is not None:
             rates = temperature_rates(sizes, rc.temperature_alpha)
         else:
-            rates = {l: 1.0 for l in sizes}
+            rates = {lang: 1.0 for lang in sizes}
         summary = {
-            l: {"documents": int(docs[l]), "rehydrated_documents": int(rehydrated[l]), "rate": rates[l],
-                "expected_documents": rehydrated[l] * rates[l]}
-            for l in sorted(sizes)
+            lang: {"documents": int(docs[lang]), "rehydrated_documents": int(rehydrated[lang]), "rate": rates[lang],
+                   "expected_documents": rehydrated[lang] * rates[lang]}
+            for lang in sorted(sizes)
         }
         return [
             Task(self.name, f"{i:06d}", (f["path"],), {

@@ -50,11 +50,13 @@ def _load_config(output: str, storage_options: dict[str, Any]):
     return PipelineConfig.model_validate(cfg)
 
 
-def refilter(output: str, language: str, overrides: dict[str, Any], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def refilter(
+    output: str, language: str, overrides: dict[str, Any], storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Re-decide one language from stored signals; returns a summary (docs, removed per reason)."""
     from babelsieve.filters.apply import stats_rows, stats_table
     from babelsieve.filters.decisions import decide_arrays
-    from babelsieve.filters.signals import stopword_counts, get_tokenizer
+    from babelsieve.filters.signals import get_tokenizer, stopword_counts
     from babelsieve.pipeline.documents import read_table, write_table
     from babelsieve.pipeline.filter_stage import filter_settings_for, write_decided
     from babelsieve.pipeline.tasks import manifest_from_storage
@@ -156,7 +158,9 @@ def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
     overrides = _parse_sets(sets)
     bad = sorted(set(overrides) - SETTING_NAMES)
     if bad:
-        raise click.BadParameter(f"unknown setting(s) {bad}; known: {', '.join(sorted(SETTING_NAMES))}", param_hint="--set")
+        raise click.BadParameter(
+            f"unknown setting(s) {bad}; known: {', '.join(sorted(SETTING_NAMES))}", param_hint="--set"
+        )
     try:
         summary = refilter(output, language, overrides)
     except (ValueError, KeyError) as e:

@@ -22,9 +22,10 @@ Sources of weights:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import click
 import numpy as np

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from babelsieve.pipeline.config import ConfigError, bundled_config_path, load_config
+
 from conftest import BABELSIEVE
 
 

@@ -18,15 +18,17 @@ from babelsieve.pipeline.dedup.stages import bucket_edges, connected_components
 
 from dedup_helpers import DEDUP_STAGES, doc, mutate, run_stages, vocab, write_fake_extract
 
-
 # ---------------------------------------------------------------------------------------------
 # signatures
 
 
 def _messy_texts(rng: random.Random, n: int) -> list[str]:
-    words = ["Ça", "naïve", "Tuesday", "3,14", "don't", "e-mail", "ÅNGSTRÖM", "x²", "Straße", "(hello)", "U.S.A.", "—"]
+    words = [
+        "Ça", "naïve", "Tuesday", "3,14", "don't", "e-mail", "ÅNGSTRÖM", "x²", "Straße", "(hello)", "U.S.A.", "—"
+    ]
     words += vocab(rng, 300)
-    return [" ".join(rng.choice(words) + rng.choice(["", ",", ".", "!", "\n", "  "]) for _ in range(rng.randint(0, 120)))
+    seps = ["", ",", ".", "!", "\n", "  "]
+    return [" ".join(rng.choice(words) + rng.choice(seps) for _ in range(rng.randint(0, 120)))
             for _ in range(n)] + ["", "one two three four", "a b c d e"]
 
 
@@ -153,7 +155,8 @@ def test_lsh_precision_recall_match_theory():
     sv = np.array(list(sims.values()))
     print(f"\nplanted pairs {len(sims)} (Jaccard min {sv.min():.2f} median {np.median(sv):.2f} max {sv.max():.2f}), "
           f"true pairs (J>=0.8) {len(truth)}, candidates {len(cand)}, unrelated candidates {len(cross)}")
-    print(f"recall {recall:.3f} (LSH 14x8 expects {exp_recall:.3f}); precision {precision:.3f} (expects {exp_precision:.3f})")
+    print(f"recall {recall:.3f} (LSH 14x8 expects {exp_recall:.3f}); "
+          f"precision {precision:.3f} (expects {exp_precision:.3f})")
     assert 0.15 < len(truth) / len(sims) < 0.85  # the planted similarities straddle the threshold
     assert abs(recall - exp_recall) < 0.05
     assert abs(precision - exp_precision) < 0.06
@@ -190,7 +193,7 @@ def test_connected_components_any_chunking_and_order(seed):
     chain = np.arange(0, 400)  # a long path, to stress depth
     a = np.concatenate([a, chain[:-1]])
     b = np.concatenate([b, chain[1:]])
-    ref = np.array(_reference_components(n, list(zip(a.tolist(), b.tolist()))))
+    ref = np.array(_reference_components(n, list(zip(a.tolist(), b.tolist(), strict=True))))
     for k in (1, 7, 40):
         perm = rng.permutation(len(a))
         chunks = [(nodes[a[p]], nodes[b[p]]) for p in np.array_split(perm, k)]
@@ -240,7 +243,7 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     rus, rus_truth, _ = _corpus(2, 10, 10, "rus_Cyrl", 10_000)
     half = len(eng) // 2
     shards = {"00000": {"eng_Latn": eng[:half], "rus_Cyrl": rus}, "00001": {"eng_Latn": eng[half:]}}
-    truth = {d["id"]: t for d, t in zip(eng + rus, eng_truth + rus_truth)}
+    truth = {d["id"]: t for d, t in zip(eng + rus, eng_truth + rus_truth, strict=True)}
 
     cfg = _write_run(tmp_path, "a", shards)
     res = run_stages(cfg, DEDUP_STAGES)
@@ -284,16 +287,15 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     outc = tmp_path / "c"
     kept_c = [r for p in (outc / "dedup").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
     removed_c = [r for p in (outc / "removed").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
-    planted = [d for d, t in zip(new, new_truth) if t[1] >= 0]
+    planted = [d for d, t in zip(new, new_truth, strict=True) if t[1] >= 0]
     assert {r["id"] for r in removed_c} == {d["id"] for d in planted}  # old copies win
     assert all(r["minhash_cluster_size"] == 1 for r in kept_c)
     old_sizes = {c: sizes[("eng_Latn", c)] for c in range(10)}
     new_counts = {}
-    for d, t in zip(new, new_truth):
+    for t in new_truth:
         if t[1] >= 0:
             new_counts[t[1]] = new_counts.get(t[1], 0) + 1
     for r in removed_c:
-        c = dict(zip([d["id"] for d in new], new_truth))[r["id"]][1]
         assert r["minhash_cluster_id"] >> 56 == 0  # the cluster id is a document of the previous run
     stats = res_c["dedup_clusters"][0]["stats"]
     assert stats["clusters_with_previous_documents"] == len(new_counts)

@@ -77,7 +77,7 @@ def test_filter_and_finalize_stages(config):
     assert kept.num_rows + sum(t.num_rows for t in removed) == 60
     assert kept.num_rows == de["stats"]["docs_out"]
     assert "sig_line_dup_frac" in kept.column_names and "removal_reason" not in kept.column_names
-    for t, f in zip(removed, [f for f in de["files"] if f["kind"] == "removed"]):
+    for t, f in zip(removed, [f for f in de["files"] if f["kind"] == "removed"], strict=True):
         assert set(t.column("removal_reason").to_pylist()) == {f["reason"]}
         assert "/removed/filter/" + f["reason"].replace(":", "/") + "/" in f["path"]
     # statistics: totals, per filter, per reason and per cluster size

@@ -17,7 +17,8 @@ from babelsieve.filters.signals import SIGNAL_COLUMNS, compute_signals, stopword
 
 PARA = ("Die Würde des Menschen ist unantastbar. Sie zu achten und zu schützen ist Verpflichtung aller "
         "staatlichen Gewalt. Das deutsche Volk bekennt sich darum zu unverletzlichen und unveräußerlichen "
-        "Menschenrechten als Grundlage jeder menschlichen Gemeinschaft, des Friedens und der Gerechtigkeit in der Welt.")
+        "Menschenrechten als Grundlage jeder menschlichen Gemeinschaft, des Friedens und der Gerechtigkeit "
+        "in der Welt.")
 
 
 def test_columns_stable_and_documented():
@@ -44,7 +45,7 @@ def test_greedy_duplicate_scan_matches_datatrove_on_tricky_sequences():
     from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate
 
     rng = np.random.default_rng(0)
-    for trial in range(300):
+    for _trial in range(300):
         vocab = ["a", "b", "ab", "ba", "c"][: rng.integers(1, 6)]
         words = [vocab[i] for i in rng.integers(0, len(vocab), rng.integers(0, 60))]
         text = " ".join(words) or " "
@@ -66,7 +67,8 @@ def test_bad_input_clear_reasons(text, reason):
 
 
 def test_none_text_is_empty():
-    assert decide(compute_signals([None], "deu_Latn"), language_settings("deu_Latn")).to_pylist() == ["gopher_rep:empty"]
+    decisions = decide(compute_signals([None], "deu_Latn"), language_settings("deu_Latn")).to_pylist()
+    assert decisions == ["gopher_rep:empty"]
 
 
 def test_single_5mb_line():
@@ -91,7 +93,9 @@ def test_language_missing_from_table():
     assert not s.has_fineweb2_config and s.min_stop_words == 0 and "no FineWeb2 config" in note
     s, note = resolve_settings("not-a-label")
     assert "malformed" in note
-    assert filter_texts([PARA * 3], "not-a-label")[0] in (None,) or isinstance(filter_texts([PARA], "not-a-label")[0], str)
+    assert filter_texts([PARA * 3], "not-a-label")[0] in (None,) or isinstance(
+        filter_texts([PARA], "not-a-label")[0], str
+    )
     with pytest.raises(ValueError):
         language_settings("not-a-label")
 
@@ -188,4 +192,5 @@ def test_kenlm_perplexity_with_hand_written_arpa(tmp_path):
                                        "gopher_repetition": False, "fineweb_quality": False, "gopher_quality": False})
     from babelsieve.filters.apply import signals_for
 
-    assert decide(signals_for(["Hallo Welt", "welt welt hallo unbekannt"], s), s).to_pylist() == [None, "kenlm:perplexity"]
+    decisions = decide(signals_for(["Hallo Welt", "welt welt hallo unbekannt"], s), s).to_pylist()
+    assert decisions == [None, "kenlm:perplexity"]

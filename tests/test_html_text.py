@@ -18,7 +18,10 @@ def test_header_charset_wins_over_meta():
 
 
 def test_meta_used_when_header_has_no_charset():
-    body = f"<html><head><meta http-equiv='Content-Type' content='text/html; charset=windows-1251'></head><p>{RU}</p>".encode("cp1251")
+    body = (
+        "<html><head><meta http-equiv='Content-Type' content='text/html; charset=windows-1251'></head>"
+        f"<p>{RU}</p>"
+    ).encode("cp1251")
     text, _ = decode_html(body, "text/html")
     assert RU in text
 
@@ -47,7 +50,7 @@ def test_undecodable_bytes_are_replaced_not_raised():
 
 
 def test_unknown_charset_label_falls_back():
-    text, _ = decode_html("<p>plain text</p>".encode(), "text/html; charset=x-no-such-charset")
+    text, _ = decode_html(b"<p>plain text</p>", "text/html; charset=x-no-such-charset")
     assert "plain text" in text
 
 

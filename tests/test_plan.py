@@ -11,6 +11,7 @@ import pytest
 
 from babelsieve.pipeline.plan import CLUSTER_BYTES_PER_DOC, project
 from babelsieve.pipeline.report.stats import read_manifests
+
 from conftest import BABELSIEVE, REPO
 from test_report_synthetic import add_synthetic_stages, make_synthetic_extract, shared_runs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from babelsieve.pipeline.config import PipelineConfig
-from babelsieve.pipeline.rebalance import temperature_rates, distribution_from_counts
+from babelsieve.pipeline.rebalance import distribution_from_counts, temperature_rates
 
 from dedup_helpers import doc, run_stages, write_fake_extract
 

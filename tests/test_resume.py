@@ -89,6 +89,8 @@ def test_rerun_of_a_finished_run_does_no_work(tmp_path, shards):
 def test_different_config_into_same_output_is_refused(tmp_path, shards):
     out = tmp_path / "out"
     assert subprocess.run(_cmd(out, shards[:1]), capture_output=True).returncode == 0
-    r = subprocess.run(_cmd(out, shards[:1]) + ["--set", "extract.favour_precision=false"], capture_output=True, text=True)
+    r = subprocess.run(
+        _cmd(out, shards[:1]) + ["--set", "extract.favour_precision=false"], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "Refusing to mix outputs" in r.stderr

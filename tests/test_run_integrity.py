@@ -19,11 +19,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BABELSIEVE, SAMPLE_WARC, gzip_members
-from engine_helpers import FAST_SETS, make_config
 
 from babelsieve.pipeline.engines.worker import task_env
 from babelsieve.pipeline.runner import run_pipeline
+
+from conftest import BABELSIEVE, SAMPLE_WARC, gzip_members
+from engine_helpers import FAST_SETS, make_config
 
 STAGES = "stages=[extract,dedup,filter,finalize,rebalance]"
 

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_airflow_dag import airflow_venv  # noqa: F401 - fixture: Airflow 3's own venv (built once per test run)
+
 from conftest import BABELSIEVE, REPO, SAMPLE_WARC, split_warc
 from engine_helpers import all_rows, data_files
-from test_airflow_dag import airflow_venv  # noqa: F401 - fixture: Airflow 3's own venv (built once per test run)
 
 pytestmark = pytest.mark.infra
 
@@ -241,7 +242,8 @@ def test_no_wait_then_status(cluster, shards, tmp_path):
     assert f"babelsieve status {out}" in r.stderr
     deps = [subprocess.run(["squeue", "-h", "-j", j, "-o", "%E"], capture_output=True, text=True).stdout
             for j in jobs[1:]]
-    for previous, dep in zip(jobs, deps):
+    # deps has one entry per job after the first: the last job has no successor to pair with
+    for previous, dep in zip(jobs, deps, strict=False):
         assert f"afterok:{previous}" in dep, deps  # chained, each stage on the one before
     st = json.loads(subprocess.run([BABELSIEVE, "status", str(out), "--json"], capture_output=True, text=True,
                                    check=True).stdout)
@@ -358,7 +360,7 @@ m.run_on_slurm(m.resolve(json.loads(sys.argv[2])), "extract")
 """
 
 
-def test_airflow_dag_stage_task_with_engine_slurm(cluster, airflow_venv, shards, tmp_path):
+def test_airflow_dag_stage_task_with_engine_slurm(cluster, airflow_venv, shards, tmp_path):  # noqa: F811 - fixture
     """The DAG's engine=slurm path (run_on_slurm, imported in Airflow's own venv) against the cluster."""
     from test_airflow_dag import DAG_FILE, SNAPSHOT
 

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from typing import Iterable, Sequence
 
 import numpy as np
 import xxhash
@@ -81,7 +81,7 @@ def splitmix(x: np.ndarray) -> np.ndarray:
 # text normalisation (datatrove's simplify_text, batched)
 
 
-def _char_class(codepoints) -> "re.Pattern[str]":
+def _char_class(codepoints) -> re.Pattern[str]:
     cps = sorted(codepoints)
     ranges, start, prev = [], None, None
     for c in cps:
@@ -115,7 +115,7 @@ def _norm():
 
 
 @lru_cache(maxsize=4096)
-def _class_pattern(chars: frozenset, multi_only: frozenset) -> "re.Pattern[str]":
+def _class_pattern(chars: frozenset, multi_only: frozenset) -> re.Pattern[str]:
     """``[chars]{2,}|[chars - multi_only]``: the runs of ``chars`` that are not a lone character of
     ``multi_only``. Replacing its matches by one space == replacing every ``[chars]+`` run by one
     space when ``multi_only == {" "}`` (a lone space already is one space), without touching the
@@ -126,7 +126,7 @@ def _class_pattern(chars: frozenset, multi_only: frozenset) -> "re.Pattern[str]"
 
 
 @lru_cache(maxsize=4096)
-def _mn_pattern(chars: frozenset) -> "re.Pattern[str]":
+def _mn_pattern(chars: frozenset) -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]+")
 
 
@@ -177,7 +177,8 @@ def simplify_joined(texts: Sequence[str]) -> str | None:
         bad = [i for i, t in enumerate(segs) if not t.isascii()]
         if bad:
             sub = _drop_mn(unicodedata.normalize("NFD", _SEP.join([segs[i] for i in bad])))
-            for i, t in zip(bad, sub.split(_SEP)):
+            # texts containing _SEP were refused above, so sub has exactly one segment per bad index
+            for i, t in zip(bad, sub.split(_SEP), strict=True):
                 segs[i] = t
             text = _SEP.join(segs)
     return text
@@ -366,9 +367,10 @@ class MinHasher:
             get = self._chunks.__getitem__
             per_doc = [list(chain.from_iterable(map(get, t.split()))) for t in simplified]
         else:
-            toks = self.tokenizer.word_tokenize_batch(simplified) if hasattr(self.tokenizer, "word_tokenize_batch") else [
-                self.tokenizer.word_tokenize(t) for t in simplified
-            ]
+            if hasattr(self.tokenizer, "word_tokenize_batch"):
+                toks = self.tokenizer.word_tokenize_batch(simplified)
+            else:
+                toks = [self.tokenizer.word_tokenize(t) for t in simplified]
             get = self._toks.__getitem__
             per_doc = [list(map(get, t)) for t in toks]
         counts = np.fromiter(map(len, per_doc), dtype=np.int64, count=len(per_doc))
@@ -425,7 +427,12 @@ class MinHasher:
     def signatures(self, texts: Sequence[str], block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """(has_sig: bool[len(texts)], sigs: uint64[has_sig.sum(), num_perm])."""
         texts = list(texts)
-        if self.shingle_hash == "fast" and self.chunk_local and texts and (joined := simplify_joined(texts)) is not None:
+        if (
+            self.shingle_hash == "fast"
+            and self.chunk_local
+            and texts
+            and (joined := simplify_joined(texts)) is not None
+        ):
             sh, nsh = self._shingles_fast(None, joined, len(texts))
         elif self.shingle_hash == "fast":
             sh, nsh = self._shingles_fast(simplify_batch(texts))
@@ -439,7 +446,9 @@ class MinHasher:
         return band_keys(sigs, self.num_buckets, self.rows)
 
 
-def permute_min(shingles: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 1024) -> np.ndarray:
+def permute_min(
+    shingles: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 1024
+) -> np.ndarray:
     """Per document (``counts`` consecutive shingles, all > 0), min over shingles of each permutation.
 
     ``((x * a + b) mod 2**64) mod (2**61 - 1)`` exactly as datatrove computes it on uint64; the

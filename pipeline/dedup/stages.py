@@ -136,7 +136,9 @@ class DedupSignaturesStage(Stage):
             if not sig_files:
                 raise ValueError(f"dedup.previous_signatures: no signature files (*.npy) below {d}")
             for j, url in enumerate(sig_files):
-                tasks.append(Task(self.name, f"prev{k:02d}-{j:06d}", (url,), {"gen": k, "lang_script": _lang_from_path(url)}))
+                tasks.append(
+                    Task(self.name, f"prev{k:02d}-{j:06d}", (url,), {"gen": k, "lang_script": _lang_from_path(url)})
+                )
         return tasks
 
     def _minhasher(self, lang: str):
@@ -178,7 +180,9 @@ class DedupSignaturesStage(Stage):
             arr["sig"] = sigs
             url = storage.join(self.out(WORK, "signatures"), f"lang_script={lang}", f"{task.task_id}.npy")
             entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
-            files.append({**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr), "source": task.inputs[0]})
+            files.append(
+                {**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr), "source": task.inputs[0]}
+            )
             ids = local | (np.int64(gen) << GEN_SHIFT)
         files += self._write_bands(task, lang, ids, sigs)
         return TaskOutput(files=files, stats={"documents": n_docs, "signatures": int(len(ids)), "lang_script": lang})

@@ -213,9 +213,9 @@ class SparkEngine(Engine):
                 rdd = sc.parallelize([t.to_dict() for t in remaining], numSlices=len(remaining)).map(fn)
                 box: dict[str, Any] = {}
 
-                def collect(rdd: Any = rdd, box: dict[str, Any] = box) -> None:
+                def collect(rdd: Any = rdd, box: dict[str, Any] = box, n_tasks: int = len(remaining)) -> None:
                     try:
-                        sc.setJobGroup(group, f"babelsieve {tasks[0].stage}: {len(remaining)} tasks",
+                        sc.setJobGroup(group, f"babelsieve {tasks[0].stage}: {n_tasks} tasks",
                                        interruptOnCancel=True)
                         box["results"] = rdd.collect()
                     except BaseException as e:  # noqa: BLE001 - handed to the main thread

@@ -22,8 +22,9 @@ import errno
 import os
 import random
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from babelsieve.pipeline.tasks import TaskFailedError, execute_task
 

@@ -7,8 +7,9 @@ PNG bytes, or -- when the data does not exist (yet) -- a note saying which stage
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
@@ -216,7 +217,7 @@ def plot_language_score(stats: dict[str, pl.DataFrame], langid_backend: str | No
         ys = [d.get(b, 0) for b in bins]
         ax.bar(bins, ys, width=width, align="edge", bottom=[bottom[b] for b in bins], label=s,
                color=_COLORS[0] if s == "kept" else _COLORS[3], edgecolor="white")
-        for b, y in zip(bins, ys):
+        for b, y in zip(bins, ys, strict=True):  # ys: one count per bin
             bottom[b] += y
     ax.set_xlim(0, 1)
     ax.set_xlabel("language_score")
