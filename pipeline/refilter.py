@@ -25,6 +25,7 @@ import click
 import pyarrow as pa
 
 from babelsieve.pipeline import storage
+from babelsieve.pipeline.output_lock import OutputLock, OutputLockedError
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
@@ -40,20 +41,34 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _load_config(output: str, storage_options: dict[str, Any]):
-    from babelsieve.pipeline.config import PipelineConfig
+    from babelsieve.pipeline.config import PipelineConfig, without_redacted
 
     url = storage.join(output, "_run.json")
     if not storage.exists(url, storage_options):
         raise click.ClickException(f"{output} has no _run.json: not a babelsieve output directory")
-    cfg = storage.read_json(url, storage_options)["config"]
+    cfg = without_redacted(storage.read_json(url, storage_options)["config"])  # credentials: storage_options
     cfg["output"] = output
+    cfg["storage_options"] = {**(cfg.get("storage_options") or {}), **storage_options}
     return PipelineConfig.model_validate(cfg)
 
 
 def refilter(
     output: str, language: str, overrides: dict[str, Any], storage_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Re-decide one language from stored signals; returns a summary (docs, removed per reason)."""
+    """Re-decide one language from stored signals; returns a summary (docs, removed per reason).
+
+    Holds the output's lock (:mod:`.output_lock`) while it rewrites: a run or another refilter of the
+    same output meanwhile is refused, never interleaved with it."""
+    opts = storage_options or {}
+    lock = OutputLock.acquire(_load_config(output, opts), command="refilter")
+    try:
+        return _refilter_locked(output, language, overrides, opts)
+    finally:
+        lock.release()
+
+
+def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """:func:`refilter` once the output's lock is held."""
     from babelsieve.filters.apply import stats_rows, stats_table
     from babelsieve.filters.decisions import decide_arrays
     from babelsieve.filters.signals import get_tokenizer, stopword_counts
@@ -61,7 +76,6 @@ def refilter(
     from babelsieve.pipeline.filter_stage import filter_settings_for, write_decided
     from babelsieve.pipeline.tasks import manifest_from_storage
 
-    opts = storage_options or {}
     config = _load_config(output, opts)
     merged = {**(config.filter.overrides.get(language) or {}), **overrides}
     config.filter.overrides = {**config.filter.overrides, language: merged}
@@ -163,7 +177,7 @@ def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
         )
     try:
         summary = refilter(output, language, overrides)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, OutputLockedError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(

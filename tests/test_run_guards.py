@@ -420,3 +420,29 @@ def test_a_corrupt_manifest_is_one_line_exit_1_naming_it(tmp_path, shards, conte
     assert f"{manifest} is unreadable" in r.stderr and "delete that manifest and rerun" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (out / "_lock.json").exists()
+
+
+def test_refilter_takes_the_output_lock_and_is_refused_while_a_run_holds_it(tmp_path, shards):
+    """refilter rewrites filter files and manifests: never interleaved with a run of the same output."""
+    from babelsieve.pipeline.config import load_config
+    from babelsieve.pipeline.output_lock import OutputLock
+
+    out = tmp_path / "out"
+    base = ["--no-progress", "--set", "langid.backend=none", "--set", "extract.url_filter=false",
+            "--set", "stages=[extract,dedup,filter]"]
+    r = subprocess.run([BABELSIEVE, "run", "--output", str(out), *base, *[a for s in shards for a in ("-i", str(s))]],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    before = data_files(str(out))
+    lock = OutputLock.acquire(load_config(None, output=str(out), sets=base[2::2]), command="run")
+    try:
+        r = subprocess.run([BABELSIEVE, "refilter", str(out), "--language", "und", "--set", "min_avg_word_length=5"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "is being written by run" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert data_files(str(out)) == before  # nothing rewritten while the lock is held
+    finally:
+        lock.release()
+    r = subprocess.run([BABELSIEVE, "refilter", str(out), "--language", "und", "--set", "min_avg_word_length=5"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not (out / "_lock.json").exists()

@@ -22,10 +22,10 @@ FIELDS = [
     ("date", "crawl date (WARC-Date)"),
     ("file_path", "WARC file the page came from"),
     ("language", "ISO 639-3 code (e.g. `rus`)"),
-    ("language_script", "ISO 15924 script (e.g. `Cyrl`)"),
     ("language_score", "language-ID confidence of the top label"),
-    ("top_langs", "JSON object of the labels above the top-langs threshold and their scores"),
+    ("language_script", "ISO 15924 script (e.g. `Cyrl`)"),
     ("minhash_cluster_size", "size of the MinHash duplicate cluster this document was kept from (after dedup)"),
+    ("top_langs", "JSON object of the labels above the top-langs threshold and their scores"),
     ("lang_script", "babelsieve's partition key, `language_script` pair (e.g. `rus_Cyrl`)"),
 ]
 
