@@ -12,9 +12,12 @@ A run that finds the lock held:
 * by a live run with a **different config** is refused (exit 2) before it writes anything;
 * by a live run with the **same config** exits at once (exit 1: an orchestrator's retry will find
   the output free, and the rerun resumes from the manifests);
-* whose heartbeat has **expired** (the holder was killed: SIGKILL, a lost node) is told so and how to
-  clear it: ``babelsieve unlock OUTPUT``. A lock is never broken automatically, because a holder
-  whose heartbeat is late is not necessarily dead (a paused VM, a partitioned network).
+* held by a process **of this host that no longer exists** (the driver was SIGKILLed, the OOM killer,
+  a pod restarted with the same host name) is taken over, and the takeover is reported: that holder is
+  certainly gone, and a plain rerun must resume a killed run;
+* whose heartbeat has **expired** on another host (the holder was killed: SIGKILL, a lost node) is told
+  so and how to clear it: ``babelsieve unlock OUTPUT``. Such a lock is never broken automatically,
+  because a holder whose heartbeat is late is not necessarily dead (a paused VM, a partitioned network).
 
 ``BABELSIEVE_LOCK_TTL_S`` sets the expiry (default 120 s). Hosts' clocks are assumed to agree to
 well within it (NTP).
@@ -86,6 +89,26 @@ def is_stale(record: dict[str, Any], now: float | None = None) -> bool:
         return True
 
 
+def holder_is_gone(record: dict[str, Any]) -> bool:
+    """True when the holder ran on this host and its process no longer exists (it cannot release the
+    lock any more). A reused pid counts as alive: the safe side."""
+    if record.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(record.get("pid", 0))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
 def describe_holder(record: dict[str, Any], now: float | None = None) -> str:
     """``run 3f2a… (host h, pid 12, config abcd…, started 12:00:01 UTC, heartbeat 5 s ago)``."""
     now = now or time.time()
@@ -139,6 +162,13 @@ class OutputLock:
                 time.sleep(0.2)
                 continue
             if held is None:  # released between our attempt and our look: try again
+                continue
+            if holder_is_gone(held) and held.get("config_hash") == record["config_hash"]:
+                # Its process is gone from this host: remove that lock (if it is still that one) and retry.
+                again = read_lock(config.output, opts)
+                if again is not None and again.get("run_id") == held.get("run_id"):
+                    storage.remove(url, opts)
+                    record["took_over_from"] = held.get("run_id")
                 continue
             stale = is_stale(held)
             if not stale and held.get("config_hash") != record["config_hash"]:

@@ -159,6 +159,8 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
                 only: list[str] | None, lock: OutputLock) -> RunSummary:
     """:func:`run_pipeline` once the output's lock is held."""
     console = console or Console(stderr=True)
+    if lock.record.get("took_over_from"):
+        console.print(f"took over the lock of run {lock.record['took_over_from']}: its process is gone from this host")
     _check_run_marker(config)
     engine = engine or get_engine(config)
     summary = RunSummary()

@@ -178,6 +178,9 @@ def test_a_live_lock_is_kept_fresh_a_stale_one_is_reported_and_cleared_with_unlo
     finally:
         if a.poll() is None:
             _kill_group(a)
+    # As if it had run on a node that was lost: a holder on another host may only be late, never taken over.
+    held = json.loads((out / "_lock.json").read_text())
+    (out / "_lock.json").write_text(json.dumps({**held, "host": "lost-node"}))
     time.sleep(1.5)
     r = subprocess.run(_cmd(out, shards), capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1, r.stderr
@@ -446,3 +449,23 @@ def test_refilter_takes_the_output_lock_and_is_refused_while_a_run_holds_it(tmp_
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not (out / "_lock.json").exists()
+
+
+def test_a_lock_left_by_a_killed_driver_of_this_host_is_taken_over_by_the_rerun(tmp_path, tmp_path_factory, shards):
+    """SIGKILL leaves the lock behind; its process is gone from this host, so a plain rerun resumes."""
+    out = tmp_path / "out"
+    env = {**os.environ, "BABELSIEVE_FAULT": "extract:00000:sleep"}
+    a = _start(_cmd(out, shards), env)
+    try:
+        assert _wait_for(out / "_lock.json", a)
+        os.killpg(a.pid, signal.SIGKILL)
+        a.communicate()
+    finally:
+        if a.poll() is None:
+            _kill_group(a)
+    held = json.loads((out / "_lock.json").read_text())
+    r = subprocess.run(_cmd(out, shards), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"took over the lock of run {held['run_id']}" in r.stderr, r.stderr
+    assert not (out / "_lock.json").exists()
+    assert data_files(str(out)) == _clean(tmp_path_factory, shards)
