@@ -182,7 +182,7 @@ if with_filters:
     pipeline += [type(n, (PerLanguage,), {"name": n})(f) for n, f in (("gopher_rep", rep), ("fineweb_qual", fwq), ("gopher_qual", gq))]
 pipeline += [TopLangs(), ParquetWriter(out_dir)]
 LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=log_dir).run()
-'''
+'''  # noqa: E501 - the text of the generated datatrove script (bench_scaling edits it): kept as is
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, int]:
@@ -243,7 +243,8 @@ def side_datatrove(work: Path, in_dir: Path, core: int, with_filters: bool):
     shutil.rmtree(logs, ignore_errors=True)
     script = work / "dt_pipeline.py"
     script.write_text(DATATROVE_SCRIPT)
-    r = run_timed([*pinned(core), sys.executable, str(script), str(in_dir), str(out), str(logs), "1" if with_filters else "0"], env())
+    r = run_timed([*pinned(core), sys.executable, str(script), str(in_dir), str(out), str(logs),
+                   "1" if with_filters else "0"], env())
     return (*r, datatrove_step_seconds(logs)), kept_ids(out)
 
 
@@ -296,7 +297,8 @@ def scaling(work: Path, data: Path, stages: list[str], repeat: int) -> list[tupl
             out = work / f"scale-{workers}"
             shutil.rmtree(out, ignore_errors=True)
             cmd = [str(BIN / "babelsieve"), "run", "-i", str(shards[0].parent / "*.warc.gz"), "-o", str(out), "-w",
-                   str(workers), "--no-progress", "--set", f"stages=[{','.join(stages)}]", "--set", "langid.backend=lid176"]
+                   str(workers), "--no-progress", "--set", f"stages=[{','.join(stages)}]",
+                   "--set", "langid.backend=lid176"]
             walls.append(run_timed(cmd, env())[0])
             summary = json.loads((out / "_summary.json").read_text())
             for st in summary.get("stages", []):
@@ -340,7 +342,8 @@ def main() -> None:
             r, kept["plain"] = side_ours(work, in_dir, args.core, stages, "trafilatura_plain")
             runs["babelsieve (plain trafilatura)"].append(r)
 
-    print(f"\n{'side':34s}{'docs/s':>8s}{'wall s':>9s}{'CPU s':>8s}{'docs/CPU-s':>11s}{'peak RSS MB':>12s}{'kept':>6s}")
+    print(f"\n{'side':34s}{'docs/s':>8s}{'wall s':>9s}{'CPU s':>8s}{'docs/CPU-s':>11s}{'peak RSS MB':>12s}"
+          f"{'kept':>6s}")
     best = {}
     for name, rs in runs.items():
         if not rs:
@@ -366,7 +369,8 @@ def main() -> None:
         g.pop("writer", None)
         return g
 
-    print(f"\n{'stage':10s}{'babelsieve docs/s':>18s}{'datatrove docs/s':>18s}{'ratio':>7s}   (stage seconds inside the run, best of {args.repeat})")
+    print(f"\n{'stage':10s}{'babelsieve docs/s':>18s}{'datatrove docs/s':>18s}{'ratio':>7s}"
+          f"   (stage seconds inside the run, best of {args.repeat})")
     for stage in stages:
         ours_s = min((r[4].get(stage, 0.0) for r in runs["babelsieve"] if r[3] == 0), default=0.0)
         dt_s = min((dt_group(r[4]).get(stage, 0.0) for r in runs["datatrove"] if r[3] == 0), default=0.0)
@@ -392,7 +396,8 @@ def main() -> None:
         print(f"  whole run (process start to exit): 1 worker {t1:.1f} s, 2 workers {t2:.1f} s -> {t1 / t2:.2f}x")
         for st in s1:
             if st in s2 and s2[st]:
-                print(f"  {st} stage wall time: 1 worker {s1[st]:.1f} s, 2 workers {s2[st]:.1f} s -> {s1[st] / s2[st]:.2f}x")
+                print(f"  {st} stage wall time: 1 worker {s1[st]:.1f} s, 2 workers {s2[st]:.1f} s "
+                      f"-> {s1[st] / s2[st]:.2f}x")
         load = os.getloadavg()[0]
         print(f"  (load average now {load:.1f}: other work on the machine takes cores from the 2-worker run)")
     shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,8 @@ cluster: there is no warm-up, and the per-task overhead shown is what one array 
 when it runs a single task (an index that runs a slice of several tasks pays it once). With
 ``SLURM_CONF`` unset the benchmark starts ``deploy/slurm/local-cluster.sh`` and stops it after.
 
-Reproduce:  python benchmarks/bench_engines.py [--data DIR] [--shards 8] [--repeat 3] [--tiny 40] [--engines local,slurm] [WARC]
+Reproduce:  python benchmarks/bench_engines.py [--data DIR] [--shards 8] [--repeat 3] [--tiny 40]
+                                               [--engines local,slurm] [WARC]
 """
 
 from __future__ import annotations

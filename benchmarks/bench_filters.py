@@ -158,41 +158,53 @@ def main() -> None:
         # warm-up (tokenizer loading, spaCy caches), and the reference decisions
         ref = run_datatrove(filters, texts)
         assert run_ours(label, texts, settings) == ref, f"{label}: decisions differ"
-        t_dt, _ = best(lambda: (dt_text.split_into_parts.cache_clear(), run_datatrove(filters, texts))[1], args.repeat)
-        t_ours, _ = best(lambda: (clear_our_caches(label), run_ours(label, texts, settings))[1], args.repeat)
+        # each timed callable binds this language's values as defaults (best() calls it right away anyway)
+        t_dt, _ = best(lambda filters=filters, texts=texts:
+                       (dt_text.split_into_parts.cache_clear(), run_datatrove(filters, texts))[1], args.repeat)
+        t_ours, _ = best(lambda label=label, texts=texts, settings=settings:
+                         (clear_our_caches(label), run_ours(label, texts, settings))[1], args.repeat)
         # filter logic only: the same words for both
         words = get_tokenizer(label)(texts)
         lookup = dict(zip(texts, words, strict=True))
 
-        def pre(text, language=None):
+        def pre(text, language=None, *, lookup=lookup):
             return lookup[text]
 
-        saved = [(m, m.split_into_words) for m in (fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter)]
+        saved = [(m, m.split_into_words)
+                 for m in (fineweb_quality_filter, gopher_quality_filter, gopher_repetition_filter)]
         for m, _ in saved:
             m.split_into_words = pre
         try:
-            t_dt_logic, _ = best(lambda: run_datatrove(filters, texts), args.repeat)
+            t_dt_logic, _ = best(lambda filters=filters, texts=texts: run_datatrove(filters, texts), args.repeat)
         finally:
             for m, fn in saved:
                 m.split_into_words = fn
-        t_ours_logic, _ = best(lambda: run_ours(label, texts, settings, words=words), args.repeat)
-        t_tok, _ = best(lambda: (clear_our_caches(label), get_tokenizer(label)(texts))[1], args.repeat)
+        t_ours_logic, _ = best(lambda label=label, texts=texts, settings=settings, words=words:
+                               run_ours(label, texts, settings, words=words), args.repeat)
+        t_tok, _ = best(lambda label=label, texts=texts:
+                        (clear_our_caches(label), get_tokenizer(label)(texts))[1], args.repeat)
         n = len(texts)
         n_total += n
-        for k, v in (("dt", t_dt), ("ours", t_ours), ("dt_logic", t_dt_logic), ("ours_logic", t_ours_logic), ("tok", t_tok)):
+        for k, v in (("dt", t_dt), ("ours", t_ours), ("dt_logic", t_dt_logic), ("ours_logic", t_ours_logic),
+                     ("tok", t_tok)):
             totals[k] += v
         rows.append((label, n, sum(map(len, texts)), t_tok, t_dt, t_ours, t_dt_logic, t_ours_logic))
 
-    print(f"\nfilter stage, docs/s on one core (core {args.core}), best of {args.repeat}; fixture {FIXTURE.name} x{args.scale}")
-    hdr = f"{'language':10s} {'docs':>5s} {'MB':>5s} | {'tokenize':>8s} | {'datatrove':>9s} {'ours':>8s} {'ratio':>6s} | {'dt logic':>9s} {'our logic':>9s} {'ratio':>6s}"
+    print(f"\nfilter stage, docs/s on one core (core {args.core}), best of {args.repeat}; "
+          f"fixture {FIXTURE.name} x{args.scale}")
+    hdr = (f"{'language':10s} {'docs':>5s} {'MB':>5s} | {'tokenize':>8s} | {'datatrove':>9s} {'ours':>8s} "
+           f"{'ratio':>6s} | {'dt logic':>9s} {'our logic':>9s} {'ratio':>6s}")
     print(hdr)
     print("-" * len(hdr))
     for label, n, chars, tt, a, b, c, d in rows:
-        print(f"{label:10s} {n:5d} {chars / 1e6:5.2f} | {n / tt:8.0f} | {n / a:9.0f} {n / b:8.0f} {a / b:5.1f}x | {n / c:9.0f} {n / d:9.0f} {c / d:5.1f}x")
+        print(f"{label:10s} {n:5d} {chars / 1e6:5.2f} | {n / tt:8.0f} | {n / a:9.0f} {n / b:8.0f} {a / b:5.1f}x"
+              f" | {n / c:9.0f} {n / d:9.0f} {c / d:5.1f}x")
     print("-" * len(hdr))
     t = totals
-    print(f"{'all':10s} {n_total:5d} {'':5s} | {n_total / t['tok']:8.0f} | {n_total / t['dt']:9.0f} {n_total / t['ours']:8.0f} "
-          f"{t['dt'] / t['ours']:5.1f}x | {n_total / t['dt_logic']:9.0f} {n_total / t['ours_logic']:9.0f} {t['dt_logic'] / t['ours_logic']:5.1f}x")
+    print(f"{'all':10s} {n_total:5d} {'':5s} | {n_total / t['tok']:8.0f} | {n_total / t['dt']:9.0f} "
+          f"{n_total / t['ours']:8.0f} "
+          f"{t['dt'] / t['ours']:5.1f}x | {n_total / t['dt_logic']:9.0f} {n_total / t['ours_logic']:9.0f} "
+          f"{t['dt_logic'] / t['ours_logic']:5.1f}x")
     print("\ndecisions identical on every benchmarked document (asserted).")
     print("end to end includes word tokenization (same backend both sides; our run cache emptied before each pass);")
     print("'tokenize' = our tokenizer alone; 'logic' = words given.")
@@ -242,11 +254,14 @@ def with_load(args) -> None:
                 capture_output=True, text=True, check=True,
             )
             after = os.times()
-            times.append((after.children_user - before.children_user) + (after.children_system - before.children_system))
+            times.append((after.children_user - before.children_user)
+                         + (after.children_system - before.children_system))
         res[side] = (min(times), int(out.stdout.strip().splitlines()[-1]))
     (t_dt, n), (t_ours, _) = res["datatrove"], res["ours"]
-    print(f"\nincluding load (fresh process per side: imports + tokenizer loading + one pass, CPU s, best of 2; {n} docs)")
-    print(f"datatrove {t_dt:7.1f} s {n / t_dt:7.1f} docs/s | ours {t_ours:7.1f} s {n / t_ours:7.1f} docs/s | ratio {t_dt / t_ours:.2f}x")
+    print(f"\nincluding load (fresh process per side: imports + tokenizer loading + one pass, CPU s, best of 2; "
+          f"{n} docs)")
+    print(f"datatrove {t_dt:7.1f} s {n / t_dt:7.1f} docs/s | ours {t_ours:7.1f} s {n / t_ours:7.1f} docs/s "
+          f"| ratio {t_dt / t_ours:.2f}x")
 
 
 if __name__ == "__main__":

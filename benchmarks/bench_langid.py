@@ -12,8 +12,8 @@ and identical predictions. datatrove is configured as in FineWeb2 (``label_only=
 babelsieve predicts with its compiled fastText predictor (``langid/fasttext_inference.py``, numba; by
 default a process switches to it after its first ``COMPILED_AFTER_CHARS`` characters, before that it
 uses fastText's binding: both rows are printed); the script checks that its predictions equal those of
-babelsieve through fastText's own binding (``BABELSIEVE_LID_INFERENCE=fasttext``) on every document, and prints the one-time start cost of each
-(a fresh process: import + model load + first prediction).
+babelsieve through fastText's own binding (``BABELSIEVE_LID_INFERENCE=fasttext``) on every document, and
+prints the one-time start cost of each (a fresh process: import + model load + first prediction).
 
 Times are CPU seconds of this process (``time.process_time``), best of ``--repeat``; the load average is
 printed because other jobs on the machine still slow a pinned process down (shared caches).
@@ -203,7 +203,8 @@ def run(texts: list[str], args) -> None:
     print(f"{'':<34}{'docs/s/core':>12}{'CPU s (best of ' + str(args.repeat) + ')':>18}")
     print(f"{'babelsieve, compiled predictor':<34}{len(texts) / o:12.0f}{o:18.3f}")
     print(f"{'datatrove LanguageFilter ' + ('glotlid' if MODEL else 'ft176'):<34}{len(texts) / t:12.0f}{t:18.3f}")
-    print(f"{'babelsieve via fastText binding':<34}{len(texts) / b:12.0f}{b:18.3f}   (BABELSIEVE_LID_INFERENCE=fasttext)")
+    print(f"{'babelsieve via fastText binding':<34}{len(texts) / b:12.0f}{b:18.3f}"
+          "   (BABELSIEVE_LID_INFERENCE=fasttext)")
     print(f"{'fastText binding alone':<34}{len(texts) / c:12.0f}{c:18.3f}   (one multilinePredict call: the "
           f"ceiling with the binding, {t / c:.2f}x)")
     print(f"ratio babelsieve / datatrove: {t / o:.2f}x   (runs: ours {statistics.mean(ours):.3f}s mean, "

@@ -192,12 +192,14 @@ def phase_dt(corpus: str, work: str, step: str) -> dict:
     elif step == "buckets":
         pipe, tasks = [MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=mc)], mc.num_buckets
     elif step == "cluster":
-        pipe, tasks = [MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=mc, save_cluster_size=True)], 1
+        pipe, tasks = [MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=mc,
+                                           save_cluster_size=True)], 1
     else:
         pipe, tasks = [reader(), MinhashDedupFilter(str(w / "remove_ids"), load_cluster_sizes=True),
                        ParquetWriter(str(w / "out"))], 1
     t0, c0 = time.perf_counter(), time.process_time()
-    LocalPipelineExecutor(pipe, tasks=tasks, workers=1, logging_dir=str(w / f"logs_{step}"), skip_completed=False).run()
+    LocalPipelineExecutor(pipe, tasks=tasks, workers=1, logging_dir=str(w / f"logs_{step}"),
+                          skip_completed=False).run()
     return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "peak_mb": _peak_mb()}
 
 
@@ -284,7 +286,8 @@ def main() -> None:
     r["ours_buckets"] = _child("ours", ours_out, "dedup_buckets")
     r["ours_clusters"] = _child("ours", ours_out, "dedup_clusters")
     r["ours_annotate"] = _child("ours", ours_out, "dedup_annotate")
-    clusters_stats = json.loads(next((Path(ours_out) / "_manifests" / "dedup_clusters").glob("*.json")).read_text())["stats"]
+    clusters_stats = json.loads(
+        next((Path(ours_out) / "_manifests" / "dedup_clusters").glob("*.json")).read_text())["stats"]
     dt = work / "dt"
     sub_n = 0
     if not a.skip_datatrove:
@@ -317,7 +320,8 @@ def main() -> None:
           f"to remove {clusters_stats['to_remove']:,}")
     rows = [("signatures", "ours_sig", "dt_signatures"), ("buckets", "ours_buckets", "dt_buckets"),
             ("clustering", "ours_clusters", "dt_cluster"), ("annotate/filter", "ours_annotate", "dt_filter")]
-    print(f"{'phase':<16}{'ours wall s':>12}{'ours CPU s':>12}{'ours MB':>9}{'dt wall s':>11}{'dt CPU s':>10}{'dt MB':>8}")
+    print(f"{'phase':<16}{'ours wall s':>12}{'ours CPU s':>12}{'ours MB':>9}"
+          f"{'dt wall s':>11}{'dt CPU s':>10}{'dt MB':>8}")
     for label, o, d in rows:
         ro, rd = r[o], r.get(d)
         print(f"{label:<16}{ro['seconds']:>12.1f}{ro['cpu']:>12.1f}{ro['peak_mb']:>9.0f}"
@@ -335,12 +339,14 @@ def main() -> None:
     if "dt_buckets" in r:
         bc_d = r["dt_buckets"]["seconds"] + r["dt_cluster"]["seconds"]
         bc_dc = r["dt_buckets"]["cpu"] + r["dt_cluster"]["cpu"]
-        line += f", datatrove {bc_d:.1f} s wall / {bc_dc:.1f} CPU-s ({bc_d / bc_o:.1f}x wall, {bc_dc / bc_oc:.1f}x CPU)"
+        line += (f", datatrove {bc_d:.1f} s wall / {bc_dc:.1f} CPU-s "
+                 f"({bc_d / bc_o:.1f}x wall, {bc_dc / bc_oc:.1f}x CPU)")
     print(line)
     extra = r["ours_clusters"]["peak_above_start_mb"]
     if extra is not None:
         print(f"clustering memory: peak RSS above the process's RSS at its start {extra:.1f} MB = "
-              f"{extra * 2**20 / n:.1f} bytes/document (structures: {clusters_stats['memory_bytes_per_clustered_doc']} "
+              f"{extra * 2**20 / n:.1f} bytes/document "
+              f"(structures: {clusters_stats['memory_bytes_per_clustered_doc']} "
               f"bytes per clustered document)")
     print(json.dumps(r))
     if not a.work:

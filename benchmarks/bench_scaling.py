@@ -90,7 +90,8 @@ def _status(pid: int) -> tuple[int, str, float, int, int, int]:
         private = 0
         if oom == 1000:
             with open(f"/proc/{pid}/smaps_rollup") as f:
-                private = sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
+                private = sum(int(line.split()[1]) for line in f
+                              if line.startswith(("Private_Clean:", "Private_Dirty:")))
         return hwm, cmd, (int(fields[11]) + int(fields[12])) / _TICK, int(fields[1]), oom, private
     except (OSError, StopIteration, ValueError, IndexError):
         return 0, "", 0.0, 0, 0, 0
@@ -127,10 +128,12 @@ def run_monitored(cmd: list[str]) -> dict:
     driver = peaks.pop(p.pid, (0, "", 0.0, 0, 0, 0))
     workers = sorted(((hwm // 1024, cpu) for hwm, c, cpu, *_ in peaks.values() if "resource_tracker" not in c
                       and "semaphore_tracker" not in c and hwm > 40 * 1024), reverse=True)
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "code": code, "load": load, "load_after": os.getloadavg()[0],
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "code": code, "load": load,
+            "load_after": os.getloadavg()[0],
             "driver_rss": driver[0] // 1024, "driver_cpu": driver[2], "worker_rss": [w[0] for w in workers],
             "worker_cpu": [w[1] for w in workers], "largest_rss": ru.ru_maxrss // 1024,
-            "procs": [(pid, ppid, hwm // 1024, cpu, c, oom, priv // 1024) for pid, (hwm, c, cpu, ppid, oom, priv) in peaks.items()],
+            "procs": [(pid, ppid, hwm // 1024, cpu, c, oom, priv // 1024)
+                      for pid, (hwm, c, cpu, ppid, oom, priv) in peaks.items()],
             "pid": p.pid, "polled_cpu": driver[2] + sum(v[2] for v in peaks.values())}
 
 
@@ -196,7 +199,8 @@ def datatrove(in_dir: Path, work: Path, workers: int, tasks: int, with_filters: 
     # in every worker, so workers do the same work as the single-process run.
     call = "LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1,"
     assert DATATROVE_SCRIPT.count(call) == 1
-    script.write_text(DATATROVE_SCRIPT.replace(call, 'if __name__ == "__main__":\n    LocalPipelineExecutor(pipeline=pipeline, '
+    script.write_text(DATATROVE_SCRIPT.replace(call, 'if __name__ == "__main__":\n'
+                                                     '    LocalPipelineExecutor(pipeline=pipeline, '
                                                      'tasks=int(sys.argv[5]), workers=int(sys.argv[6]),'))
     out, logs = work / "dt-out", work / "dt-logs"
     shutil.rmtree(out, ignore_errors=True)
@@ -213,7 +217,8 @@ def datatrove(in_dir: Path, work: Path, workers: int, tasks: int, with_filters: 
     fs = {pid for pid, ppid, _, _, c, *_ in procs if ppid == drv and "multiprocess.forkserver" in c}
     pool = sorted(((m, cpu, pid) for pid, ppid, m, cpu, *_ in procs if ppid in fs), reverse=True)
     runners = {drv} | {pid for _, _, pid in pool}
-    sandbox = [(pid, ppid, m, cpu, priv) for pid, ppid, m, cpu, _, oom, priv in procs if ppid in runners and oom == 1000]
+    sandbox = [(pid, ppid, m, cpu, priv) for pid, ppid, m, cpu, _, oom, priv in procs
+               if ppid in runners and oom == 1000]
     r["worker_rss"], r["worker_cpu"] = [m for m, _, _ in pool], [cpu for _, cpu, _ in pool]
     r["sandbox"] = {pid: sorted(((m, cpu, priv) for _, ppid, m, cpu, priv in sandbox if ppid == pid), reverse=True)
                     for pid in [drv, *(pid for _, _, pid in pool)]}
@@ -239,7 +244,8 @@ def fmt_cpu(r: dict) -> str:
 
 
 def runs_text(rs: list[dict]) -> str:
-    return ", ".join(f"{r['wall']:.1f} s (load {r['load']:.1f} -> {r['load_after']:.1f})" if r["code"] == 0 else "failed"
+    return ", ".join(f"{r['wall']:.1f} s (load {r['load']:.1f} -> {r['load_after']:.1f})"
+                     if r["code"] == 0 else "failed"
                      for r in rs)
 
 
@@ -262,7 +268,8 @@ def main() -> None:
             (in_dir / f"c{c:02d}-{s.name}").symlink_to(s)
     n_shards = len(base) * args.copies
     docs = len(html_ids(base)) * args.copies
-    print(f"input: the sample WARC(s) of {args.data} split into {len(base)} shards x {args.copies} copies = {n_shards} shards, "
+    print(f"input: the sample WARC(s) of {args.data} split into {len(base)} shards x {args.copies} copies "
+          f"= {n_shards} shards, "
           f"{docs} HTML documents (HTTP 200); nproc {os.cpu_count()}; best of {args.repeat}")
 
     if not args.no_startup:
@@ -290,16 +297,18 @@ def main() -> None:
             b = min(ok, key=lambda r: r["wall"])
             best[w] = b
             per_stage = ", ".join(f"{k} {min(r['stages'].get(k, 1e9) for r in ok):.1f} s" for k in b["stages"])
-            print(f"  {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), CPU {b['cpu']:.1f} s, "
+            print(f"  {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), "
+                  f"CPU {b['cpu']:.1f} s, "
                   f"stages: {per_stage}; peak RSS {fmt_rss(b)}")
             print(f"      {fmt_cpu(b)}")
             print(f"      runs: {runs_text(runs[w])}")
         if 1 in best and 2 in best:
             ratio = best[1]["wall"] / best[2]["wall"]
-            def stage_best(w: int, k: str) -> float:
+            def stage_best(w: int, k: str, runs: dict[int, list[dict]] = runs) -> float:
                 return min(r["stages"][k] for r in runs[w] if r["code"] == 0)
 
-            st = " ".join(f"{k} {stage_best(1, k) / stage_best(2, k):.2f}x;" for k in best[1]["stages"] if k in best[2]["stages"])
+            st = " ".join(f"{k} {stage_best(1, k) / stage_best(2, k):.2f}x;"
+                          for k in best[1]["stages"] if k in best[2]["stages"])
             print(f"  1 -> 2 workers: whole run {ratio:.2f}x; per stage: {st}")
             print(f"  ceiling measured beside these runs (a CPU-bound loop, 2 processes vs 1): "
                   f"{', '.join(f'{c:.2f}x' for c in ceilings)}")
@@ -318,15 +327,18 @@ def main() -> None:
                     print(f"    {w} worker(s): FAILED")
                     continue
                 b = dbest[w] = min(ok, key=lambda r: r["wall"])
-                print(f"    {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), CPU {b['cpu']:.1f} s "
+                print(f"    {w} worker(s): best wall {b['wall']:.1f} s ({docs / b['wall']:.1f} docs/s), "
+                      f"CPU {b['cpu']:.1f} s "
                       f"(polled), {b['tasks_done']} tasks completed; runs: {runs_text(dt[w])}")
-                print(f"      peak RSS: driver {b['driver_rss']} MB, pool workers {'/'.join(map(str, b['worker_rss'])) or '-'} MB "
+                print(f"      peak RSS: driver {b['driver_rss']} MB, "
+                      f"pool workers {'/'.join(map(str, b['worker_rss'])) or '-'} MB "
                       f"(with 1 worker the tasks run in the driver), Manager process "
                       f"{'/'.join(map(str, b['manager_rss'])) or '-'} MB")
                 for pid, sbs in b["sandbox"].items():
                     if sbs:
                         who = "driver" if pid == b["pid"] else "pool worker"
-                        print(f"      extractor sandboxes of the {who} {pid} ({len(sbs)}): peak RSS max {sbs[0][0]} MB, "
+                        print(f"      extractor sandboxes of the {who} {pid} ({len(sbs)}): "
+                              f"peak RSS max {sbs[0][0]} MB, "
                               f"min {sbs[-1][0]} MB; peak private (not shared with the parent) max "
                               f"{max(x for *_, x in sbs)} MB; CPU s {sum(c for _, c, _ in sbs):.1f}")
                 print(f"      {fmt_cpu(b)}")

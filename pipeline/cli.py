@@ -39,7 +39,8 @@ def main() -> None:
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--input", "-i", "inputs", multiple=True, metavar="PATH_OR_URL",
               help="WARC file, glob, fsspec URL or warc.paths(.gz) listing. Repeatable. Overrides inputs.paths.")
-@click.option("--output", "-o", metavar="URL", help="Output directory or URL (default from the config: ./babelsieve-out).")
+@click.option("--output", "-o", metavar="URL",
+              help="Output directory or URL (default from the config: ./babelsieve-out).")
 @click.option("--engine", "-e", type=click.Choice(["local", "ray", "spark", "slurm"]),
               help="Where tasks run (default: local).")
 @click.option("--shards", metavar="START:STOP", help="Only this range of the expanded input shards, e.g. 0:100.")

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
 REDACTED = "<redacted>"
 # Key names that hold credentials, at any depth: storage_options.key/secret/token,
 # client_kwargs.aws_secret_access_key, spark.hadoop.fs.s3a.secret.key, env_vars.API_TOKEN, ...
@@ -104,11 +103,13 @@ class ExtractConfig(_Strict):
     deduplicate: bool = True
     extractor: Literal["trafilatura", "trafilatura_plain"] = Field(
         "trafilatura",
-        description="trafilatura: same favour-precision result with less work per page (pipeline/fast_trafilatura.py); "
+        description="trafilatura: same favour-precision result with less work per page "
+        "(pipeline/fast_trafilatura.py); "
         "trafilatura_plain: trafilatura.extract itself",
     )
     time_limit_s: float = Field(10.0, gt=0, description="Per-document wall-clock limit for HTML->text")
-    max_html_bytes: int = Field(5_000_000, gt=0, description="Pages above this size are skipped (reason html_too_large)")
+    max_html_bytes: int = Field(5_000_000, gt=0,
+                                description="Pages above this size are skipped (reason html_too_large)")
     memory_limit_mb: int | None = Field(
         None, description="Address-space cap per local worker process; a page that exceeds it is skipped"
     )
@@ -217,7 +218,7 @@ class SlurmConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_memory_option(self) -> "SlurmConfig":
+    def _one_memory_option(self) -> SlurmConfig:
         if self.mem and self.mem_per_cpu:
             raise ValueError("set mem or mem_per_cpu, not both (sbatch accepts only one)")
         return self

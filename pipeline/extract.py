@@ -170,11 +170,13 @@ class ExtractStage(Stage):
             return "extraction_empty"
         return {**row, "text": text}
 
-    def _publish(self, task: Task, kept: list[dict[str, Any]], removed: list[dict[str, Any]], stats: dict[str, Any]) -> TaskOutput:
+    def _publish(self, task: Task, kept: list[dict[str, Any]], removed: list[dict[str, Any]],
+                 stats: dict[str, Any]) -> TaskOutput:
         files = []
         table = table_from_rows(kept)
         for lang, part in partition_by_language(table):
-            entry = write_table(language_dir(self.out("extract"), lang) + f"/{task.task_id}.parquet", part, self.storage_options)
+            entry = write_table(language_dir(self.out("extract"), lang) + f"/{task.task_id}.parquet", part,
+                                self.storage_options)
             files.append({**entry, "kind": "documents", "lang_script": lang})
         by_reason: dict[str, list[dict[str, Any]]] = {}
         for r in removed:
@@ -230,7 +232,7 @@ def identify_languages(docs: list[dict[str, Any]], config: Any) -> tuple[list[di
         backend = _glotlid_from(lid.model)
     preds = identify([d["text"] for d in docs], backend=backend, threshold=lid.top_langs_threshold)
     kept, removed = [], []
-    for d, p in zip(docs, preds):
+    for d, p in zip(docs, preds, strict=True):  # identify: one prediction per text
         code, _, script = p.label.partition("_")
         d.update(
             language=code,

@@ -54,7 +54,8 @@ def _listing_prefix(url: str) -> str:
     return CC_S3_PREFIX
 
 
-def expand_inputs(paths: list[str], shards: str | None = None, storage_options: dict[str, Any] | None = None) -> list[str]:
+def expand_inputs(paths: list[str], shards: str | None = None,
+                  storage_options: dict[str, Any] | None = None) -> list[str]:
     """Return shard URLs in a stable order, then apply ``shards='start:stop'``."""
     out: list[str] = []
     for p in paths:

@@ -18,8 +18,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 STOP_GRACE_S = 15.0
 _STOPPING = threading.Event()

@@ -135,7 +135,7 @@ class OutputLock:
     _thread: threading.Thread | None = None
 
     @classmethod
-    def acquire(cls, config: PipelineConfig, command: str = "run") -> "OutputLock":
+    def acquire(cls, config: PipelineConfig, command: str = "run") -> OutputLock:
         """Take the lock of ``config.output`` or raise :class:`OutputLockedError` (see module doc)."""
         ttl = ttl_seconds()
         now = time.time()
@@ -221,7 +221,7 @@ class OutputLock:
         except (OSError, storage.CorruptFileError):
             pass  # left behind, it expires: the next run reports it as stale
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self
 
     def __exit__(self, *exc: object) -> None:

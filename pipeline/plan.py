@@ -117,14 +117,15 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         warnings.append(f"the sample run's config hash {run.get('config_hash')} differs from CONFIG's "
                         f"{config.content_hash()}: its measurements may not transfer to this config")
 
-    file_bytes = dict(zip(files["path"].to_list(), files["bytes"].to_list()))
+    file_bytes = dict(zip(files["path"].to_list(), files["bytes"].to_list(), strict=True))
     extract_inputs = [p for lst in tasks.filter(pl.col("stage") == "extract")["inputs"].to_list() for p in lst]
     warc_bytes, n_warc = _warc_sizes(extract_inputs, without_redacted(saved.get("storage_options") or {})
                                      or storage_options)
 
     # Which task produced each file: a stage whose every task reads the output of one task of a
     # scaling stage scales with the shards too (one task per upstream file or task).
-    producer = dict(zip(files["path"].to_list(), zip(files["stage"].to_list(), files["task_id"].to_list())))
+    producer = dict(zip(files["path"].to_list(),
+                        zip(files["stage"].to_list(), files["task_id"].to_list(), strict=True), strict=True))
     scaling: dict[str, bool] = {}
     if sample_shards == 1:
         warnings.append("a 1-shard sample cannot tell stages with one task per upstream file from stages with a "
@@ -268,7 +269,8 @@ def print_plan(p: dict[str, Any], console: Any) -> None:
             f"PROJECTION dedup clustering memory, largest language [bold]{mem['largest_language']}[/] "
             f"({mem['largest_language_docs_sample']:,} docs in the sample -> {mem['largest_language_docs']:,}): "
             f"[bold]{_h(mem['clustering_bytes'])}[/] at {mem['bytes_per_doc_clustering']} B/doc; "
-            f"{_h(mem['clustering_plus_signatures_bytes'])} if its signatures ({mem['signature_bytes_per_doc']} B/doc) "
+            f"{_h(mem['clustering_plus_signatures_bytes'])} if its signatures "
+            f"({mem['signature_bytes_per_doc']} B/doc) "
             f"were held in memory too. All signatures on storage: {_h(mem['all_signatures_bytes'])}.")
     if "measured_signature_stage_bytes_per_doc" in mem:
         console.print("MEASURED dedup_signatures output (signatures + band files): "

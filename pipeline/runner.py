@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from babelsieve.pipeline import storage
@@ -51,7 +51,8 @@ class StageSummary:
         status = res["status"]
         setattr(self, status, getattr(self, status) + 1)
         if status == "failed":
-            self.failures.append({"task": res["task_id"], "inputs": res.get("inputs", []), "error": res.get("error", "")})
+            self.failures.append({"task": res["task_id"], "inputs": res.get("inputs", []),
+                                  "error": res.get("error", "")})
             return
         st = res.get("stats", {})
         self.docs_in += int(st.get("docs_in", 0))
@@ -191,7 +192,9 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
                 ) as progress:
                     bar = progress.add_task(stage_name, total=len(todo), rate="")
 
-                    def on_result(res: dict[str, Any]) -> None:
+                    # the loop's values bound as defaults: run_tasks calls this only in this iteration
+                    def on_result(res: dict[str, Any], *, ss: StageSummary = ss, log: list[str] = log,
+                                  t0: float = t0, bar: TaskID = bar) -> None:
                         ss.add(res)
                         log.append(_log_line(res))
                         elapsed = max(time.perf_counter() - t0, 1e-9)
@@ -227,7 +230,8 @@ def _log_line(res: dict[str, Any]) -> str:
         "time": round(time.time(), 3), "stage": res.get("stage"), "task_id": res.get("task_id"),
         "inputs": res.get("inputs", []), "status": res.get("status"), "seconds": round(res.get("seconds", 0.0), 3),
         "docs_in": st.get("docs_in"), "docs_out": st.get("docs_out"), "removed": st.get("removed", {}),
-        "skipped": st.get("skipped", {}), "error": (res.get("error") or "").splitlines()[0] if res.get("error") else None,
+        "skipped": st.get("skipped", {}),
+        "error": (res.get("error") or "").splitlines()[0] if res.get("error") else None,
     }), sort_keys=True)
 
 
@@ -254,11 +258,14 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     console.print(table)
     for s in summary.stages:
         if s.removed:
-            console.print(f"[bold]{s.stage}[/] removed: " + ", ".join(f"{k}={v}" for k, v in sorted(s.removed.items())))
+            console.print(f"[bold]{s.stage}[/] removed: "
+                          + ", ".join(f"{k}={v}" for k, v in sorted(s.removed.items())))
         if s.skipped:
-            console.print(f"[bold]{s.stage}[/] skipped records: " + ", ".join(f"{k}={v}" for k, v in sorted(s.skipped.items())))
+            console.print(f"[bold]{s.stage}[/] skipped records: "
+                          + ", ".join(f"{k}={v}" for k, v in sorted(s.skipped.items())))
         if s.problems:
-            console.print(f"[bold]{s.stage}[/] input problems: " + ", ".join(f"{k}={v}" for k, v in sorted(s.problems.items())))
+            console.print(f"[bold]{s.stage}[/] input problems: "
+                          + ", ".join(f"{k}={v}" for k, v in sorted(s.problems.items())))
         for f in s.failures:
             first = redact_secrets(f["error"].splitlines()[0]) if f["error"] else ""
             console.print(f"[red]FAILED[/] {s.stage}/{f['task']} {' '.join(redact_secrets(f['inputs'][:1]))}: {first}")

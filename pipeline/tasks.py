@@ -62,7 +62,7 @@ class Task:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Task":
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         return cls(stage=d["stage"], task_id=d["task_id"], inputs=tuple(d["inputs"]), params=d.get("params", {}),
                    input_digest=d.get("input_digest", ""))
 
@@ -298,7 +298,7 @@ def retire_stale(config: PipelineConfig, manifest: dict[str, Any] | None) -> Non
                    recursive=False)
 
 
-def retire_unplanned(config: PipelineConfig, stage: "Stage", tasks: list[Task]) -> int:
+def retire_unplanned(config: PipelineConfig, stage: Stage, tasks: list[Task]) -> int:
     """Delete the manifests (and files) of ``stage``'s tasks that its plan no longer has.
 
     A global stage's plan covers every completed upstream output, so a task it no longer plans was

@@ -38,8 +38,9 @@ import io
 import re
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _CHUNK = 1 << 20  # compressed bytes read per call

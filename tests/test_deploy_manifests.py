@@ -68,7 +68,7 @@ def test_ray_cluster_yaml_has_what_ray_up_requires():
     # file_mounts: local sources exist (configs) or are produced by the documented `pip wheel` step.
     mounts = c["file_mounts"]
     assert mounts["/configs"] == "./configs" and (REPO / "configs" / "fineweb2.yaml").exists()
-    dist_remote = next(r for r, l in mounts.items() if l.endswith("dist"))
+    dist_remote = next(remote for remote, local in mounts.items() if local.endswith("dist"))
     setup = "\n".join(c["setup_commands"])
     assert f"{dist_remote}/babelsieve-*.whl" in setup
     assert "ray[default]==" in setup

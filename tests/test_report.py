@@ -24,6 +24,7 @@ import yaml
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.report.build import write_report
 from babelsieve.pipeline.report.stats import collect_run_stats, read_manifests
+
 from conftest import BABELSIEVE
 from test_report_synthetic import LANGS, add_synthetic_stages, copy_output, shared_runs
 

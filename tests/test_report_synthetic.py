@@ -105,7 +105,8 @@ def make_synthetic_extract(out: str, n_tasks: int = 2, docs_per_task: int = 30) 
         files = []
         for lang in sorted({r["lang_script"] for r in rows}):
             part = [r for r in rows if r["lang_script"] == lang]
-            e = write_table(language_dir(storage.join(out, "extract"), lang) + f"/{tid}.parquet", table_from_rows(part))
+            e = write_table(language_dir(storage.join(out, "extract"), lang) + f"/{tid}.parquet",
+                            table_from_rows(part))
             files.append({**e, "kind": "documents", "lang_script": lang})
         for r in removed:
             r["removal_reason"] = f"language_score:{r['lang_script']}<0.45"

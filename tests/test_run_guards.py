@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import BABELSIEVE, SAMPLE_WARC, split_warc
 from engine_helpers import data_files
 

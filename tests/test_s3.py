@@ -18,8 +18,6 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from engine_helpers import FAST_SETS, InProcessEngine, all_rows, data_files, make_config, make_inputs
-from s3_helpers import FlakyS3Proxy, MotoS3
 
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.config import load_config
@@ -27,6 +25,9 @@ from babelsieve.pipeline.engines.worker import is_transient
 from babelsieve.pipeline.inputs import _listing_prefix, expand_inputs, storage_options_for
 from babelsieve.pipeline.runner import run_pipeline
 from babelsieve.pipeline.tasks import Task, execute_task
+
+from engine_helpers import FAST_SETS, InProcessEngine, all_rows, data_files, make_config, make_inputs
+from s3_helpers import FlakyS3Proxy, MotoS3
 
 BABELSIEVE = str(Path(sys.executable).with_name("babelsieve"))
 DUMP = "CC-MAIN-2024-10"
@@ -151,7 +152,7 @@ def test_listing_prefixes_and_anonymous_public_bucket():
 def test_https_data_mirror_listing_and_shards(shards, tmp_path):
     """The https mirror layout, served by a local HTTP server: listing -> URLs -> documents."""
     root = tmp_path / "mirror"
-    for key, p in zip(shards["keys"], shards["local"]):
+    for key, p in zip(shards["keys"], shards["local"], strict=True):
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(p.read_bytes())
     (root / f"crawl-data/{DUMP}/warc.paths.gz").write_bytes(shards["listing_bytes"])

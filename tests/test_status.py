@@ -10,6 +10,7 @@ import fsspec
 import pytest
 
 from babelsieve.pipeline.status import run_status
+
 from conftest import BABELSIEVE
 from test_report_synthetic import copy_output, shared_runs
 

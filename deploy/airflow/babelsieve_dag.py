@@ -272,7 +272,8 @@ class RayJobs:
         except urllib.error.HTTPError as e:
             if e.code == 404:
                 return None
-            raise RuntimeError(f"Ray jobs API {method} {path}: HTTP {e.code} {e.read().decode(errors='replace')}") from e
+            raise RuntimeError(f"Ray jobs API {method} {path}: HTTP {e.code} "
+                               f"{e.read().decode(errors='replace')}") from e
         return json.loads(text) if text else {}
 
     def status(self, submission_id: str) -> dict[str, Any] | None:
@@ -443,7 +444,8 @@ def stage_decision(plan: dict[str, Any], stage: str, strict: bool) -> str | None
         "engine": Param(os.environ.get("BABELSIEVE_ENGINE", "ray"), enum=["local", "ray", "spark", "slurm"]),
         "output": Param(os.environ.get("BABELSIEVE_OUTPUT", "s3://my-bucket/babelsieve/{snapshot}"), type="string",
                         description="Output URL; '{snapshot}' is substituted"),
-        "shards": Param("", type="string", pattern=r"^(|-?\d*:-?\d*)$", description="Shard range START:STOP (empty: all)"),
+        "shards": Param("", type="string", pattern=r"^(|-?\d*:-?\d*)$",
+                        description="Shard range START:STOP (empty: all)"),
         "sets": Param([], type="array", items={"type": "string"},
                       description="Config overrides, each KEY=VALUE as for `babelsieve run --set`"),
         "ray_address": Param(os.environ.get("BABELSIEVE_RAY_ADDRESS", "http://ray-head:8265"), type="string",

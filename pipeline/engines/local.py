@@ -7,10 +7,11 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries

@@ -116,7 +116,7 @@ def read_many(urls: list[str], storage_options: dict[str, Any] | None = None) ->
     got = fs.cat(paths, on_error="omit")
     if isinstance(got, bytes):  # a single path
         got = {paths[0]: got}
-    for u, p in zip(urls, paths):
+    for u, p in zip(urls, paths, strict=True):
         if p in got:
             out[u] = got[p]
     return out
@@ -236,7 +236,7 @@ def _scan(files: pl.DataFrame, storage_options: dict[str, Any] | None, max_scan_
         ["stage", "kind"], as_dict=True, maintain_order=True)
     for (stage, kind), part in groups.items():
         paths = sorted(part["path"].to_list())
-        reasons = dict(zip(part["path"].to_list(), part["reason"].to_list()))
+        reasons = dict(zip(part["path"].to_list(), part["reason"].to_list(), strict=True))
         picked = _evenly(paths, max_scan_files)
         scanned = 0
         for p in picked:
@@ -347,10 +347,10 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     prev_out: dict[str, int] | None = None
     for s in doc_stages:
         cur = docs.filter(pl.col("stage") == s)
-        out_by_lang = dict(zip(cur["lang_script"].to_list(), cur["docs_out"].to_list()))
-        bytes_by_lang = dict(zip(cur["lang_script"].to_list(), cur["bytes_out"].to_list()))
+        out_by_lang = dict(zip(cur["lang_script"].to_list(), cur["docs_out"].to_list(), strict=True))
+        bytes_by_lang = dict(zip(cur["lang_script"].to_list(), cur["bytes_out"].to_list(), strict=True))
         rem = removed_by_lang.filter(pl.col("stage") == s)
-        rem_by_lang = dict(zip(rem["lang_script"].to_list(), rem["removed"].to_list()))
+        rem_by_lang = dict(zip(rem["lang_script"].to_list(), rem["removed"].to_list(), strict=True))
         # Languages this stage has written something for (a partly done stage lists only those).
         touched = set(files.filter(pl.col("stage") == s)["lang_script"].drop_nulls().to_list())
         langs = sorted(set(out_by_lang) | set(rem_by_lang) | (touched & set(prev_out or {})))
