@@ -240,7 +240,7 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     rus, rus_truth, _ = _corpus(2, 10, 10, "rus_Cyrl", 10_000)
     half = len(eng) // 2
     shards = {"00000": {"eng_Latn": eng[:half], "rus_Cyrl": rus}, "00001": {"eng_Latn": eng[half:]}}
-    truth = {d["id"]: t for d, t in zip(eng + rus, eng_truth + rus_truth)}
+    truth = {d["id"]: t for d, t in zip(eng + rus, eng_truth + rus_truth, strict=True)}
 
     cfg = _write_run(tmp_path, "a", shards)
     res = run_stages(cfg, DEDUP_STAGES)
@@ -261,6 +261,22 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     assert set(kept_by_cluster) == set(sizes)
     for t, rows in kept_by_cluster.items():
         assert len(rows) == 1 and rows[0]["minhash_cluster_size"] == sizes[t], t
+    # The kept document is the one with the smallest dedup id (file_index << 32 | row, file_index =
+    # position of its extract file among all extract files sorted by path), and every removed copy
+    # names that id as its cluster id: computed here from the layout the test wrote, not from the output.
+    files = sorted((f"extract/lang_script={lang}/{tid}.parquet", lang, tid)
+                   for tid, by_lang in shards.items() for lang in by_lang)
+    position = {d["id"]: (fi << 32) | row for fi, (_, lang, tid) in enumerate(files)
+                for row, d in enumerate(shards[tid][lang])}
+    members: dict = {}
+    for i, t in truth.items():
+        members.setdefault(t, []).append(i)
+    smallest = {t: min(ids, key=position.__getitem__) for t, ids in members.items()}
+    assert {truth[r["id"]]: r["id"] for r in kept} == smallest
+    assert {r["id"]: r["minhash_cluster_id"] for r in removed} == {
+        i: position[smallest[truth[i]]] for i in truth if i != smallest[truth[i]]}
+    # the rule is not "first id in text order": the shuffled layout makes some cluster differ
+    assert any(smallest[t] != min(ids) for t, ids in members.items() if len(ids) > 1)
     assert all(r["removal_reason"] == "minhash_duplicate" and r["minhash_cluster_id"] >= 0 for r in removed)
     assert all(r["lang_script"] == r["language"] + "_" + r["language_script"] for r in kept)
 
@@ -284,16 +300,16 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     outc = tmp_path / "c"
     kept_c = [r for p in (outc / "dedup").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
     removed_c = [r for p in (outc / "removed").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
-    planted = [d for d, t in zip(new, new_truth) if t[1] >= 0]
+    planted = [d for d, t in zip(new, new_truth, strict=True) if t[1] >= 0]
     assert {r["id"] for r in removed_c} == {d["id"] for d in planted}  # old copies win
     assert all(r["minhash_cluster_size"] == 1 for r in kept_c)
     old_sizes = {c: sizes[("eng_Latn", c)] for c in range(10)}
     new_counts = {}
-    for d, t in zip(new, new_truth):
+    for d, t in zip(new, new_truth, strict=True):
         if t[1] >= 0:
             new_counts[t[1]] = new_counts.get(t[1], 0) + 1
     for r in removed_c:
-        c = dict(zip([d["id"] for d in new], new_truth))[r["id"]][1]
+        c = dict(zip([d["id"] for d in new], new_truth, strict=True))[r["id"]][1]
         assert r["minhash_cluster_id"] >> 56 == 0  # the cluster id is a document of the previous run
     stats = res_c["dedup_clusters"][0]["stats"]
     assert stats["clusters_with_previous_documents"] == len(new_counts)
