@@ -36,11 +36,17 @@ class MotoS3:
 
 
 class FlakyS3Proxy:
-    """HTTP proxy to ``upstream``; answers every ``every``-th request with 503 SlowDown."""
+    """HTTP proxy to ``upstream``; answers every ``every``-th request with 503 SlowDown.
 
-    def __init__(self, upstream_port: int, every: int = 3) -> None:
+    ``outage=(substring, n)``: also answer the first ``n``
+    GETs whose path contains ``substring`` with 503 SlowDown, consecutively (an outage of one object
+    that outlasts the client's retries)."""
+
+    def __init__(self, upstream_port: int, every: int = 3, outage: tuple[str, int] | None = None) -> None:
         self.upstream_port = upstream_port
         self.every = every
+        self.outage = outage
+        self.outage_throttled = 0
         self.requests = 0
         self.throttled = 0
         self.lock = threading.Lock()
@@ -71,6 +77,10 @@ class FlakyS3Proxy:
                 with proxy.lock:
                     proxy.requests += 1
                     throttle = proxy.every > 0 and proxy.requests % proxy.every == 0
+                    if (proxy.outage and self.command == "GET" and proxy.outage[0] in self.path
+                            and proxy.outage_throttled < proxy.outage[1]):
+                        proxy.outage_throttled += 1
+                        throttle = True
                     if throttle:
                         proxy.throttled += 1
                 if throttle:
