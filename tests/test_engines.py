@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SAMPLE_WARC, make_warc, split_warc
-from engine_helpers import all_rows, data_files, make_config, make_inputs
+from conftest import SAMPLE_WARC, split_warc
+from engine_helpers import all_rows, copies_shard, data_files, make_config, make_inputs
 
 from babelsieve.pipeline.engines import get_engine
 from babelsieve.pipeline.engines.local import LocalEngine
@@ -172,30 +172,10 @@ def _multilingual_config(inputs, out, engine):
     return cfg
 
 
-def _copies_shard(dest: Path) -> Path:
-    """A fourth shard made of the sample's own HTML pages: six republished under other URLs (so
-    dedup has clusters spanning shards and languages to resolve) and three under blocklisted
-    domains (so the URL filter removes documents). The sample alone has neither."""
-    from warcio.archiveiterator import ArchiveIterator
-
-    pages = []
-    with open(SAMPLE_WARC, "rb") as f:
-        for rec in ArchiveIterator(f):
-            ctype = rec.http_headers.get_header("Content-Type", "") if rec.http_headers else ""
-            if rec.rec_type == "response" and "html" in ctype:
-                pages.append((rec.rec_headers.get_header("WARC-Target-URI"), rec.content_stream().read(), ctype))
-    records = [(f"https://mirror.example.net/copy/{i}", body, ctype)
-               for i, (_, body, ctype) in enumerate(pages[::7][:6])]
-    records += [(f"https://www.pornhub.com/view/{i}", body, ctype) for i, (_, body, ctype) in enumerate(pages[1:4])]
-    path = dest / "copies.warc.gz"
-    path.write_bytes(make_warc(records))
-    return path
-
-
 @pytest.fixture(scope="module")
 def sample_shards(tmp_path_factory):
     dest = tmp_path_factory.mktemp("sample3")
-    return [*split_warc(SAMPLE_WARC, dest, 3), _copies_shard(dest)]
+    return [*split_warc(SAMPLE_WARC, dest, 3), copies_shard(dest)]
 
 
 @pytest.fixture(scope="module")
