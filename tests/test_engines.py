@@ -19,6 +19,7 @@ import psutil
 import pytest
 from conftest import SAMPLE_WARC, split_warc
 from engine_helpers import all_rows, copies_shard, data_files, make_config, make_inputs
+from test_s3_task_retry import outage, reference, s3, s3_extract, urls  # noqa: F401 (fixtures)
 
 from babelsieve.pipeline.engines import get_engine
 from babelsieve.pipeline.engines.local import LocalEngine
@@ -404,3 +405,25 @@ def test_run_task_marks_transient_failures(tmp_path, monkeypatch):
     monkeypatch.setattr(ExtractStage, "run", throttled)
     with pytest.raises(TransientTaskError):
         run_task(task, cfg.model_dump_json(), backoff_s=0)
+
+
+# --------------------------------------------------------------------------------------------
+# S3: an outage that outlasts the client's retries, recovered by the engine's task retry
+# (test_s3_task_retry.py: the same on the local engine, with the negative control)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.infra
+@pytest.mark.parametrize("engine_name", ["ray", "spark"])
+def test_s3_outage_beyond_client_retries_is_recovered_by_the_engine_task_retry(engine_name, request, tmp_path):
+    from s3_helpers import FlakyS3Proxy
+
+    request.getfixturevalue("ray_session" if engine_name == "ray" else "spark_context")
+    s3, urls = request.getfixturevalue("s3"), request.getfixturevalue("urls")
+    outage, reference = request.getfixturevalue("outage"), request.getfixturevalue("reference")
+    proxy = FlakyS3Proxy(s3.port, every=0, outage=outage)
+    try:
+        summary = s3_extract(urls, tmp_path / "out", proxy.endpoint, 1, engine=engine_name)
+    finally:
+        proxy.stop()
+    assert summary.failed_tasks == 0
+    assert proxy.outage_throttled == outage[1]  # the whole outage was met, by the task's first attempt
+    assert data_files(str(tmp_path / "out")) == reference

@@ -60,10 +60,12 @@ def _opts(endpoint: str) -> dict:
             "config_kwargs": {"retries": {"max_attempts": BOTOCORE_ATTEMPTS, "mode": "standard"}}}
 
 
-def _extract(urls, out, endpoint, max_retries):
-    cfg = make_config(urls, str(out), sets=[f"engine_options.max_retries={max_retries}"],
+def s3_extract(urls, out, endpoint, max_retries, engine="local"):
+    """The extract stage of ``urls`` on ``engine``, reading through ``endpoint``."""
+    cfg = make_config(urls, str(out), engine=engine, sets=[f"engine_options.max_retries={max_retries}"],
                       storage_options=_opts(endpoint))
-    return run_pipeline(cfg, engine=LocalEngine(cfg), show_progress=False, only=["extract"])
+    return run_pipeline(cfg, engine=LocalEngine(cfg) if engine == "local" else None, show_progress=False,
+                        only=["extract"])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def outage(s3, urls):
 @pytest.fixture(scope="module")
 def reference(s3, urls, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "out"
-    summary = _extract(urls, out, s3.endpoint, 0)  # straight to the server, no proxy
+    summary = s3_extract(urls, out, s3.endpoint, 0)  # straight to the server, no proxy
     assert summary.failed_tasks == 0
     return data_files(str(out))
 
@@ -94,7 +96,7 @@ def test_without_engine_retries_the_outage_fails_the_task(s3, urls, outage, refe
     """Negative control: the client-side retries alone do not outlast the outage."""
     proxy = FlakyS3Proxy(s3.port, every=0, outage=outage)
     try:
-        summary = _extract(urls, tmp_path / "out", proxy.endpoint, 0)
+        summary = s3_extract(urls, tmp_path / "out", proxy.endpoint, 0)
     finally:
         proxy.stop()
     ex = summary.stages[0]
@@ -108,7 +110,7 @@ def test_without_engine_retries_the_outage_fails_the_task(s3, urls, outage, refe
 def test_the_engine_retries_the_task_after_the_client_gives_up(s3, urls, outage, reference, tmp_path):
     proxy = FlakyS3Proxy(s3.port, every=0, outage=outage)
     try:
-        summary = _extract(urls, tmp_path / "out", proxy.endpoint, 1)
+        summary = s3_extract(urls, tmp_path / "out", proxy.endpoint, 1)
     finally:
         proxy.stop()
     assert summary.failed_tasks == 0
