@@ -33,8 +33,11 @@ _BOMS = [
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
 
 
-class ExtractionTimeout(Exception):
-    """HTML->text took longer than the per-document limit."""
+class ExtractionTimeout(BaseException):
+    """HTML->text took longer than the per-document limit.
+
+    A BaseException (like KeyboardInterrupt): trafilatura catches ``Exception`` around its lxml parse
+    and elsewhere, which would swallow the timeout and let the page run on with no limit."""
 
 
 # Python codecs that call themselves text encodings but are not page charsets: they raise on

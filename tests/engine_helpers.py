@@ -13,7 +13,7 @@ from babelsieve.pipeline import storage
 from babelsieve.pipeline.config import PipelineConfig, load_config
 from babelsieve.pipeline.tasks import STAGE_GROUPS
 
-from conftest import SAMPLE_WARC, data_file, split_warc
+from conftest import SAMPLE_WARC, data_file, make_warc, split_warc
 
 # Fast and deterministic: no language-ID model load, no 20 s URL-blocklist load per process.
 FAST_SETS = ["langid.backend=none", "extract.url_filter=false"]
@@ -38,6 +38,26 @@ def make_inputs(dest: Path) -> list[Path]:
         out.append(p)
     out.extend(split_warc(SAMPLE_WARC, dest / "sample", 2))
     return out
+
+
+def copies_shard(dest: Path) -> Path:
+    """A fourth shard made of the sample's own HTML pages: six republished under other URLs (so
+    dedup has clusters spanning shards and languages to resolve) and three under blocklisted
+    domains (so the URL filter removes documents). The sample alone has neither."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    pages = []
+    with open(SAMPLE_WARC, "rb") as f:
+        for rec in ArchiveIterator(f):
+            ctype = rec.http_headers.get_header("Content-Type", "") if rec.http_headers else ""
+            if rec.rec_type == "response" and "html" in ctype:
+                pages.append((rec.rec_headers.get_header("WARC-Target-URI"), rec.content_stream().read(), ctype))
+    records = [(f"https://mirror.example.net/copy/{i}", body, ctype)
+               for i, (_, body, ctype) in enumerate(pages[::7][:6])]
+    records += [(f"https://www.pornhub.com/view/{i}", body, ctype) for i, (_, body, ctype) in enumerate(pages[1:4])]
+    path = dest / "copies.warc.gz"
+    path.write_bytes(make_warc(records))
+    return path
 
 
 def make_config(inputs: list[Any], output: str, engine: str = "local", workers: int = 2,

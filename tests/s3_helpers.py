@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import http.client
 import logging
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SLOWDOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
                  b"<Message>Please reduce your request rate.</Message><RequestId>flaky-proxy</RequestId></Error>")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MotoS3:
@@ -31,9 +24,11 @@ class MotoS3:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.port = free_port()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        # Port 0: the kernel picks a free port as the server binds it (no window in which another
+        # process can take a port chosen earlier); the bound port is read back.
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
+        self.port = self.server.get_host_and_port()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
@@ -41,11 +36,17 @@ class MotoS3:
 
 
 class FlakyS3Proxy:
-    """HTTP proxy to ``upstream``; answers every ``every``-th request with 503 SlowDown."""
+    """HTTP proxy to ``upstream``; answers every ``every``-th request with 503 SlowDown.
 
-    def __init__(self, upstream_port: int, every: int = 3) -> None:
+    ``outage=(substring, n)``: also answer the first ``n``
+    GETs whose path contains ``substring`` with 503 SlowDown, consecutively (an outage of one object
+    that outlasts the client's retries)."""
+
+    def __init__(self, upstream_port: int, every: int = 3, outage: tuple[str, int] | None = None) -> None:
         self.upstream_port = upstream_port
         self.every = every
+        self.outage = outage
+        self.outage_throttled = 0
         self.requests = 0
         self.throttled = 0
         self.lock = threading.Lock()
@@ -76,6 +77,10 @@ class FlakyS3Proxy:
                 with proxy.lock:
                     proxy.requests += 1
                     throttle = proxy.every > 0 and proxy.requests % proxy.every == 0
+                    if (proxy.outage and self.command == "GET" and proxy.outage[0] in self.path
+                            and proxy.outage_throttled < proxy.outage[1]):
+                        proxy.outage_throttled += 1
+                        throttle = True
                     if throttle:
                         proxy.throttled += 1
                 if throttle:

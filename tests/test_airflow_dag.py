@@ -204,7 +204,7 @@ def test_dags_test_runs_the_snapshot_end_to_end_with_the_local_engine(dag_test_r
     assert rows > 0
     manifests = [json.loads(p.read_text()) for p in (out / "_manifests" / "extract").glob("*.json")]
     assert len(manifests) == 1
-    assert json.dumps(manifests[0]).count(str(rows)) >= 1
+    assert manifests[0]["stats"]["docs_out"] == rows
     docs = pl.concat([pl.read_parquet(f) for f in (out / "extract").rglob("*.parquet")])
     assert set(docs["dump"].unique()) == {SNAPSHOT}  # the snapshot param reached the pipeline
     assert docs["url"].str.starts_with("http").all()

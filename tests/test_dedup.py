@@ -264,6 +264,22 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     assert set(kept_by_cluster) == set(sizes)
     for t, rows in kept_by_cluster.items():
         assert len(rows) == 1 and rows[0]["minhash_cluster_size"] == sizes[t], t
+    # The kept document is the one with the smallest dedup id (file_index << 32 | row, file_index =
+    # position of its extract file among all extract files sorted by path), and every removed copy
+    # names that id as its cluster id: computed here from the layout the test wrote, not from the output.
+    files = sorted((f"extract/lang_script={lang}/{tid}.parquet", lang, tid)
+                   for tid, by_lang in shards.items() for lang in by_lang)
+    position = {d["id"]: (fi << 32) | row for fi, (_, lang, tid) in enumerate(files)
+                for row, d in enumerate(shards[tid][lang])}
+    members: dict = {}
+    for i, t in truth.items():
+        members.setdefault(t, []).append(i)
+    smallest = {t: min(ids, key=position.__getitem__) for t, ids in members.items()}
+    assert {truth[r["id"]]: r["id"] for r in kept} == smallest
+    assert {r["id"]: r["minhash_cluster_id"] for r in removed} == {
+        i: position[smallest[truth[i]]] for i in truth if i != smallest[truth[i]]}
+    # the rule is not "first id in text order": the shuffled layout makes some cluster differ
+    assert any(smallest[t] != min(ids) for t, ids in members.items() if len(ids) > 1)
     assert all(r["removal_reason"] == "minhash_duplicate" and r["minhash_cluster_id"] >= 0 for r in removed)
     assert all(r["lang_script"] == r["language"] + "_" + r["language_script"] for r in kept)
 

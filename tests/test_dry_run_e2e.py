@@ -49,7 +49,10 @@ def test_known_text_of_known_pages_is_in_the_output(run_dir):
             checked += 1
             found += snippet in (by_url.get(row["url"]) or "")
     assert checked > 50
-    assert found / checked >= 0.85, f"{found}/{checked} must-contain snippets found"
+    # Pinned, not a floor: the text is deterministic. The 18 misses are trafilatura's own (favour
+    # precision drops those passages; the fast path equals the plain call on every page:
+    # test_fast_extraction.py), e.g. soft-hyphenated phrases and comment threads.
+    assert (found, checked) == (156, 174), f"{found}/{checked} must-contain snippets found"
     # One known page, one known sentence (a trafilatura evaluation page).
     page = by_url["https://creeny.wordpress.com/2020/01/24/nebelsuppe-6/"]
     assert "Glücksmomente finden sich" in page
@@ -73,6 +76,9 @@ def test_row_count_is_html_200_minus_extraction_failures(run_dir):
                     expected += 1
     removed = _removed(out)
     assert _docs(out).height + removed.height == expected
+    # The count above reuses the project's extractor, so it cannot catch a change in it: pin the
+    # known value too (162 HTML 200 pages with a text in the four shards; 5 of them in removed/extract).
+    assert (expected, removed.height) == (162, 5)
     ids = _docs(out)["id"].to_list()
     assert len(ids) == len(set(ids))
 

@@ -116,9 +116,9 @@ def test_bad_inputs_never_crash_and_are_bounded():
     big = "Lorem ipsum dolor sit amet. " * 400_000  # ~11 MB
     texts = ["", "   \n\t ", "1234567890 3.14", "😀🎉🔥", "<div><p></p></div> &nbsp; https://x.org/a", big,
              "x" * 10_000_000, "\ufffd" * 50, "Hello мир 世界 مرحبا", "ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ ᏣᎳᎩ", None]
-    t0 = time.perf_counter()
+    c0 = time.process_time()  # CPU time of this process: a loaded machine does not inflate it
     preds = identify(texts, backend="lid176")
-    assert time.perf_counter() - t0 < 5
+    assert time.process_time() - c0 < 20  # ~21 MB of text; quadratic work on it would take far longer
     assert len(preds) == len(texts)
     for p in preds[:5]:
         assert p.label == "zxx_Zzzz" and p.score == 1.0

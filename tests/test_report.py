@@ -2,8 +2,9 @@
 
 The report is made from a real pipeline run on the bundled sample WARC (3 shards, one of which
 failed once and was rerun), first as it is (extract only: the other plots must say "stage not
-run"), then with synthetic outputs of the stages not implemented yet
-(tests/test_report_synthetic.py) so that every plot has data.
+run"), then with synthetic outputs of the later stages (tests/test_report_synthetic.py: known values
+for every table and plot). At the end, a real run of every stage (no synthetic output) must also
+render every plot.
 """
 
 from __future__ import annotations
@@ -251,3 +252,44 @@ def test_language_score_histogram_of_a_real_language_id_run(tmp_path, tmp_path_f
     dom = render_in_browser(out / "report" / "index.html", tmp_path)
     ok = {img["data-plot"]: img.get("data-ok") for img in dom.imgs}
     assert ok.get("language_score") == "1" and ok.get("languages") == "1"
+
+
+# ------------------------------------------------------------------ a real run of every stage
+
+
+@pytest.fixture(scope="module")
+def every_stage_run(tmp_path_factory):
+    """A real `babelsieve run` of every stage (language ID and the URL filter on, rebalance with
+    FineWeb2's rehydration weights and a temperature mixture) on the sample in three shards plus a
+    shard of republished and blocklisted pages, then `babelsieve report`: no synthetic stage."""
+    from conftest import SAMPLE_WARC, split_warc
+    from engine_helpers import copies_shard
+
+    base = tmp_path_factory.mktemp("every-stage")
+    shards = [*split_warc(SAMPLE_WARC, base / "warcs", 3), copies_shard(base / "warcs")]
+    out = base / "out"
+    cmd = [BABELSIEVE, "run", "--output", str(out), "--workers", "2", "--no-progress",
+           "--set", "stages=[extract,dedup,filter,finalize,rebalance]", "--set", "rebalance.enabled=true",
+           "--set", "rebalance.rehydration=fineweb2", "--set", "rebalance.temperature_alpha=0.5"]
+    for s in shards:
+        cmd += ["--input", str(s)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([BABELSIEVE, "report", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.mark.infra
+def test_every_plot_renders_from_a_real_run_of_every_stage(every_stage_run, tmp_path):
+    out = every_stage_run
+    stages = {m["stage"] for m in read_manifests(str(out))}
+    assert {"extract", "dedup_annotate", "filter", "finalize", "rebalance"} <= stages
+    dom = render_in_browser(out / "report" / "index.html", tmp_path)
+    plots = {img.get("data-plot") for img in dom.imgs if "plot" in (img.get("class") or "")}
+    assert plots == ALL_PLOTS, (plots, [n.get("data-plot") for n in dom.notes])
+    for img in dom.imgs:
+        assert img.get("data-ok") == "1", f"plot {img.get('data-plot')} did not render"
+    assert not dom.notes  # no "stage not run" anywhere
+    text = (out / "report" / "index.html").read_text()
+    assert "Stage not run" not in text
