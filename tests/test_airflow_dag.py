@@ -87,7 +87,8 @@ def _dag_run(env: dict[str, str], run_id: str | None = None) -> tuple[str, str, 
             run_id, state = con.execute(
                 "SELECT run_id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1", (DAG_ID,)).fetchone()
         else:
-            (state,) = con.execute("SELECT state FROM dag_run WHERE dag_id=? AND run_id=?", (DAG_ID, run_id)).fetchone()
+            (state,) = con.execute("SELECT state FROM dag_run WHERE dag_id=? AND run_id=?",
+                                   (DAG_ID, run_id)).fetchone()
         tis = dict(con.execute("SELECT task_id, state FROM task_instance WHERE dag_id=? AND run_id=?",
                                (DAG_ID, run_id)).fetchall())
         return run_id, state, tis
@@ -154,10 +155,12 @@ bag = DagBag(dag_folder=sys.argv[1])  # AIRFLOW__CORE__LOAD_EXAMPLES=False: no e
 dag = bag.dags.get("babelsieve_snapshot")
 out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "found": dag is not None}
 if dag is not None:
-    out["tasks"] = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else sorted(dag.task_ids)
+    out["tasks"] = ([t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort")
+                    else sorted(dag.task_ids))
     out["upstream"] = {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}
     out["retries"] = {t.task_id: t.retries for t in dag.tasks}
-    out["timeouts"] = {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None for t in dag.tasks}
+    out["timeouts"] = {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None
+                       for t in dag.tasks}
     out["trigger"] = {t.task_id: str(getattr(t.trigger_rule, "value", t.trigger_rule)) for t in dag.tasks}
     out["params"] = sorted(dag.params.keys())
     out["max_active_runs"] = dag.max_active_runs
@@ -174,7 +177,7 @@ print(json.dumps(out))
     assert up["list_shards"] == []
     assert up["extract"] == ["list_shards"]
     chain = ["extract", "dedup", "filter", "finalize", "rebalance", "report"]
-    for prev, nxt in zip(chain, chain[1:]):
+    for prev, nxt in zip(chain, chain[1:], strict=False):  # consecutive pairs
         assert prev in up[nxt], f"{nxt} must run after {prev}"
     assert all(n >= 1 for n in info["retries"].values()), info["retries"]
     assert all(t and t > 0 for t in info["timeouts"].values()), info["timeouts"]

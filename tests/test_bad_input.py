@@ -6,7 +6,6 @@ import json
 import subprocess
 
 import polars as pl
-import pytest
 
 from conftest import BABELSIEVE, SAMPLE_WARC, data_file, gzip_members, make_warc
 
@@ -90,7 +89,7 @@ def test_huge_page_non_html_and_wrong_charset_records(tmp_path):
     stats = _manifest(out, "00000")["stats"]
     assert stats["skipped"]["html_too_large"] == 1 and stats["skipped"]["not_html"] == 1
     df = pl.read_parquet(str(out / "extract" / "**" / "*.parquet"))
-    texts = dict(zip(df["url"].to_list(), df["text"].to_list()))
+    texts = dict(zip(df["url"].to_list(), df["text"].to_list(), strict=True))
     assert "обычная страница" in texts["https://example.org/ok"]
     # The mislabelled page: the header's utf-8 is trusted, so its cp1251 letters become U+FFFD (kept,
     # not a crash) while the ASCII punctuation and spacing survive.
@@ -172,7 +171,8 @@ MEMORY_LIMIT_MB = 2000
 
 def test_extraction_memory_limit_skips_the_big_page_only(tmp_path):
     out = tmp_path / "out"
-    r = _run(out, [_limits_warc(tmp_path, "big", BIG)], *BIG_SETS, "--set", f"extract.memory_limit_mb={MEMORY_LIMIT_MB}")
+    r = _run(out, [_limits_warc(tmp_path, "big", BIG)], *BIG_SETS,
+             "--set", f"extract.memory_limit_mb={MEMORY_LIMIT_MB}")
     assert r.returncode == 0, r.stderr
     m = _manifest(out, "00000")
     assert m["stats"]["skipped"] == {"extraction_memory": 1}, m["stats"]

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SAMPLE_WARC, split_warc
-from engine_helpers import all_rows, copies_shard, data_files, make_config, make_inputs
 from test_s3_task_retry import outage, reference, s3, s3_extract, urls  # noqa: F401 (fixtures)
 
 from babelsieve.pipeline.engines import get_engine
@@ -26,6 +24,9 @@ from babelsieve.pipeline.engines.local import LocalEngine
 from babelsieve.pipeline.engines.worker import TransientTaskError, is_transient, run_task, task_env
 from babelsieve.pipeline.runner import run_pipeline
 from babelsieve.pipeline.tasks import TaskFailedError
+
+from conftest import SAMPLE_WARC, split_warc
+from engine_helpers import all_rows, copies_shard, data_files, make_config, make_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -417,13 +418,13 @@ def test_s3_outage_beyond_client_retries_is_recovered_by_the_engine_task_retry(e
     from s3_helpers import FlakyS3Proxy
 
     request.getfixturevalue("ray_session" if engine_name == "ray" else "spark_context")
-    s3, urls = request.getfixturevalue("s3"), request.getfixturevalue("urls")
-    outage, reference = request.getfixturevalue("outage"), request.getfixturevalue("reference")
-    proxy = FlakyS3Proxy(s3.port, every=0, outage=outage)
+    s3_server, s3_urls = request.getfixturevalue("s3"), request.getfixturevalue("urls")
+    failing_gets, expected = request.getfixturevalue("outage"), request.getfixturevalue("reference")
+    proxy = FlakyS3Proxy(s3_server.port, every=0, outage=failing_gets)
     try:
-        summary = s3_extract(urls, tmp_path / "out", proxy.endpoint, 1, engine=engine_name)
+        summary = s3_extract(s3_urls, tmp_path / "out", proxy.endpoint, 1, engine=engine_name)
     finally:
         proxy.stop()
     assert summary.failed_tasks == 0
-    assert proxy.outage_throttled == outage[1]  # the whole outage was met, by the task's first attempt
-    assert data_files(str(tmp_path / "out")) == reference
+    assert proxy.outage_throttled == failing_gets[1]  # the whole outage was met, by the task's first attempt
+    assert data_files(str(tmp_path / "out")) == expected

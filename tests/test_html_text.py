@@ -69,8 +69,9 @@ def test_time_limit_interrupts_python_work():
 def _slow_page() -> str:
     """A page that takes trafilatura about 2 s of CPU time (20,000 linked paragraphs, 2.1 MB; measured
     on a 2-core machine). The old deep-tree page (200,000 nested divs) took only 0.4 s."""
-    return "<html><body>" + "".join(f"<div class='c{i % 7}'><p>word {i} and some more text here, with "
-                                    f"punctuation.</p><a href='/x{i}'>link</a></div>" for i in range(20_000)) + "</body></html>"
+    body = "".join(f"<div class='c{i % 7}'><p>word {i} and some more text here, with "
+                   f"punctuation.</p><a href='/x{i}'>link</a></div>" for i in range(20_000))
+    return "<html><body>" + body + "</body></html>"
 
 
 def test_pathological_deep_tree_is_cut_by_the_time_limit():

@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from engine_helpers import data_files, make_config, make_inputs
-from s3_helpers import FlakyS3Proxy, MotoS3
 
 from babelsieve.pipeline import storage
 from babelsieve.pipeline.engines.local import LocalEngine
 from babelsieve.pipeline.engines.worker import is_transient
 from babelsieve.pipeline.runner import run_pipeline
+
+from engine_helpers import data_files, make_config, make_inputs
+from s3_helpers import FlakyS3Proxy, MotoS3
 
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 BOTOCORE_ATTEMPTS = 2
