@@ -311,33 +311,46 @@ def ray_dashboard(tmp_path_factory):
     missing = _ray_dashboard_missing()
     if missing:
         pytest.skip(missing)
-    gcs, dash, agent, agent_grpc, rt_env, metrics, client, node_mgr, obj_mgr = _free_ports(9)
-    worker_lo = random.randrange(20000, 40000, 100)
-    temp_dir = tempfile.mkdtemp(prefix="rdt", dir="/tmp")  # short: Ray's socket paths have a length limit
     log = tmp_path_factory.mktemp("ray") / "head.log"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.pop("RAY_ADDRESS", None)
-    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--num-cpus=2",
-           "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
-           f"--port={gcs}", f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
-           f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_env}",
-           f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}",
-           f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
-           f"--min-worker-port={worker_lo}", f"--max-worker-port={worker_lo + 99}", "--disable-usage-stats"]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{dash}"
-    try:
+    temp_dir = ""
+    # Ports are found free, released, then bound by Ray: another process can take one in between, so a
+    # head that dies while starting is started again on new ports (three attempts), never waited for.
+    for attempt in range(3):
+        gcs, dash, agent, agent_grpc, rt_env, metrics, client, node_mgr, obj_mgr = _free_ports(9)
+        worker_lo = random.randrange(20000, 40000, 100)
+        temp_dir = tempfile.mkdtemp(prefix="rdt", dir="/tmp")  # short: Ray's socket paths have a length limit
+        cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--num-cpus=2",
+               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
+               f"--port={gcs}", f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
+               f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_env}",
+               f"--metrics-export-port={metrics}", f"--ray-client-server-port={client}",
+               f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
+               f"--min-worker-port={worker_lo}", f"--max-worker-port={worker_lo + 99}", "--disable-usage-stats"]
+        with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{dash}"
         deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None and time.time() < deadline, f"Ray did not start:\n{log.read_text()[-3000:]}"
+        up = False
+        while proc.poll() is None and time.time() < deadline:
             try:
                 with urllib.request.urlopen(url + "/api/version", timeout=5):
-                    break
+                    up = True
             except urllib.error.HTTPError:  # it answers (401 without the token): it is up
-                break
+                up = True
             except OSError:
                 time.sleep(1)
+            if up:
+                break
+        if up:
+            break
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert attempt < 2, f"Ray did not start in 3 attempts:\n{log.read_text()[-3000:]}"
+    try:
         yield url
     finally:
         proc.terminate()  # `ray start --block` stops the node's processes when it is terminated

@@ -295,23 +295,29 @@ def test_task_error_is_not_retried_other_tasks_complete_rerun_completes(engine_n
 
 @pytest.mark.infra
 def test_ray_worker_sigkilled_from_outside_mid_task_is_retried(ray_session, inputs, clean, tmp_path):
-    """A real SIGKILL from another process while the task runs: Ray reruns it on a new worker."""
+    """A real SIGKILL from another process while the task runs: Ray reruns it on a new worker.
+
+    The task's first attempt pauses 60 s (BABELSIEVE_FAULT=...:sleep, forwarded to the workers), so the
+    kill lands while it runs on any machine load, not only when a fast poll happens to catch it."""
     out = tmp_path / "out"
     cfg = make_config(inputs, str(out), engine="ray")
     box = {}
     runner = threading.Thread(target=lambda: box.setdefault("summary", run_pipeline(cfg, show_progress=False)))
-    runner.start()
-    killed = None
-    deadline = time.time() + 120
-    while runner.is_alive() and time.time() < deadline and killed is None:
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if cmd.startswith("ray::extract/00000"):  # Ray's process title while it runs that task
-                os.kill(p.info["pid"], signal.SIGKILL)
-                killed = p.info["pid"]
-                break
-        time.sleep(0.01)
-    runner.join(timeout=300)
+    with task_env({"BABELSIEVE_FAULT": "extract:00000:sleep"}):
+        runner.start()
+        killed = None
+        marker = out / "_faults" / "extract-00000"  # written just before the pause
+        deadline = time.time() + 120
+        while runner.is_alive() and time.time() < deadline and killed is None:
+            if marker.exists():
+                for p in psutil.process_iter(["pid", "cmdline"]):
+                    cmd = " ".join(p.info["cmdline"] or [])
+                    if cmd.startswith("ray::extract/00000"):  # Ray's process title while it runs that task
+                        os.kill(p.info["pid"], signal.SIGKILL)
+                        killed = p.info["pid"]
+                        break
+            time.sleep(0.2)
+        runner.join(timeout=300)
     assert killed is not None, "extract/00000 finished before it could be killed"
     assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
     assert box["summary"].failed_tasks == 0
