@@ -115,3 +115,10 @@ def test_command_line_json(sim, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["results"][0]["shards"] == 3 and out["measured_planning"] is None
     assert [r["stage"] for r in out["results"][0]["stages"]] == sim.STAGES
+
+
+def test_unmeasured_quantities_are_not_projected(sim):
+    pts = [{"shards": s, "stages": {"rebalance": {"plan_seconds": s, "check_seconds": None, "plan_peak_bytes": s}}}
+           for s in (1, 2)]
+    proj = sim.extrapolate(pts, 10)["rebalance"]
+    assert "check_seconds" not in proj and proj["plan_seconds"] == pytest.approx(10)

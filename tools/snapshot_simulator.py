@@ -434,9 +434,10 @@ def measure_planning(sample_sizes: list[int], langs: list[str], probs: np.ndarra
                         for t in planned:
                             read_manifest(cfg, stage_name, t.task_id)
 
-                    check_seconds, _, _ = _measure(check) if name != "rebalance" else (0.0, 0, None)
+                    # no rebalance manifests are generated: its check would only time HEADs of absent files
+                    check_seconds = round(_measure(check)[0], 3) if name != "rebalance" else None
                     point["stages"][name] = {"tasks": len(tasks), "plan_seconds": round(seconds, 3),
-                                             "plan_peak_bytes": peak, "check_seconds": round(check_seconds, 3)}
+                                             "plan_peak_bytes": peak, "check_seconds": check_seconds}
                 except Exception as e:  # noqa: BLE001 - reported per stage: the others still get timed
                     not_timed[name] = f"{type(e).__name__}: {e}"
             points.append(point)
@@ -453,7 +454,8 @@ def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def extrapolate(points: list[dict[str, Any]], n_shards: int) -> dict[str, dict[str, float]]:
-    """Per stage: planning seconds, check seconds and peak bytes projected linearly to ``n_shards``."""
+    """Per stage: planning seconds, check seconds and peak bytes projected linearly to ``n_shards``
+    (a quantity not measured for a stage is left out)."""
     out: dict[str, dict[str, float]] = {}
     stages = sorted({s for p in points for s in p["stages"]})
     for name in stages:
@@ -461,6 +463,8 @@ def extrapolate(points: list[dict[str, Any]], n_shards: int) -> dict[str, dict[s
         xs = [float(p["shards"]) for p in pts]
         proj = {}
         for key in ("plan_seconds", "check_seconds", "plan_peak_bytes"):
+            if any(p["stages"][name][key] is None for p in pts):
+                continue  # not measured for this stage
             slope, intercept = linear_fit(xs, [float(p["stages"][name][key]) for p in pts])
             proj[key] = max(slope * n_shards + intercept, 0.0)
         out[name] = proj
@@ -504,7 +508,8 @@ def render(result: dict[str, Any], projection: dict[str, dict[str, float]] | Non
     for r in result["stages"]:
         total += r["requests"]
         pr = (projection or {}).get(r["stage"])
-        timing = ([f"{pr['plan_seconds']:,.0f}", f"{pr['check_seconds']:,.0f}",
+        check = f"{pr['check_seconds']:,.0f}" if pr and "check_seconds" in pr else "-"
+        timing = ([f"{pr['plan_seconds']:,.0f}", check,
                    _human(pr["plan_peak_bytes"]) + "B"] if pr else ["-", "-", "-"])
         lines.append("| " + " | ".join([r["stage"], f"{r['tasks']:,}", f"{r['files']:,}", f"{r['fanin_max']:,}",
                                         f"{r['fanin_p99']:,}", _human(r["put"]), _human(r["planning_get"]),
