@@ -42,8 +42,8 @@ S3 requests (fsspec/s3fs, one request per call; upper bounds stay upper bounds):
 * Driver planning: ``completed_files(upstream)`` = HEAD + ceil(M/1000) LISTs of the upstream
   ``_manifests/<stage>/`` (M manifests), one GET per manifest, and ``FileSizes(by_listing=True)``: one
   LIST page (1,000 keys) per directory of every upstream file; ``retire_unplanned`` lists the stage's
-  own manifests (HEAD + LIST pages); the runner calls ``read_manifest`` per planned task (a HEAD; first
-  run: nothing there). ``dedup_annotate`` reads two upstreams (extract, dedup_clusters); ``rebalance``
+  own manifests (HEAD + LIST pages; extract lists its WARC inputs instead, same count); the runner
+  calls ``read_manifest`` per planned task (a HEAD; first run: nothing there). ``dedup_annotate`` reads two upstreams (extract, dedup_clusters); ``rebalance``
   also opens every input Parquet file (HEAD + 2 GETs: footer, ``minhash_cluster_size`` column).
 * Workers: per task a HEAD (``execute_task`` reads its manifest) and >= 1 GET per input file.
 
@@ -247,9 +247,11 @@ def stage_model(stats: ShardStats, params: ModelParams) -> list[dict[str, Any]]:
         head = tasks  # runner: read_manifest per planned task (nothing there on a first run)
         lst = 0.0
         get = 0.0
-        h, pages = _listing(tasks)  # retire_unplanned lists the stage's own manifests
+        # extract lists its WARC inputs (expand_inputs); every other stage's retire_unplanned lists its
+        # own manifests (extract selects a shard range: it retires nothing)
+        h, pages = _listing(tasks)
         head += h
-        lst += pages if name != "extract" else 0.0
+        lst += pages
         for up in r["upstream"]:
             m = float(rows[up]["tasks"])
             h, pages = _listing(m)
