@@ -43,8 +43,9 @@ S3 requests (fsspec/s3fs, one request per call; upper bounds stay upper bounds):
   ``_manifests/<stage>/`` (M manifests), one GET per manifest, and ``FileSizes(by_listing=True)``: one
   LIST page (1,000 keys) per directory of every upstream file; ``retire_unplanned`` lists the stage's
   own manifests (HEAD + LIST pages; extract lists its WARC inputs instead, same count); the runner
-  calls ``read_manifest`` per planned task (a HEAD; first run: nothing there). ``dedup_annotate`` reads two upstreams (extract, dedup_clusters); ``rebalance``
-  also opens every input Parquet file (HEAD + 2 GETs: footer, ``minhash_cluster_size`` column).
+  calls ``read_manifest`` per planned task (a HEAD; first run: nothing there). ``dedup_annotate``
+  reads two upstreams (extract, dedup_clusters); ``rebalance`` also opens every input Parquet file
+  (HEAD + 2 GETs: footer, ``minhash_cluster_size`` column).
 * Workers: per task a HEAD (``execute_task`` reads its manifest) and >= 1 GET per input file.
 
 Driver planning cost: real manifests (``manifest_to_storage`` shape, written as ``publish_json``
