@@ -1,0 +1,599 @@
+"""Snapshot simulator: what today's task model costs for a Common Crawl snapshot of N shards.
+
+Nothing is extracted or deduplicated here. For N shards the simulator samples which languages each
+shard holds, then *counts* what every stage of today's pipeline would plan and write: tasks, files,
+fan-in (input files per task) and S3 requests; and it *measures* the driver's planners on real
+manifests of a small sample of shards, extrapolated linearly to N.
+
+Languages per shard
+    FineWeb2's documents per language, train + test + ``_removed`` rows (``tools/data/``, see
+    ``tools/README.md``), normalised to probabilities ``p_l``. Each shard draws its non-English
+    documents from Multinomial(D, p) (``--non-english-documents`` D, default 19,000), seeded and
+    drawn in a fixed order, so the same seed and N give the same counts. English is not in FineWeb2
+    (it is FineWeb's): every shard also holds ``E = responses - D`` English documents (default
+    35,000 - 19,000 = 16,000; both figures are the issue's, measured on Common Crawl shards). A
+    language *file* is a (shard, language) pair with ``n >= 1`` documents.
+
+Today's model (first run, nothing cached; F = language files = sum over shards of languages present;
+P = ``dedup.partitions`` (16), B = ``dedup.num_buckets`` (14); ``q(n) = P * (1 - (1 - 1/P) ** (B * n))``
+is the expected number of hash partitions a file of n documents writes a band file to):
+
+=================  ====================================  ============================================
+stage              tasks                                  files written (data files, not manifests)
+=================  ====================================  ============================================
+extract            N                                      F documents + N * R_x removed (R_x reasons)
+dedup_signatures   F (one per extract documents file)     F signature files + sum_f q(n_f) band files
+dedup_buckets      sum_l q(T_l) (language x partition)    one edge file per task (<=)
+dedup_clusters     languages present                      <= F (one per extract file with a duplicate)
+dedup_annotate     F                                      F kept + <= F removed
+filter             F (one per kept file)                  F kept + F stats + sum_f min(n_f, R_f) removed
+finalize           F                                      F
+rebalance          F                                      F
+=================  ====================================  ============================================
+
+Fan-in: 1 for the per-file stages (dedup_annotate <= 2: the file and its clusters file); a
+``dedup_buckets`` task of language l reads ``sum_{f in l} q(n_f) / P`` band files (English: ~N);
+a ``dedup_clusters`` task reads one edge file per partition (<= P). ``<=`` marks upper bounds: the
+model assumes every language file has a near-duplicate and keeps at least one document.
+
+S3 requests (fsspec/s3fs, one request per call; upper bounds stay upper bounds):
+
+* PUT: one per data file written + one manifest per task (``publish_bytes`` is one ``pipe_file``).
+* Driver planning: ``completed_files(upstream)`` = HEAD + ceil(M/1000) LISTs of the upstream
+  ``_manifests/<stage>/`` (M manifests), one GET per manifest, and ``FileSizes(by_listing=True)``: one
+  LIST page (1,000 keys) per directory of every upstream file; ``retire_unplanned`` lists the stage's
+  own manifests (HEAD + LIST pages; extract lists its WARC inputs instead, same count); the runner
+  calls ``read_manifest`` per planned task (a HEAD; first run: nothing there). ``dedup_annotate``
+  reads two upstreams (extract, dedup_clusters); ``rebalance`` also opens every input Parquet file
+  (HEAD + 2 GETs: footer, ``minhash_cluster_size`` column).
+* Workers: per task a HEAD (``execute_task`` reads its manifest) and >= 1 GET per input file.
+
+Driver planning cost: real manifests (``manifest_to_storage`` shape, written as ``publish_json``
+writes them) and empty data files for every stage are generated for a few sample sizes in a temporary
+directory; each stage's real ``plan()`` is timed (wall seconds) and its peak Python allocation
+measured with ``tracemalloc``, as is the runner's ``read_manifest`` per planned task. A least-squares
+line through the measured points (seconds and bytes against shards) projects N: planning today is
+linear in manifests and files, which the points show. Local disk, not S3: the projection is a lower
+bound for object storage, where every request above is a round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA_FILE = Path(__file__).resolve().parent / "data" / "fineweb2-language-documents.csv.gz"
+ENGLISH = "eng_Latn"
+STAGES = ["extract", "dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate", "filter",
+          "finalize", "rebalance"]
+LIST_PAGE = 1000  # keys per S3 ListObjectsV2 page
+CHUNK_SHARDS = 500  # shards sampled at once (memory: CHUNK_SHARDS x languages int64)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The shard and pipeline figures the model depends on (defaults: the issue's and the config's)."""
+
+    responses: int = 35_000  # HTML responses per Common Crawl WARC shard (issue 23)
+    non_english_documents: int = 19_000  # non-English documents per shard after extraction (issue 23)
+    partitions: int = 16  # dedup.partitions default
+    num_buckets: int = 14  # dedup.num_buckets default (bands per signature)
+    extract_removed_reasons: int = 3  # removed/extract/<reason>/ files per extract task (assumed)
+    filter_removed_reasons: int = 3  # distinct removal reasons per filter task, at most one per document (assumed)
+
+    @property
+    def english_documents(self) -> int:
+        """English is the rest of a shard (FineWeb2 has no English)."""
+        return max(self.responses - self.non_english_documents, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# language distribution and sampling
+
+
+def load_distribution(path: Path = DATA_FILE) -> tuple[list[str], np.ndarray]:
+    """(languages, probabilities) from the packaged FineWeb2 document counts, sorted by name."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [(r["lang_script"], int(r["documents"])) for r in csv.DictReader(f)]
+    rows.sort()
+    counts = np.array([c for _, c in rows], dtype=np.float64)
+    return [lang for lang, _ in rows], counts / counts.sum()
+
+
+def sample_shards(n_shards: int, probs: np.ndarray, params: ModelParams, seed: int) -> Iterator[np.ndarray]:
+    """Document counts per (shard, language) in chunks of shards: columns are the FineWeb2 languages
+    then English. Deterministic for (n_shards, probs, params, seed)."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_shards:
+        k = min(CHUNK_SHARDS, n_shards - done)
+        non_en = rng.multinomial(params.non_english_documents, probs, size=k)
+        en = np.full((k, 1), params.english_documents, dtype=non_en.dtype)
+        yield np.hstack([non_en, en])
+        done += k
+
+
+def expected_partitions(n: np.ndarray | float, params: ModelParams) -> np.ndarray:
+    """Expected non-empty hash partitions of ``n`` documents' band keys (B keys per document)."""
+    p = params.partitions
+    return p * (1.0 - (1.0 - 1.0 / p) ** (params.num_buckets * np.asarray(n, dtype=np.float64)))
+
+
+@dataclass
+class ShardStats:
+    """Per-language sums over the sampled shards (everything the stage model needs)."""
+
+    shards: int
+    files: np.ndarray  # F_l: shards holding language l
+    documents: np.ndarray  # T_l
+    band_files: np.ndarray  # sum over l's files of q(n_f)
+    filter_removed: np.ndarray  # sum over l's files of min(n_f, R_f)
+    languages_per_shard: list[int] = field(default_factory=list)
+
+
+def collect(chunks: Iterator[np.ndarray], params: ModelParams) -> ShardStats:
+    """Sum the sampled (shard x language) counts into :class:`ShardStats`."""
+    stats: ShardStats | None = None
+    for m in chunks:
+        present = m > 0
+        q = np.where(present, expected_partitions(m, params), 0.0)
+        rm = np.minimum(m, params.filter_removed_reasons)
+        if stats is None:
+            width = m.shape[1]
+            stats = ShardStats(0, np.zeros(width, np.int64), np.zeros(width, np.int64), np.zeros(width),
+                               np.zeros(width, np.int64))
+        stats.shards += m.shape[0]
+        stats.files += present.sum(axis=0)
+        stats.documents += m.sum(axis=0)
+        stats.band_files += q.sum(axis=0)
+        stats.filter_removed += rm.sum(axis=0)
+        stats.languages_per_shard.extend(present.sum(axis=1).tolist())
+    if stats is None:
+        raise ValueError("no shards")
+    return stats
+
+
+# ------------------------------------------------------------------------------------------------
+# the stage model
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The q-quantile of ``values`` each repeated ``weights`` times (the lower value at a tie)."""
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    if not len(values):
+        return 0.0
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    return float(v[int(np.searchsorted(cum, q * cum[-1], side="left"))])
+
+
+def _pages(n: np.ndarray | float) -> np.ndarray:
+    """LIST requests to list ``n`` keys (at least one per listing)."""
+    return np.maximum(np.ceil(np.asarray(n, dtype=np.float64) / LIST_PAGE), 1.0)
+
+
+def _listing(n_manifests: float) -> tuple[float, float]:
+    """(HEAD, LIST) of ``storage.list_files`` over ``n_manifests`` keys: exists() then paged find()."""
+    return 1.0, float(_pages(n_manifests))
+
+
+def stage_model(stats: ShardStats, params: ModelParams) -> list[dict[str, Any]]:
+    """Tasks, files, fan-in and S3 requests per stage of today's pipeline (first run)."""
+    P = params.partitions
+    n = stats.shards
+    F_l = stats.files.astype(np.float64)
+    live = F_l > 0
+    F = float(F_l.sum())
+    langs = int(live.sum())
+    bands = float(stats.band_files.sum())
+    bucket_tasks_l = np.where(live, expected_partitions(stats.documents, params), 0.0)  # per language
+    bucket_fanin_l = stats.band_files / P  # band files per (language, partition) task
+    removed_x = n * params.extract_removed_reasons
+    filter_removed = float(stats.filter_removed.sum())
+
+    # Directories of each stage's outputs and the LIST pages FileSizes(by_listing=True) needs for them.
+    dir_lists = {
+        "extract": float(_pages(F_l[live]).sum()) + params.extract_removed_reasons * float(_pages(n)),
+        "dedup_signatures": float(_pages(F_l[live]).sum())
+        + float((bucket_tasks_l[live] * _pages(bucket_fanin_l[live])).sum()),
+        "dedup_buckets": float(langs),
+        "dedup_clusters": float(_pages(F_l[live]).sum()),
+        "dedup_annotate": float(_pages(F_l[live]).sum()) + float(_pages(F)),
+        "filter": float(_pages(F_l[live]).sum()) + float(_pages(F))
+        + params.filter_removed_reasons * float(_pages(filter_removed / max(params.filter_removed_reasons, 1))),
+        "finalize": float(_pages(F_l[live]).sum()),
+    }
+    rows: dict[str, dict[str, Any]] = {
+        "extract": {"tasks": n, "files": F + removed_x, "fanin": (1, 1), "upstream": [],
+                    "inputs": n},
+        "dedup_signatures": {"tasks": F, "files": F + bands, "fanin": (1, 1), "upstream": ["extract"],
+                             "inputs": F},
+        "dedup_buckets": {"tasks": float(bucket_tasks_l.sum()), "files": float(bucket_tasks_l.sum()),
+                          "fanin": (float(bucket_fanin_l.max()),
+                                    weighted_quantile(bucket_fanin_l, bucket_tasks_l, 0.99)),
+                          "upstream": ["dedup_signatures"], "inputs": bands},
+        "dedup_clusters": {"tasks": langs, "files": F,
+                           "fanin": (float(bucket_tasks_l.max()),
+                                     weighted_quantile(bucket_tasks_l, live.astype(float), 0.99)),
+                           "upstream": ["dedup_buckets"], "inputs": float(bucket_tasks_l.sum())},
+        "dedup_annotate": {"tasks": F, "files": 2 * F, "fanin": (2, 2), "upstream": ["extract", "dedup_clusters"],
+                           "inputs": 2 * F},
+        "filter": {"tasks": F, "files": 2 * F + filter_removed, "fanin": (1, 1), "upstream": ["dedup_annotate"],
+                   "inputs": F},
+        "finalize": {"tasks": F, "files": F, "fanin": (1, 1), "upstream": ["filter"], "inputs": F},
+        "rebalance": {"tasks": F, "files": F, "fanin": (1, 1), "upstream": ["finalize"], "inputs": F},
+    }
+    out = []
+    for name in STAGES:
+        r = rows[name]
+        tasks, files = float(r["tasks"]), float(r["files"])
+        head = tasks  # runner: read_manifest per planned task (nothing there on a first run)
+        lst = 0.0
+        get = 0.0
+        # extract lists its WARC inputs (expand_inputs); every other stage's retire_unplanned lists its
+        # own manifests (extract selects a shard range: it retires nothing)
+        h, pages = _listing(tasks)
+        head += h
+        lst += pages
+        for up in r["upstream"]:
+            m = float(rows[up]["tasks"])
+            h, pages = _listing(m)
+            head += h
+            lst += pages + dir_lists[up]
+            get += m
+        if name == "rebalance":  # the planner reads every input's cluster sizes
+            head += tasks
+            get += 2 * tasks
+        planning = {"get": get, "head": head, "list": lst}
+        worker = {"head": tasks, "get": float(r["inputs"]), "put": files + tasks}
+        total = planning["get"] + planning["head"] + planning["list"] + sum(worker.values())
+        out.append({
+            "stage": name, "tasks": round(tasks), "files": round(files), "fanin_max": round(r["fanin"][0]),
+            "fanin_p99": round(r["fanin"][1]), "put": round(worker["put"]),
+            "planning_get": round(planning["get"]), "planning_head": round(planning["head"]),
+            "planning_list": round(planning["list"]), "worker_get": round(worker["get"]),
+            "worker_head": round(worker["head"]), "requests": round(total),
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# driver planning, measured on real manifests
+
+
+def _tiny_parquet() -> bytes:
+    """A one-row documents file (the rebalance planner reads ``minhash_cluster_size`` of each input)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": ["x"], "minhash_cluster_size": pa.array([1], pa.int64())}), buf)
+    return buf.getvalue()
+
+
+class ManifestTree:
+    """Writes the manifests and (empty) data files today's stages would leave for some shards."""
+
+    def __init__(self, root: str, config: Any, params: ModelParams):
+        from babelsieve.pipeline.tasks import manifest_to_storage
+
+        self.root = root
+        self.config = config
+        self.params = params
+        self.to_storage = manifest_to_storage
+        self.config_hash = config.content_hash()
+        self.files_written = 0
+        self._dirs: set[str] = set()
+
+    def _touch(self, rel: str, data: bytes = b"", rows: int | None = None, **extra: Any) -> dict[str, Any]:
+        path = os.path.join(self.root, rel)
+        d = os.path.dirname(path)
+        if d not in self._dirs:
+            os.makedirs(d, exist_ok=True)
+            self._dirs.add(d)
+        with open(path, "wb") as f:
+            f.write(data)
+        self.files_written += 1
+        entry = {"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **extra}
+        if rows is not None:
+            entry["rows"] = rows
+        return entry
+
+    def manifest(self, stage: str, task_id: str, inputs: list[str], files: list[dict[str, Any]],
+                 params: dict[str, Any] | None = None) -> None:
+        """One manifest in the stored shape (relative paths, version 2), serialised as publish_json does."""
+        m = {"stage": stage, "task_id": task_id, "inputs": inputs, "params": params or {}, "input_digest": "",
+             "identity": "", "config_hash": self.config_hash, "files": files, "stats": {}, "seconds": 0.0}
+        self._touch(os.path.join("_manifests", stage, f"{task_id}.json"),
+                    json.dumps(self.to_storage(self.root, m), sort_keys=True, indent=1).encode())
+        self.files_written -= 1  # count data files only
+
+    def build(self, counts: np.ndarray, langs: list[str]) -> None:
+        """Every stage's manifests for the (shard x language) ``counts``."""
+        p = self.params
+        parquet = _tiny_parquet()
+        extract_docs: list[tuple[str, str, int]] = []  # (path, lang, n)
+        for s, row in enumerate(counts):
+            tid = f"{s:05d}"
+            files = []
+            for j in np.flatnonzero(row):
+                lang, n = langs[j], int(row[j])
+                e = self._touch(f"extract/lang_script={lang}/{tid}.parquet", rows=n, kind="documents",
+                                lang_script=lang)
+                files.append(e)
+                extract_docs.append((e["path"], lang, n))
+            for r in range(p.extract_removed_reasons):
+                files.append(self._touch(f"removed/extract/reason{r}/{tid}.parquet", rows=1, kind="removed",
+                                         reason=f"reason{r}"))
+            self.manifest("extract", tid, [f"warc/{tid}.warc.gz"], files)
+        extract_docs.sort()
+        band_groups: dict[tuple[str, int], list[str]] = {}
+        for i, (path, lang, n) in enumerate(extract_docs):
+            tid = f"{i:06d}"
+            files = [self._touch(f"dedup_work/signatures/lang_script={lang}/{tid}.npy", rows=n, kind="signatures",
+                                 lang_script=lang, source=path)]
+            # the first round(q(n)) partitions: the count is the model's, which ones does not matter here
+            for part in range(round(float(expected_partitions(n, p)))):
+                e = self._touch(f"dedup_work/bands/lang_script={lang}/part={part:05d}/{tid}.npy", rows=n,
+                                kind="bands", lang_script=lang, partition=part)
+                files.append(e)
+                band_groups.setdefault((lang, part), []).append(e["path"])
+            self.manifest("dedup_signatures", tid, [path], files, {"file_index": i, "lang_script": lang})
+        edges: dict[str, list[str]] = {}
+        for (lang, part), inputs in sorted(band_groups.items()):
+            e = self._touch(f"dedup_work/edges/lang_script={lang}/{part:05d}.npy", rows=1, kind="edges",
+                            lang_script=lang, partition=part)
+            edges.setdefault(lang, []).append(e["path"])
+            self.manifest("dedup_buckets", f"{lang}-{part:05d}", inputs, [e])
+        by_lang: dict[str, list[int]] = {}
+        for i, (_, lang, _) in enumerate(extract_docs):
+            by_lang.setdefault(lang, []).append(i)
+        for lang, idx in sorted(by_lang.items()):  # upper bound: every extract file has a near-duplicate
+            files = [self._touch(f"dedup_work/clusters/lang_script={lang}/{i:06d}.npy", rows=1, kind="clusters",
+                                 lang_script=lang, file_index=i) for i in idx]
+            self.manifest("dedup_clusters", lang, edges.get(lang, []), files)
+        for i, (path, lang, n) in enumerate(extract_docs):
+            tid = f"{i:06d}"
+            kept = self._touch(f"dedup/lang_script={lang}/{tid}.parquet", rows=n, kind="documents", lang_script=lang)
+            rm = self._touch(f"removed/dedup/minhash_duplicate/{tid}.parquet", rows=1, kind="removed",
+                             lang_script=lang, reason="minhash_duplicate")
+            self.manifest("dedup_annotate", tid, [path], [kept, rm])
+            ftid = f"{lang}-{tid}"
+            files = [self._touch(f"filter/lang_script={lang}/{ftid}.parquet", rows=n, kind="documents",
+                                 lang_script=lang),
+                     self._touch(f"_stats/filter/{ftid}.parquet", rows=1, kind="stats", lang_script=lang)]
+            for r in range(min(n, p.filter_removed_reasons)):
+                files.append(self._touch(f"removed/filter/rule{r}/{ftid}.parquet", rows=1, kind="removed",
+                                         lang_script=lang, reason=f"rule{r}"))
+            self.manifest("filter", ftid, [kept["path"]], files)
+            fin = self._touch(f"finalize/lang_script={lang}/{ftid}.parquet", parquet, rows=1, kind="documents",
+                              lang_script=lang)
+            self.manifest("finalize", ftid, [files[0]["path"]], [fin])
+
+
+def _measure(fn: Any) -> tuple[float, int, Any]:
+    """(wall seconds of an untraced call, peak traced bytes of a second call, result of the first)."""
+    t0 = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - t0
+    tracemalloc.start()
+    try:
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return seconds, peak, result
+
+
+def measure_planning(sample_sizes: list[int], langs: list[str], probs: np.ndarray, params: ModelParams,
+                     seed: int, workdir: str | None = None) -> dict[str, Any]:
+    """Time every stage's real ``plan()`` (and the runner's ``read_manifest`` per task) on generated
+    manifests of each sample size. Returns {"points": [...], "not_timed": {stage: why}}."""
+    from babelsieve.pipeline.config import PipelineConfig
+    from babelsieve.pipeline.runner import expand_stages
+    from babelsieve.pipeline.tasks import read_manifest, stage_class
+
+    points: list[dict[str, Any]] = []
+    not_timed: dict[str, str] = {
+        "extract": "planned from the input listing (one LIST of the WARC paths), not from manifests",
+    }
+    for n in sample_sizes:
+        counts = np.vstack(list(sample_shards(n, probs, params, seed)))
+        with tempfile.TemporaryDirectory(prefix="babelsieve-sim-", dir=workdir) as tmp:
+            config = PipelineConfig(output=tmp, stages=["extract", "dedup", "filter", "finalize", "rebalance"],
+                                    dedup={"partitions": params.partitions, "num_buckets": params.num_buckets})
+            tree = ManifestTree(tmp, config, params)
+            t0 = time.perf_counter()
+            tree.build(counts, langs + [ENGLISH])
+            point: dict[str, Any] = {"shards": n, "language_files": int((counts > 0).sum()),
+                                     "files_generated": tree.files_written,
+                                     "generate_seconds": round(time.perf_counter() - t0, 2), "stages": {}}
+            for name in expand_stages(config):
+                if name == "extract":
+                    continue
+                try:
+                    stage = stage_class(name)(config)
+                    seconds, peak, tasks = _measure(stage.plan)
+
+                    def check(stage_name: str = name, planned: list = tasks, cfg: PipelineConfig = config) -> None:
+                        for t in planned:
+                            read_manifest(cfg, stage_name, t.task_id)
+
+                    # no rebalance manifests are generated: its check would only time HEADs of absent files
+                    check_seconds = round(_measure(check)[0], 3) if name != "rebalance" else None
+                    point["stages"][name] = {"tasks": len(tasks), "plan_seconds": round(seconds, 3),
+                                             "plan_peak_bytes": peak, "check_seconds": check_seconds}
+                except Exception as e:  # noqa: BLE001 - reported per stage: the others still get timed
+                    not_timed[name] = f"{type(e).__name__}: {e}"
+            points.append(point)
+    return {"points": points, "not_timed": not_timed,
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line through the points (one point: through the origin)."""
+    if len(xs) == 1:
+        return (ys[0] / xs[0] if xs[0] else 0.0), 0.0
+    slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return float(slope), float(intercept)
+
+
+def extrapolate(points: list[dict[str, Any]], n_shards: int) -> dict[str, dict[str, float]]:
+    """Per stage: planning seconds, check seconds and peak bytes projected linearly to ``n_shards``
+    (a quantity not measured for a stage is left out)."""
+    out: dict[str, dict[str, float]] = {}
+    stages = sorted({s for p in points for s in p["stages"]})
+    for name in stages:
+        pts = [p for p in points if name in p["stages"]]
+        xs = [float(p["shards"]) for p in pts]
+        proj = {}
+        for key in ("plan_seconds", "check_seconds", "plan_peak_bytes"):
+            if any(p["stages"][name][key] is None for p in pts):
+                continue  # not measured for this stage
+            slope, intercept = linear_fit(xs, [float(p["stages"][name][key]) for p in pts])
+            proj[key] = max(slope * n_shards + intercept, 0.0)
+        out[name] = proj
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# output
+
+
+def simulate(n_shards: int, langs: list[str], probs: np.ndarray, params: ModelParams, seed: int) -> dict[str, Any]:
+    """The stage table for ``n_shards`` (counts only; no files)."""
+    stats = collect(sample_shards(n_shards, probs, params, seed), params)
+    lps = np.asarray(stats.languages_per_shard)
+    return {
+        "shards": n_shards,
+        "languages_present": int((stats.files > 0).sum()),
+        "languages_per_shard_mean": round(float(lps.mean()), 1),
+        "languages_per_shard_p99": int(np.percentile(lps, 99)),
+        "language_files": int(stats.files.sum()),
+        "stages": stage_model(stats, params),
+    }
+
+
+def _human(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def render(result: dict[str, Any], projection: dict[str, dict[str, float]] | None) -> str:
+    """A plain-text (Markdown) table of one simulation, with projected planning cost if measured."""
+    head = (f"### {result['shards']:,} shards\n\n{result['languages_per_shard_mean']} languages per shard on "
+            f"average (p99 {result['languages_per_shard_p99']}), {result['languages_present']:,} languages "
+            f"present, {result['language_files']:,} (shard, language) files.\n\n")
+    cols = ["stage", "tasks", "files", "fan-in max", "fan-in p99", "PUT", "plan GET", "plan HEAD", "plan LIST",
+            "worker GET", "worker HEAD", "S3 requests", "plan s", "check s", "plan peak"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    total = 0
+    for r in result["stages"]:
+        total += r["requests"]
+        pr = (projection or {}).get(r["stage"])
+        check = f"{pr['check_seconds']:,.0f}" if pr and "check_seconds" in pr else "-"
+        timing = ([f"{pr['plan_seconds']:,.0f}", check,
+                   _human(pr["plan_peak_bytes"]) + "B"] if pr else ["-", "-", "-"])
+        lines.append("| " + " | ".join([r["stage"], f"{r['tasks']:,}", f"{r['files']:,}", f"{r['fanin_max']:,}",
+                                        f"{r['fanin_p99']:,}", _human(r["put"]), _human(r["planning_get"]),
+                                        _human(r["planning_head"]), _human(r["planning_list"]),
+                                        _human(r["worker_get"]), _human(r["worker_head"]), _human(r["requests"])]
+                                       + timing) + " |")
+    lines.append(f"| **all stages** | {sum(r['tasks'] for r in result['stages']):,} | "
+                 f"{sum(r['files'] for r in result['stages']):,} | | | | | | | | | **{_human(total)}** | | | |")
+    return head + "\n".join(lines) + "\n"
+
+
+def render_points(measured: dict[str, Any]) -> str:
+    """The measured planning points (what the projection is fitted to)."""
+    lines = ["Measured driver planning on generated manifests (local disk; seconds, peak traced MB):", ""]
+    for p in measured["points"]:
+        per = ", ".join(f"{k} {v['plan_seconds']:.2f}s/{v['plan_peak_bytes'] / 1e6:.0f}MB"
+                        + (f" (+check {v['check_seconds']:.2f}s)" if v["check_seconds"] else "")
+                        for k, v in p["stages"].items())
+        lines.append(f"- {p['shards']} shards ({p['language_files']:,} language files, {p['files_generated']:,} "
+                     f"data files generated in {p['generate_seconds']} s): {per}")
+    for k, why in measured["not_timed"].items():
+        lines.append(f"- not timed: {k}: {why}")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--help`` explains the model in short; the module docstring in full)."""
+    p = argparse.ArgumentParser(
+        prog="snapshot_simulator",
+        description=("Project what today's babelsieve task model plans, writes and requests from S3 for a "
+                     "Common Crawl snapshot of N WARC shards, with FineWeb2's language distribution. Counts are "
+                     "computed, not written; the driver's planners are timed on real manifests of a few sample "
+                     "shards and extrapolated linearly. See the module docstring for every formula."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--shards", type=int, nargs="+", default=[1_000, 10_000, 90_000],
+                   help="snapshot sizes to simulate (number of WARC shards)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-shard language sampling")
+    p.add_argument("--responses", type=int, default=ModelParams.responses,
+                   help="HTML responses per shard; English documents = responses - non-English documents")
+    p.add_argument("--non-english-documents", type=int, default=ModelParams.non_english_documents,
+                   help="non-English documents per shard after extraction, drawn from FineWeb2's distribution")
+    p.add_argument("--partitions", type=int, default=ModelParams.partitions, help="dedup.partitions")
+    p.add_argument("--num-buckets", type=int, default=ModelParams.num_buckets, help="dedup.num_buckets (bands)")
+    p.add_argument("--extract-removed-reasons", type=int, default=ModelParams.extract_removed_reasons,
+                   help="removed-document files per extract task (one per removal reason; assumed)")
+    p.add_argument("--filter-removed-reasons", type=int, default=ModelParams.filter_removed_reasons,
+                   help="distinct removal reasons per filter task, at most one per document (assumed)")
+    p.add_argument("--sample-shards", type=int, nargs="*", default=[4, 8, 16],
+                   help="shard counts whose manifests are generated to time the planners (none: skip timing)")
+    p.add_argument("--workdir", default=None, help="where the temporary manifests go (default: the system's)")
+    p.add_argument("--distribution", type=Path, default=DATA_FILE,
+                   help="CSV(.gz) with lang_script,documents columns")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulator; print Markdown tables or JSON."""
+    args = build_parser().parse_args(argv)
+    params = ModelParams(args.responses, args.non_english_documents, args.partitions, args.num_buckets,
+                         args.extract_removed_reasons, args.filter_removed_reasons)
+    langs, probs = load_distribution(args.distribution)
+    measured = (measure_planning(sorted(args.sample_shards), langs, probs, params, args.seed, args.workdir)
+                if args.sample_shards else None)
+    results = []
+    for n in args.shards:
+        res = simulate(n, langs, probs, params, args.seed)
+        res["planning_projection"] = extrapolate(measured["points"], n) if measured else None
+        results.append(res)
+    if args.json:
+        json.dump({"params": asdict(params) | {"english_documents": params.english_documents}, "seed": args.seed,
+                   "measured_planning": measured, "results": results}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    for res in results:
+        print(render(res, res["planning_projection"]))
+    if measured:
+        print(render_points(measured))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
