@@ -65,8 +65,8 @@ def split_sample(data: Path, dest: Path, n: int) -> list[Path]:
 
 
 def html_ids(paths: list[Path]) -> set[str]:
-    from babelsieve.pipeline.html_text import is_html
-    from babelsieve.pipeline.warc import iter_records, parse_http_response
+    from babelsieve.extraction.html_text import is_html
+    from babelsieve.extraction.warc import iter_records, parse_http_response
 
     ids = set()
     for p in paths:
@@ -84,7 +84,7 @@ def available_stages() -> list[str]:
     import importlib.util
 
     stages = ["extract"]
-    if importlib.util.find_spec("babelsieve.pipeline.filter_stage"):
+    if importlib.util.find_spec("babelsieve.pipeline.stages.filter"):
         stages.append("filter")
     return stages
 

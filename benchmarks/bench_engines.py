@@ -39,14 +39,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_inputs import add_data_argument, sample_warcs  # noqa: E402
+from bench_inputs import BUNDLED_SAMPLE, add_data_argument, sample_warcs  # noqa: E402
 
 
 def split(src: Path, dest: Path, n: int, repeat: int) -> list[Path]:
     """``n`` shards of whole records, the set copied ``repeat`` times (distinct file names)."""
-    from conftest import split_warc
+    from babelsieve.extraction.warc import split_warc
 
     base = split_warc(src, dest / "r0", n)
     out = list(base)
@@ -61,9 +60,9 @@ def split(src: Path, dest: Path, n: int, repeat: int) -> list[Path]:
 
 def tiny_warcs(dest: Path, k: int) -> list[Path]:
     """K one-page WARCs (the first HTML response of the sample, with its warcinfo)."""
-    from conftest import SAMPLE_WARC, gzip_members
+    from babelsieve.extraction.warc import gzip_members
 
-    members = gzip_members(SAMPLE_WARC.read_bytes())
+    members = gzip_members(BUNDLED_SAMPLE.read_bytes())
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(k):
@@ -74,7 +73,7 @@ def tiny_warcs(dest: Path, k: int) -> list[Path]:
 
 
 def config(inputs, output, engine, workers):
-    from babelsieve.pipeline.config import load_config
+    from babelsieve.pipeline.core.config import load_config
 
     sets = ["langid.backend=lid176", "extract.url_filter=false", f"engine_options.workers={workers}"]
     if engine == "slurm":
@@ -85,7 +84,7 @@ def config(inputs, output, engine, workers):
 
 
 def plan(cfg):
-    from babelsieve.pipeline.extract import ExtractStage
+    from babelsieve.pipeline.stages.extract import ExtractStage
 
     return ExtractStage(cfg).plan()
 
@@ -152,7 +151,7 @@ def main() -> None:
     tiny = tiny_warcs(work / "tiny", args.tiny)
 
     # In-process cost of one tiny task (warm), the baseline for the overhead figure.
-    from babelsieve.pipeline.tasks import execute_task
+    from babelsieve.pipeline.core.tasks import execute_task
 
     c = config(tiny[:1], str(work / "inproc-warm"), "local", 1)
     execute_task(plan(c)[0].to_dict(), c.model_dump_json())

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def ours(path: Path) -> tuple[int, float, dict[str, str]]:
-    from babelsieve.pipeline.html_text import TextExtractor, decode_html, is_html
-    from babelsieve.pipeline.warc import iter_records, parse_http_response
+    from babelsieve.extraction.html_text import TextExtractor, decode_html, is_html
+    from babelsieve.extraction.warc import iter_records, parse_http_response
 
     t0 = time.perf_counter()
     ex = TextExtractor()
@@ -56,7 +56,7 @@ def datatrove(path: Path) -> tuple[int, float, dict[str, str]]:
 
 
 def limit_overhead(n: int = 100_000) -> float:
-    from babelsieve.pipeline.html_text import time_limit
+    from babelsieve.extraction.html_text import time_limit
 
     t0 = time.perf_counter()
     for _ in range(n):

@@ -38,10 +38,8 @@ def make_corpus(path: Path, n_docs: int, seed: int = 0) -> None:
     the directory's first file)."""
     import pyarrow.parquet as pq
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from babelsieve.pipeline.documents import table_from_rows
-
-    from dedup_helpers import doc, mutate, vocab
+    from babelsieve.dedup.synthetic import doc, mutate, vocab
+    from babelsieve.pipeline.core.documents import table_from_rows
 
     rng = random.Random(seed)
     V = vocab(rng, 30000)
@@ -113,21 +111,22 @@ def _reset_peak() -> bool:
 
 
 def _config(out: str):
-    from babelsieve.pipeline.config import PipelineConfig
+    from babelsieve.pipeline.core.config import PipelineConfig
 
     return PipelineConfig(output=out, dedup={"partitions": 16})
 
 
 def phase_ours(out: str, stages: str) -> dict:
-    from babelsieve.pipeline.tasks import execute_task, stage_class
+    from babelsieve.pipeline.core.tasks import execute_task
+    from babelsieve.pipeline.stages import stage_class
 
     cfg = _config(out)
     cj = cfg.model_dump_json()
     import pyarrow.parquet  # noqa: F401
 
-    import babelsieve.pipeline.dedup.minhash  # noqa: F401  (imports are not the phase's memory)
-    import babelsieve.pipeline.dedup.stages  # noqa: F401
-    from babelsieve.pipeline import storage
+    import babelsieve.dedup.minhash  # noqa: F401  (imports are not the phase's memory)
+    import babelsieve.pipeline.stages.dedup  # noqa: F401
+    from babelsieve.pipeline.core import storage
 
     storage.list_files(out, ".json")  # fsspec's local filesystem
 
@@ -144,10 +143,9 @@ def phase_ours(out: str, stages: str) -> dict:
 
 
 def setup_ours(corpus: str, out: str) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from babelsieve.pipeline import storage
-    from babelsieve.pipeline.documents import language_dir
-    from babelsieve.pipeline.tasks import MANIFEST_VERSION, manifest_url
+    from babelsieve.pipeline.core import storage
+    from babelsieve.pipeline.core.documents import language_dir
+    from babelsieve.pipeline.core.tasks import MANIFEST_VERSION, manifest_url
 
     cfg = _config(out)
     for k, f in enumerate(corpus_files(corpus)):
@@ -206,7 +204,7 @@ def phase_dt(corpus: str, work: str, step: str) -> dict:
 def phase_dt_sigs_from_ours(corpus: str, work: str) -> dict:
     """datatrove's signature files (``sigs/bucket_BBB/00000.minhash.sig``, one rank) computed with
     babelsieve's ``shingle_hash="datatrove"`` mode, whose signatures are bit-identical to
-    ``MinhashDedupSignature`` (tests/test_dedup.py), written in datatrove's record format
+    ``MinhashDedupSignature`` (tests/dedup/test_dedup.py), written in datatrove's record format
     (``<8QI``: 8 band hashes + the document's index in the reader's stream) and sorted by all
     fields exactly as its ``run`` does. Used to feed datatrove's buckets + clustering on corpora
     where its own signature stage would take hours; ``--check-dt-sigs`` compares the files
@@ -214,7 +212,7 @@ def phase_dt_sigs_from_ours(corpus: str, work: str) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from babelsieve.pipeline.dedup.minhash import MinHasher
+    from babelsieve.dedup.minhash import MinHasher
 
     mh = MinHasher("eng_Latn", 5, 14, 8, 1, shingle_hash="datatrove")
     rows_per_band, nb = 8, 14

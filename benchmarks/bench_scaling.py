@@ -40,9 +40,9 @@ from bench_inputs import add_data_argument  # noqa: E402
 STARTUP_SCRIPT = r'''
 import sys, time, json, tempfile
 t0 = time.perf_counter()
-from babelsieve.pipeline.tasks import execute_task
-from babelsieve.pipeline.config import PipelineConfig
-from babelsieve.pipeline.extract import ExtractStage
+from babelsieve.pipeline.core.tasks import execute_task
+from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.stages.extract import ExtractStage
 t1 = time.perf_counter()
 cfg = PipelineConfig.model_validate({"inputs": {"paths": sys.argv[1:3]}, "output": tempfile.mkdtemp(),
                                      "stages": ["extract"], "langid": {"backend": "lid176"}})

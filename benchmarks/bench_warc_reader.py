@@ -5,7 +5,7 @@
 Times ``iter_records`` over the whole file plus ``parse_http_response`` of every response record
 (with ``max_body_bytes`` = the default ``extract.max_html_bytes`` where the reader has it), from
 bytes already in memory (no disk in the figure). With ``--ref`` the reader of that commit
-(``pipeline/warc.py`` from ``git show``) is timed too, interleaved run by run with this
+(``extraction/warc.py`` from ``git show``) is timed too, interleaved run by run with this
 checkout's, so machine load hits both alike; the best of ``--repeat`` runs is reported (CPU time
 of this process, which one pinned core makes equal to wall time when the core is not shared).
 """
@@ -54,12 +54,12 @@ def read_all(mod: ModuleType, data: bytes) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("warcs", nargs="*", type=Path)
-    ap.add_argument("--ref", help="git ref whose pipeline/warc.py is timed beside this checkout's")
+    ap.add_argument("--ref", help="git ref whose extraction/warc.py is timed beside this checkout's")
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
     readers = {"this checkout": _load(REPO / "pipeline" / "warc.py", "warc_head")}
     if a.ref:
-        src = subprocess.run(["git", "-C", str(REPO), "show", f"{a.ref}:pipeline/warc.py"], capture_output=True,
+        src = subprocess.run(["git", "-C", str(REPO), "show", f"{a.ref}:extraction/warc.py"], capture_output=True,
                              text=True, check=True).stdout
         tmp = Path(tempfile.mkdtemp()) / "warc_ref.py"
         tmp.write_text(src)

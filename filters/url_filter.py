@@ -19,7 +19,7 @@ things differ, neither changes a decision:
   one); concurrent first builders serialise on a lock file. If the cache directory cannot be
   written, the lists are used from memory as datatrove loads them.
 
-``tests/test_url_filter.py`` compares decision and reason with datatrove's own ``URLFilter`` on
+``tests/filters/test_url_filter.py`` compares decision and reason with datatrove's own ``URLFilter`` on
 block-listed domains, subdomains, full URLs, banned words, the soft-word threshold and banned
 subwords.
 """

@@ -8,7 +8,7 @@ batch: n-gram hashes are extended a character at a time (FNV-1a is a running has
 costs one more step), pruned buckets are looked up in a dense array, the input rows of quantised
 models are decoded once at load.
 
-What makes the results identical (``tests/test_fasttext_inference.py`` compares labels *and* float32
+What makes the results identical (``tests/langid/test_fasttext_inference.py`` compares labels *and* float32
 scores with fastText on real pages, UDHR lines, random Unicode and models trained in the test):
 
 * the same tokens (``readWord``: ASCII whitespace and NUL separate, ``\\n`` is the end-of-sentence token

@@ -293,7 +293,7 @@ class ManifestTree:
     """Writes the manifests and (empty) data files today's stages would leave for some shards."""
 
     def __init__(self, root: str, config: Any, params: ModelParams):
-        from babelsieve.pipeline.tasks import manifest_to_storage
+        from babelsieve.pipeline.core.tasks import manifest_to_storage
 
         self.root = root
         self.config = config
@@ -413,9 +413,10 @@ def measure_planning(sample_sizes: list[int], langs: list[str], probs: np.ndarra
                      seed: int, workdir: str | None = None, trace_memory: bool = True) -> dict[str, Any]:
     """Time every stage's real ``plan()`` (and the runner's ``read_manifest`` per task) on generated
     manifests of each sample size. Returns {"points": [...], "not_timed": {stage: why}}."""
-    from babelsieve.pipeline.config import PipelineConfig
-    from babelsieve.pipeline.runner import expand_stages
-    from babelsieve.pipeline.tasks import read_manifest, stage_class
+    from babelsieve.pipeline.core.config import PipelineConfig
+    from babelsieve.pipeline.core.runner import expand_stages
+    from babelsieve.pipeline.core.tasks import read_manifest
+    from babelsieve.pipeline.stages import stage_class
 
     points: list[dict[str, Any]] = []
     not_timed: dict[str, str] = {

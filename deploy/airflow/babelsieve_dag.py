@@ -77,7 +77,7 @@ EXIT_CONFIG_ERROR = 2
 
 SECRET_SETS_ENV = "BABELSIEVE_SECRET_SETS"
 REDACTED = "<redacted>"
-# The words of babelsieve.pipeline.config.is_secret_key (this file imports nothing from babelsieve).
+# The words of babelsieve.pipeline.core.config.is_secret_key (this file imports nothing from babelsieve).
 _SECRET_WORDS = re.compile(
     r"secret|passw|credential|private|(^|[^a-z])(key|token|auth|authorization|pwd|apikey)($|[^a-z])")
 
@@ -86,9 +86,9 @@ _SECRET_WORDS = re.compile(
 # Its arguments come on stdin: they hold the sets, credentials included (argv is visible in ps).
 _PLAN_CODE = r"""
 import json, sys
-from babelsieve.pipeline.config import load_config
-from babelsieve.pipeline.inputs import expand_inputs, storage_options_for
-from babelsieve.pipeline.runner import expand_stages
+from babelsieve.pipeline.core.config import load_config
+from babelsieve.pipeline.core.inputs import expand_inputs, storage_options_for
+from babelsieve.pipeline.core.runner import expand_stages
 a = json.loads(sys.stdin.read())
 cfg = load_config(a["config"] or None, inputs=[a["input"]], output=a["output"], sets=a["sets"],
                   shards=a["shards"] or None)

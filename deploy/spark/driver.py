@@ -7,7 +7,7 @@ unset in the config so that spark-submit's ``--master`` is the one used).
 
 import sys
 
-from babelsieve.pipeline.cli import main
+from babelsieve.pipeline.cli.main import main
 
 if __name__ == "__main__":
     main(args=sys.argv[1:], prog_name="babelsieve")

@@ -51,7 +51,7 @@ secret_confs=()  # --conf KEY=VALUE whose key names a secret: properties file, n
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-secret_key() {  # does a dotted key hold credentials? The words of pipeline/config.py's is_secret_key,
+secret_key() {  # does a dotted key hold credentials? The words of pipeline/core/config.py's is_secret_key,
   # for any part of it; all of storage_options too (a whole mapping may be given at once).
   local part
   [[ "$1" == storage_options* ]] && return 0

@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from babelsieve.pipeline.config import PipelineConfig
-from babelsieve.pipeline.tasks import Task
+from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.tasks import Task
 
 ResultCallback = Callable[[dict[str, Any]], None]
 

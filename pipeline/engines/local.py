@@ -13,10 +13,10 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
+from babelsieve.pipeline.core.interrupts import stopping
+from babelsieve.pipeline.core.tasks import Task, TaskFailedError
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
-from babelsieve.pipeline.interrupts import stopping
-from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 
 def _init_worker(memory_limit_mb: int | None, driver_pid: int) -> None:

@@ -27,9 +27,9 @@ import os
 import threading
 from typing import Any
 
+from babelsieve.pipeline.core.tasks import Task
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, forwarded_env, run_task
-from babelsieve.pipeline.tasks import Task
 
 # Tasks in flight at once: enough to keep a large cluster (and its autoscaler) busy without
 # holding 90,000 object references in the driver.

@@ -64,11 +64,12 @@ from typing import Any
 
 from rich.console import Console
 
-from babelsieve.pipeline import storage
-from babelsieve.pipeline.config import PipelineConfig
+from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.tasks import Task, TaskFailedError, check_manifest, read_manifest
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
-from babelsieve.pipeline.tasks import Task, TaskFailedError, check_manifest, read_manifest, stage_class
+from babelsieve.pipeline.stages import stage_class
 
 POLL_ENV = "BABELSIEVE_SLURM_POLL_S"  # seconds between two looks at the queue (default 2)
 # Test switch: BABELSIEVE_SLURM_TEST_SLEEP=stage:task_id:seconds makes the first attempt of that task
@@ -450,7 +451,7 @@ def submit_run(config: PipelineConfig, only: list[str] | None = None,
 
     Returns one entry per submitted array: {stage, job_id, size, tasks (None: planned in the job)}.
     """
-    from babelsieve.pipeline.runner import _check_run_marker, expand_stages
+    from babelsieve.pipeline.core.runner import _check_run_marker, expand_stages
 
     check_cluster(config)
     _check_run_marker(config)
@@ -506,15 +507,12 @@ def _maybe_test_sleep(config: PipelineConfig, task: Task) -> None:
 def run_array_task(plan_path: str, index: int) -> int:
     """Run slice ``index`` of a task list; one JSON line per task result, then an end line. Exit 0
     unless this process itself breaks: a failing task is a result, not a failed array task."""
-    from babelsieve.pipeline.runner import _log_line
+    from babelsieve.pipeline.core.runner import _log_line
 
     plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
     config = PipelineConfig.model_validate(plan["config"])
     size = int(plan["size"])
     if plan["tasks"] is None:  # a chained stage: plan it now that the earlier stages are done
-        from babelsieve.pipeline.runner import _register_optional_stages
-
-        _register_optional_stages()
         tasks = stage_class(plan["stage"])(config).plan()
     else:
         tasks = [Task.from_dict(t) for t in plan["tasks"]]

@@ -47,9 +47,9 @@ import threading
 from functools import partial
 from typing import Any
 
+from babelsieve.pipeline.core.tasks import Task, TaskFailedError
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, forwarded_env, run_with_retries
-from babelsieve.pipeline.tasks import Task, TaskFailedError
 
 _FAILED_TASK_RE = re.compile(r"Task (\d+) in stage [\d.]+ failed (\d+) times")
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from babelsieve.pipeline.tasks import TaskFailedError, execute_task
+from babelsieve.pipeline.core.tasks import TaskFailedError, execute_task
 
 FORWARDED_ENV_PREFIX = "BABELSIEVE_"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["collect_run_stats", "read_logs", "read_manifests", "read_run_info", "write_report", "report_command"]
+__all__ = ["collect_run_stats", "read_logs", "read_manifests", "read_run_info", "write_report"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: `babelsieve --help` must not import polars or matplotlib
@@ -21,8 +21,4 @@ def __getattr__(name: str) -> Any:  # lazy: `babelsieve --help` must not import 
         from babelsieve.pipeline.report.build import write_report
 
         return write_report
-    if name == "report_command":
-        from babelsieve.pipeline.report.cli import report_command
-
-        return report_command
     raise AttributeError(name)

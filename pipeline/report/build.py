@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from babelsieve.pipeline import storage
+from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.report.card import dataset_card
 from babelsieve.pipeline.report.html import render
 from babelsieve.pipeline.report.plots import all_plots

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from babelsieve.pipeline.config import redact_secrets
+from babelsieve.pipeline.core.config import redact_secrets
 
 FIELDS = [
     ("text", "the extracted text (trafilatura, precision-favouring)"),

@@ -26,21 +26,9 @@ import polars as pl
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from babelsieve.pipeline import storage
-from babelsieve.pipeline.tasks import manifest_from_storage
-
-# Pipeline order of task stages; stages not listed here sort after these, alphabetically.
-KNOWN_ORDER = [
-    "extract",
-    "dedup_signatures",
-    "dedup_buckets",
-    "dedup_clusters",
-    "dedup_annotate",
-    "dedup",
-    "filter",
-    "finalize",
-    "rebalance",
-]
+from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.tasks import manifest_from_storage
+from babelsieve.pipeline.stages import STAGE_ORDER
 
 # Columns that may hold a per-document word count (the filter stage's signals, or a stage's own).
 WORD_COLUMNS = ("n_words", "words", "word_count", "sig_n_words", "sig_words", "sig_word_count")
@@ -85,21 +73,10 @@ def _frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def stage_order(stages: list[str]) -> list[str]:
-    """Task stages in pipeline order (registered groups first, then the known order, then the rest)."""
-    order = list(KNOWN_ORDER)
-    try:
-        from babelsieve.pipeline.runner import _register_optional_stages
-        from babelsieve.pipeline.tasks import STAGE_GROUPS
-
-        _register_optional_stages()
-        registered = [s for group in STAGE_GROUPS.values() for s in group]
-        # Registered groups keep their own internal order; known ones fix the order between groups.
-        for s in registered:
-            if s not in order:
-                order.append(s)
-    except Exception:  # noqa: BLE001 - an optional stage module that fails to import must not stop a report
-        pass
-    rank = {s: i for i, s in enumerate(order)}
+    """Task stages in pipeline order (the registry's order, then unknown names sorted)."""
+    rank: dict[str, float] = {s.name: i for i, s in enumerate(STAGE_ORDER)}
+    for s in STAGE_ORDER:  # a group name (older outputs) sorts just before its first task stage
+        rank.setdefault(s.group, rank[s.name] - 0.5)
     return sorted(set(stages), key=lambda s: (rank.get(s, len(rank)), s))
 
 
@@ -540,7 +517,7 @@ def resolve_storage_options(output: str, storage_options: dict[str, Any] | None 
         run = read_run_info(output, opts)
     except Exception:  # noqa: BLE001 - unreachable or unreadable: the caller's options are all we have
         return opts
-    from babelsieve.pipeline.config import without_redacted
+    from babelsieve.pipeline.core.config import without_redacted
 
     # _run.json holds no credentials (redacted when written): those come from the caller or the environment.
     saved = without_redacted(((run or {}).get("config") or {}).get("storage_options") or {})

@@ -49,8 +49,8 @@ MAX_CHARS = 3000  # cap per document (keeps the fixture small and the test fast)
 
 
 def extract_pages(shared: Path) -> list[dict]:
-    from babelsieve.pipeline.html_text import TextExtractor, decode_html, is_html
-    from babelsieve.pipeline.warc import iter_records, parse_http_response
+    from babelsieve.extraction.html_text import TextExtractor, decode_html, is_html
+    from babelsieve.extraction.warc import iter_records, parse_http_response
 
     manifest = {}
     for line in (shared / "sample-multilingual.manifest.jsonl").open(encoding="utf-8"):

@@ -1,0 +1,1 @@
+"""Engine-free deduplication: MinHash signatures, LSH band buckets, clusters, rehydration weights."""

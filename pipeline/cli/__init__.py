@@ -1,0 +1,1 @@
+"""The `babelsieve` command line: one module per command (main.py registers them)."""

@@ -1,0 +1,186 @@
+"""``babelsieve refilter OUTPUT --language xxx_Scrp --set key=value``: re-threshold one language.
+
+Reads that language's filter-stage outputs (kept documents under ``filter/lang_script=<lang>/`` and
+removed ones under ``removed/filter/**`` listed in the filter manifests), re-decides from the stored
+``sig_*`` columns with the run's settings plus the ``--set`` overrides, and rewrites that language's
+kept/removed files and ``_stats/filter`` files. Nothing is extracted or re-tokenized, except when
+``--set stopwords=[...]`` changes the stopword list: then only ``sig_stopword_count`` is recomputed
+(word tokenizer + set intersection).
+
+The filter manifests are updated (same config hash) so later stages (finalize) see the new files,
+and an audit record of each refilter is appended to ``_refilter/<lang>.jsonl``. Later stages'
+outputs for that language are *not* recomputed here; the next ``babelsieve run`` into this output
+redoes exactly those (their inputs' recorded sha256 changed). New files are written before any old
+one is deleted (see :func:`refilter`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import click
+import pyarrow as pa
+
+from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.config import ConfigError, parse_assignment
+from babelsieve.pipeline.core.output_lock import OutputLock, OutputLockedError
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return dict(parse_assignment(s) for s in sets)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
+
+
+def _load_config(output: str, storage_options: dict[str, Any]):
+    from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
+
+    url = storage.join(output, "_run.json")
+    if not storage.exists(url, storage_options):
+        raise click.ClickException(f"{output} has no _run.json: not a babelsieve output directory")
+    cfg = without_redacted(storage.read_json(url, storage_options)["config"])  # credentials: storage_options
+    cfg["output"] = output
+    cfg["storage_options"] = {**(cfg.get("storage_options") or {}), **storage_options}
+    return PipelineConfig.model_validate(cfg)
+
+
+def refilter(
+    output: str, language: str, overrides: dict[str, Any], storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Re-decide one language from stored signals; returns a summary (docs, removed per reason).
+
+    Holds the output's lock (:mod:`.output_lock`) while it rewrites: a run or another refilter of the
+    same output meanwhile is refused, never interleaved with it."""
+    opts = storage_options or {}
+    lock = OutputLock.acquire(_load_config(output, opts), command="refilter")
+    try:
+        return _refilter_locked(output, language, overrides, opts)
+    finally:
+        lock.release()
+
+
+def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """:func:`refilter` once the output's lock is held."""
+    from babelsieve.filters.apply import stats_rows, stats_table
+    from babelsieve.filters.decisions import decide_arrays
+    from babelsieve.filters.signals import get_tokenizer, stopword_counts
+    from babelsieve.pipeline.core.documents import read_table, write_table
+    from babelsieve.pipeline.core.tasks import manifest_from_storage
+    from babelsieve.pipeline.stages.filter import filter_settings_for, write_decided
+
+    config = _load_config(output, opts)
+    merged = {**(config.filter.overrides.get(language) or {}), **overrides}
+    config.filter.overrides = {**config.filter.overrides, language: merged}
+    settings, _ = filter_settings_for(config, language)
+    base = storage.join(output, "_manifests", "filter")
+    manifests = [manifest_from_storage(output, storage.read_json(u, opts))
+                 for u in storage.list_files(base, ".json", opts)]
+    manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
+    if not manifests:
+        raise click.ClickException(f"no filter-stage output for {language} in {output}")
+    totals: dict[str, int] = {}
+    n_docs = 0
+    # Write, then retire: every new file is first written below a staging directory; only when all
+    # of them are written are they renamed into place, task by task, each task's manifest updated
+    # and its files that are no longer listed deleted. A failure while writing (disk full, a file
+    # size limit) leaves the previous files and manifests untouched, so a retry starts clean.
+    staging = storage.join(output, "_refilter", f"staging-{uuid.uuid4().hex}")
+    staged: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    try:
+        for m in manifests:
+            task_id = m["task_id"]
+            parts = []
+            for f in m["files"]:
+                if f.get("kind") in ("documents", "removed"):
+                    parts.append(read_table(f["path"], opts))
+            table = pa.concat_tables([p.drop_columns(["removal_reason"]) if "removal_reason" in p.column_names else p
+                                      for p in parts], promote_options="default")
+            # keep the original document order: sort by the input row order is lost; sort by id for determinism
+            table = table.sort_by([("id", "ascending")]) if table.num_rows else table
+            if "stopwords" in overrides:
+                words = get_tokenizer(language)([t or "" for t in table.column("text").to_pylist()])
+                table = table.set_column(table.column_names.index("sig_stopword_count"), "sig_stopword_count",
+                                         pa.array(stopword_counts(words, settings.stopwords)))
+            reasons = decide_arrays(table, settings).tolist()
+            files = write_decided(storage.join(staging, "filter"), staging, task_id, language, table, reasons, opts)
+            has_sizes = "minhash_cluster_size" in table.column_names
+            sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
+            entry = write_table(storage.join(staging, "_stats", "filter", f"{task_id}.parquet"),
+                                stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
+            files.append({**entry, "kind": "stats", "lang_script": language})
+            removed: dict[str, int] = {}
+            for r in reasons:
+                if r is not None:
+                    removed[r] = removed.get(r, 0) + 1
+                    totals[r] = totals.get(r, 0) + 1
+            n_docs += len(reasons)
+            m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons),
+                          "docs_out": len(reasons) - sum(removed.values()),
+                          "removed": dict(sorted(removed.items())), "refiltered": overrides}
+            staged.append((m, files))
+        for m, files in staged:
+            _commit(output, config, m, files, staging, opts)
+    finally:
+        storage.remove(staging, opts)
+    summary = {"language": language, "overrides": overrides, "docs": n_docs, "kept": n_docs - sum(totals.values()),
+               "removed": dict(sorted(totals.items())), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    audit = storage.join(output, "_refilter", f"{language}.jsonl")
+    old = storage.read_bytes(audit, opts).decode() if storage.exists(audit, opts) else ""
+    storage.publish_bytes(audit, (old + json.dumps(summary) + "\n").encode(), opts)
+    return summary
+
+
+def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dict[str, Any]], staging: str,
+            opts: dict[str, Any]) -> None:
+    """Rename one task's staged files into place, publish its manifest, delete its files no longer listed."""
+    from babelsieve.pipeline.core.tasks import manifest_to_storage, manifest_url
+
+    files = []
+    for f in staged:
+        final = storage.join(output, f["path"][len(staging.rstrip("/")) + 1:])
+        fs, src = storage.filesystem(f["path"], opts)
+        _, dst = storage.filesystem(final, opts)
+        fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(src, dst)
+        files.append({**f, "path": final})
+    old, manifest["files"] = manifest["files"], files
+    storage.publish_json(manifest_url(config, "filter", manifest["task_id"]), manifest_to_storage(output, manifest),
+                         opts)
+    root = output.rstrip("/") + "/"
+    kept = {f["path"] for f in files}
+    for f in old:
+        if f["path"].startswith(root) and f["path"] not in kept:  # never outside this output (a v1 manifest)
+            storage.remove(f["path"], opts, recursive=False)
+
+
+@click.command("refilter")
+@click.argument("output")
+@click.option("--language", "-l", required=True, help="language-script label, e.g. rus_Cyrl")
+@click.option("--set", "sets", multiple=True, help="threshold override key=value (e.g. dup_line_frac=0.5); repeatable")
+def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
+    """Re-threshold LANGUAGE in OUTPUT from stored signal columns (no extraction, no re-tokenizing)."""
+    from babelsieve.filters.settings import SETTING_NAMES
+
+    overrides = _parse_sets(sets)
+    bad = sorted(set(overrides) - SETTING_NAMES)
+    if bad:
+        raise click.BadParameter(
+            f"unknown setting(s) {bad}; known: {', '.join(sorted(SETTING_NAMES))}", param_hint="--set"
+        )
+    try:
+        summary = refilter(output, language, overrides)
+    except (ValueError, KeyError, OutputLockedError) as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(
+            f"{output}: could not write the refiltered files ({e}). The previous files and manifests are "
+            "unchanged; free space (or raise the limit) and run the same command again.") from None
+    click.echo(f"{language}: {summary['kept']} kept of {summary['docs']} documents")
+    for r, k in summary["removed"].items():
+        click.echo(f"  {r}: {k}")
+    click.echo("Later stages (finalize, rebalance) were not rerun for this language: the next `babelsieve run` "
+               "into this output redoes them.")

@@ -1,1 +1,0 @@
-"""Global MinHash deduplication per language (signatures, band buckets, clusters, annotate)."""

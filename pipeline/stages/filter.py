@@ -1,0 +1,142 @@
+"""Filter stage: FineWeb2's per-language quality filters, one task per language shard.
+
+Input: the Parquet files of ``dedup_annotate`` (when ``dedup`` is in ``config.stages``) or else
+``extract``, one task per file (each file holds one ``lang_script``). For each document the stage
+computes the signal columns (``babelsieve.filters.signals``) and decides with the language's
+settings (language table + ``config.filter.overrides[lang]``), then writes:
+
+* kept:     ``<output>/filter/lang_script=<lang>/<task_id>.parquet`` (documents + ``sig_*`` columns;
+  no file when the task keeps nothing)
+* removed:  ``<output>/removed/filter/<filter>/<rule>/<task_id>.parquet`` (same + ``removal_reason``,
+  e.g. ``gopher_rep:dup_line_frac`` lands in ``removed/filter/gopher_rep/dup_line_frac/``)
+* stats:    ``<output>/_stats/filter/<task_id>.parquet`` (``babelsieve.filters.apply.STATS_SCHEMA``:
+  per language, per filter, per reason, per ``minhash_cluster_size``)
+
+Because the signals are stored, ``babelsieve refilter`` can re-threshold a language later without
+recomputing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from babelsieve.pipeline.core.documents import REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
+from babelsieve.pipeline.stages import documents_input
+
+
+def filter_settings_for(config, lang_script: str):
+    """(FilterSettings, note) of a language under this run's config."""
+    from babelsieve.filters.apply import resolve_settings
+
+    fc = config.filter
+    lang = lang_script
+    return resolve_settings(
+        lang,
+        fc.overrides.get(lang) or fc.overrides.get(lang.split("_")[0]),
+        gopher_repetition=fc.gopher_repetition,
+        fineweb_quality=fc.fineweb_quality,
+        gopher_quality=fc.gopher_quality,
+        c4=fc.c4 or None,
+        kenlm_model=fc.kenlm.get(lang),
+        kenlm_max_perplexity=fc.kenlm_max_perplexity.get(lang),
+    )
+
+
+def _append_columns(table: pa.Table, arrays: dict[str, Any]) -> pa.Table:
+    for name, arr in arrays.items():
+        if isinstance(arr, np.ndarray) and arr.dtype == object:
+            col = pa.array(arr.tolist(), type=pa.string())
+        else:
+            col = pa.array(arr)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    return table
+
+
+def removed_url(out_base: str, reason: str, task_id: str) -> str:
+    parts = [p.replace("/", "_") for p in reason.split(":")]
+    return posixpath.join(out_base, "removed", "filter", *parts, f"{task_id}.parquet")
+
+
+def write_decided(
+    stage_out: str, out_base: str, task_id: str, lang: str, table: pa.Table, reasons: list, storage_options
+) -> list[dict]:
+    """Write kept and removed documents of one task; return manifest entries (a part without rows
+    gets no file and no entry)."""
+    files = []
+    mask = pa.array([r is None for r in reasons], type=pa.bool_())
+    if "removal_reason" in table.column_names:
+        table = table.drop_columns(["removal_reason"])
+    kept = table.filter(mask)
+    if kept.num_rows:  # nothing kept: no file (the task's stats say languages {lang: 0})
+        entry = write_table(language_dir(stage_out, lang) + f"/{task_id}.parquet", kept, storage_options)
+        files.append({**entry, "kind": "documents", "lang_script": lang})
+    with_reason = table.append_column(REMOVED_EXTRA, pa.array(reasons, type=pa.string()))
+    for reason in sorted({r for r in reasons if r is not None}):
+        part = with_reason.filter(pa.array([r == reason for r in reasons], type=pa.bool_()))
+        entry = write_table(removed_url(out_base, reason, task_id), part, storage_options)
+        files.append({**entry, "kind": "removed", "lang_script": lang, "reason": reason})
+    return files
+
+
+class FilterStage(Stage):
+    name = "filter"
+
+    def plan(self) -> list[Task]:
+        files = completed_files(self.config, documents_input(self.config, self.name), kind="documents")
+        tasks, seen = [], set()
+        for f in sorted(files, key=lambda f: (f.get("lang_script", ""), f["path"])):
+            lang = f.get("lang_script") or "und"
+            stem = posixpath.basename(f["path"]).rsplit(".", 1)[0]
+            tid = f"{lang}-{stem}"
+            if tid in seen:
+                tid = f"{tid}-{hashlib.sha1(f['path'].encode()).hexdigest()[:8]}"
+            seen.add(tid)
+            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang}, files_digest([f])))
+        return tasks
+
+    def run(self, task: Task) -> TaskOutput:
+        from babelsieve.filters.apply import signals_for, stats_rows, stats_table
+        from babelsieve.filters.decisions import decide_arrays
+
+        (url,) = task.inputs
+        lang = task.params.get("lang_script") or "und"
+        table = read_table(url, self.storage_options)
+        settings, note = filter_settings_for(self.config, lang)
+        texts = [t or "" for t in table.column("text").to_pylist()]
+        arrays = signals_for(texts, settings)
+        reasons = decide_arrays(arrays, settings).tolist() if self.config.filter.enabled else [None] * len(texts)
+        table = _append_columns(table, arrays)
+        files = write_decided(
+            self.out("filter"), self.config.output, task.task_id, lang, table, reasons, self.storage_options
+        )
+        has_sizes = "minhash_cluster_size" in table.column_names
+        sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
+        rows = stats_rows(task.task_id, lang, reasons, sizes)
+        entry = write_table(
+            self.out("_stats", "filter", f"{task.task_id}.parquet"), stats_table(rows), self.storage_options
+        )
+        files.append({**entry, "kind": "stats", "lang_script": lang})
+        removed: dict[str, int] = {}
+        for r in reasons:
+            if r is not None:
+                removed[r] = removed.get(r, 0) + 1
+        stats = {
+            "docs_in": len(texts),
+            "docs_out": len(texts) - sum(removed.values()),
+            "removed": dict(sorted(removed.items())),
+            "languages": {lang: len(texts) - sum(removed.values())},
+        }
+        if note:
+            stats["notes"] = [note]
+        return TaskOutput(files=files, stats=stats)
+
+

@@ -1,0 +1,125 @@
+"""The snapshot simulator (tools/snapshot_simulator.py): deterministic sampling, hand-checked counts, and
+a planning projection fitted to the planners it really ran."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "snapshot_simulator.py"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """The tool loaded from its file (tools/ is not a package: it is run as a script)."""
+    spec = importlib.util.spec_from_file_location("snapshot_simulator", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["snapshot_simulator"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def three_languages(tmp_path: Path) -> Path:
+    path = tmp_path / "langs.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("lang_script,documents\naaa_Latn,60\nbbb_Latn,30\nccc_Cyrl,10\n")
+    return path
+
+
+def test_packaged_distribution_is_fineweb2(sim):
+    langs, probs = sim.load_distribution()
+    assert len(langs) > 1800 and "rus_Cyrl" in langs and sim.ENGLISH not in langs
+    assert probs.sum() == pytest.approx(1.0) and (probs > 0).all()
+
+
+def test_same_seed_same_table_other_seed_other_sample(sim):
+    langs, probs = sim.load_distribution()
+    params = sim.ModelParams()
+    a = sim.simulate(30, langs, probs, params, seed=7)
+    b = sim.simulate(30, langs, probs, params, seed=7)
+    c = sim.simulate(30, langs, probs, params, seed=8)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert a["language_files"] != c["language_files"]
+    # the issue's own figure: about 240 distinct languages in a shard of 19,000 non-English documents
+    assert 200 < a["languages_per_shard_mean"] < 260
+
+
+def test_counts_of_a_hand_made_snapshot(sim):
+    # 2 shards x (3 languages + English); one partition and one band: a file writes exactly one band file
+    params = sim.ModelParams(responses=7, non_english_documents=4, partitions=1, num_buckets=1,
+                             extract_removed_reasons=1, filter_removed_reasons=2)
+    counts = np.array([[3, 0, 1, 3], [1, 2, 0, 3]])
+    stats = sim.collect(iter([counts]), params)
+    rows = {r["stage"]: r for r in sim.stage_model(stats, params)}
+    # 6 language files: shard 0 holds aaa, ccc, English; shard 1 aaa, bbb, English
+    assert rows["extract"]["tasks"] == 2 and rows["extract"]["files"] == 6 + 2
+    assert rows["dedup_signatures"]["tasks"] == 6 and rows["dedup_signatures"]["files"] == 6 + 6
+    assert rows["dedup_buckets"]["tasks"] == 4  # (language, partition) for 4 languages x 1 partition
+    assert (rows["dedup_buckets"]["fanin_max"], rows["dedup_buckets"]["fanin_p99"]) == (2, 2)  # aaa, English
+    assert rows["dedup_clusters"]["tasks"] == 4 and rows["dedup_clusters"]["fanin_max"] == 1
+    assert rows["dedup_annotate"]["tasks"] == 6 and rows["dedup_annotate"]["files"] == 12
+    # filter: kept + stats per task + min(n, 2) removed: 2+1+2 (shard 0) + 1+2+2 (shard 1) = 10
+    assert rows["filter"]["files"] == 12 + 10 and rows["filter"]["put"] == 22 + 6
+    sig = rows["dedup_signatures"]
+    # planning: 2 extract manifests read; HEAD per task (6) + exists() of own and upstream manifests (2);
+    # LIST: own manifests 1 + upstream manifests 1 + one per extract directory (4 languages + 1 reason)
+    assert (sig["planning_get"], sig["planning_head"], sig["planning_list"]) == (2, 8, 7)
+    assert sig["worker_get"] == 6 and sig["worker_head"] == 6
+    # partitions: a file of n documents fills P(1 - (1 - 1/P)^(B n)) partitions on average
+    two = sim.ModelParams(partitions=2, num_buckets=1)
+    assert sim.expected_partitions(1, two) == pytest.approx(1.0)
+    assert sim.expected_partitions(2, two) == pytest.approx(1.5)
+
+
+def test_sampling_follows_the_distribution(sim, three_languages):
+    langs, probs = sim.load_distribution(three_languages)
+    assert langs == ["aaa_Latn", "bbb_Latn", "ccc_Cyrl"] and probs.tolist() == pytest.approx([0.6, 0.3, 0.1])
+    params = sim.ModelParams(responses=1000, non_english_documents=900)
+    m = np.vstack(list(sim.sample_shards(3, probs, params, seed=1)))
+    assert m.shape == (3, 4) and (m[:, :3].sum(axis=1) == 900).all() and (m[:, 3] == 100).all()
+
+
+def test_projection_is_fitted_to_the_measured_planners(sim, three_languages, tmp_path):
+    langs, probs = sim.load_distribution(three_languages)
+    params = sim.ModelParams(responses=20, non_english_documents=12, partitions=1, num_buckets=1,
+                             extract_removed_reasons=1, filter_removed_reasons=1)
+    measured = sim.measure_planning([1, 3], langs, probs, params, seed=0, workdir=str(tmp_path),
+                                   trace_memory=False)  # see _measure: tracemalloc can crash 3.11
+    assert list(measured["not_timed"]) == ["extract"]  # every other stage's real plan() ran
+    assert [p["shards"] for p in measured["points"]] == [1, 3]
+    # the real planners plan what the model counts for the same shards
+    for p in measured["points"]:
+        counts = np.vstack(list(sim.sample_shards(p["shards"], probs, params, seed=0)))
+        model = {r["stage"]: r["tasks"] for r in sim.stage_model(sim.collect(iter([counts]), params), params)}
+        assert {k: v["tasks"] for k, v in p["stages"].items()} == {k: model[k] for k in p["stages"]}
+    proj = sim.extrapolate(measured["points"], 5)
+    for stage, got in proj.items():
+        (x1, y1), (x2, y2) = [(p["shards"], p["stages"][stage]["plan_seconds"]) for p in measured["points"]]
+        line = y1 + (y2 - y1) / (x2 - x1) * (5 - x1)
+        assert got["plan_seconds"] == pytest.approx(max(line, 0.0), abs=1e-9)
+    # a made-up pair of points gives exactly its line
+    fake = [{"shards": s, "stages": {"x": {"plan_seconds": s, "check_seconds": 0.5 * s, "plan_peak_bytes": 10 * s}}}
+            for s in (1, 2)]
+    assert sim.extrapolate(fake, 90_000)["x"] == pytest.approx(
+        {"plan_seconds": 90_000, "check_seconds": 45_000, "plan_peak_bytes": 900_000})
+
+
+def test_command_line_json(sim, capsys):
+    assert sim.main(["--shards", "3", "--sample-shards", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["results"][0]["shards"] == 3 and out["measured_planning"] is None
+    assert [r["stage"] for r in out["results"][0]["stages"]] == sim.STAGES
+
+
+def test_unmeasured_quantities_are_not_projected(sim):
+    pts = [{"shards": s, "stages": {"rebalance": {"plan_seconds": s, "check_seconds": None, "plan_peak_bytes": s}}}
+           for s in (1, 2)]
+    proj = sim.extrapolate(pts, 10)["rebalance"]
+    assert "check_seconds" not in proj and proj["plan_seconds"] == pytest.approx(10)
