@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from babelsieve.filters.settings import FilterSettings
 
-__all__ = ["decide", "decide_arrays", "ALL_REASONS", "MissingSignalError", "FILTER_NAMES"]
+__all__ = ["decide", "decide_arrays", "MissingSignalError", "FILTER_NAMES"]
 
 FILTER_NAMES = {
     "gopher_rep": "GopherRepetitionFilter",
@@ -162,24 +162,3 @@ def decide_arrays(signals: Any, settings: FilterSettings) -> np.ndarray:
 def decide(signals: Any, settings: FilterSettings) -> pa.Array:
     """Removal reason per row (``pa.string()``, null = keep). ``signals``: a Table or dict of arrays."""
     return pa.array(decide_arrays(signals, settings).tolist(), type=pa.string())
-
-
-def ALL_REASONS(settings: FilterSettings | None = None) -> list[str]:
-    """Every reason string the three FineWeb2 filters can produce with these settings."""
-    s = settings or FilterSettings()
-    out = ["gopher_rep:empty", "gopher_rep:dup_para_frac", "gopher_rep:dup_para_char_frac", "gopher_rep:dup_line_frac",
-           "gopher_rep:dup_line_char_frac"]
-    out += [f"gopher_rep:top_{k}_gram" for k, _ in s.top_n_grams]
-    out += [f"gopher_rep:duplicated_{k}_n_grams" for k, _ in s.dup_n_grams]
-    out += [
-        f"fineweb_qual:{r}" for r in ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")
-    ]
-    out += [
-        f"gopher_qual:{r}"
-        for r in (
-            "gopher_short_doc", "gopher_long_doc", "gopher_below_avg_threshold", "gopher_above_avg_threshold",
-            "gopher_too_many_hashes", "gopher_too_many_ellipsis", "gopher_too_many_bullets",
-            "gopher_too_many_end_ellipsis", "gopher_below_alpha_threshold", "gopher_enough_stop_words",
-        )
-    ]
-    return out

@@ -63,7 +63,6 @@ before in the same document.
 from __future__ import annotations
 
 import re
-import unicodedata
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
@@ -545,7 +544,3 @@ def _language_stopwords(lang_script: str) -> list[str]:
     from babelsieve.filters.settings import language_settings
 
     return list(language_settings(lang_script).stopwords)
-
-
-def _nfc(s: str) -> str:  # pragma: no cover - kept for callers that normalise stopwords
-    return unicodedata.normalize("NFC", s)

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -288,32 +288,12 @@ def retire_unplanned(config: PipelineConfig, stage: Stage, tasks: list[Task]) ->
     return n
 
 
-def _maybe_inject_fault(config: PipelineConfig, task: Task) -> None:
-    """Test switch: BABELSIEVE_FAULT=stage:task_id[:kill|:transient|:sleep] makes that task fail once (marker
-    file): an error (default), a SIGKILL of its worker, a dropped connection (a transient error), or
-    a 60 s pause before it runs normally (a long task, to interrupt)."""
-    spec = os.environ.get("BABELSIEVE_FAULT")
-    if not spec:
-        return
-    parts = spec.split(":")
-    if len(parts) < 2 or parts[0] != task.stage or parts[1] != task.task_id:
-        return
-    marker = storage.join(config.output, "_faults", f"{task.stage}-{task.task_id}")
-    if storage.exists(marker, config.storage_options):
-        return
-    storage.publish_bytes(marker, b"1", config.storage_options)
-    if len(parts) > 2 and parts[2] == "kill":
-        os.kill(os.getpid(), 9)
-    if len(parts) > 2 and parts[2] == "sleep":
-        time.sleep(60)
-        return
-    if len(parts) > 2 and parts[2] == "transient":
-        raise ConnectionResetError(f"injected transient fault in {task.stage}/{task.task_id}")
-    raise RuntimeError(f"injected fault in {task.stage}/{task.task_id}")
-
-
-def execute_task(task_dict: dict[str, Any], config_json: str) -> dict[str, Any]:
+def execute_task(task_dict: dict[str, Any], config_json: str,
+                 before_run: Callable[[PipelineConfig, Task], None] | None = None) -> dict[str, Any]:
     """Run one task (or skip it if already complete). Picklable entry point for every engine.
+
+    ``before_run`` (the engines' test harness: :mod:`babelsieve.pipeline.engines.fault_injection`) is
+    called just before the stage runs; what it raises fails the task like an error of the stage.
 
     Returns a result dict: {stage, task_id, status: done|cached, stats, files, seconds}.
     Raises :class:`TaskFailedError` when the stage raised, so engines can retry.
@@ -333,7 +313,8 @@ def execute_task(task_dict: dict[str, Any], config_json: str) -> dict[str, Any]:
         }
     t0 = time.perf_counter()
     try:
-        _maybe_inject_fault(config, task)
+        if before_run is not None:
+            before_run(config, task)
         stage = stage_class(task.stage)(config)
         out = stage.run(task)
     except Exception as e:  # noqa: BLE001 - reported with the task's identity, then re-raised

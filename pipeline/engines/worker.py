@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from babelsieve.pipeline.core.tasks import TaskFailedError, execute_task
+from babelsieve.pipeline.engines.fault_injection import inject_fault
 
 FORWARDED_ENV_PREFIX = "BABELSIEVE_"
 
@@ -120,7 +121,7 @@ def run_task(task_dict: dict[str, Any], config_json: str, env: dict[str, str] | 
     """
     with task_env(env):
         try:
-            return execute_task(task_dict, config_json)
+            return execute_task(task_dict, config_json, before_run=inject_fault)
         except TransientTaskError:
             raise
         except Exception as e:  # noqa: BLE001 - classified, then re-raised

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from babelsieve.dedup.rehydration import expand, published_weights, rehydrate_command, weight_for, weights_from_dir
+from babelsieve.dedup.rehydration import expand, published_weights, weight_for, weights_from_dir
+from babelsieve.pipeline.cli.rehydrate import rehydrate_command
 
 from support.data import REPO, data_file
 

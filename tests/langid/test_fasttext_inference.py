@@ -19,9 +19,9 @@ from babelsieve.langid.fasttext_inference import UnsupportedModel, load_fasttext
 from babelsieve.langid.lid import Lid176Backend, identify, prepare_text
 from babelsieve.langid.models import lid176_path
 
-from support.data import read_jsonl_gz
+from support.data import TEST_DATA, read_jsonl_gz
 
-FIXTURE = __import__("pathlib").TEST_DATA / "filter_fixture.jsonl.gz"
+FIXTURE = TEST_DATA / "filter_fixture.jsonl.gz"
 
 
 # tests/data/lid-dev-udhr.jsonl.gz: 2,241 lines, grouped by label; the models train on the first 1,600
