@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from babelsieve.pipeline.stages import STAGE_GROUPS
+
 REDACTED = "<redacted>"
 # Key names that hold credentials, at any depth: storage_options.key/secret/token,
 # client_kwargs.aws_secret_access_key, spark.hadoop.fs.s3a.secret.key, env_vars.API_TOKEN, ...
@@ -247,9 +249,20 @@ class PipelineConfig(_Strict):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     output: str = "./babelsieve-out"
     engine: Literal["local", "ray", "spark", "slurm"] = "local"
-    stages: list[Literal["extract", "dedup", "filter", "finalize", "rebalance"]] = Field(
-        default_factory=lambda: ["extract", "dedup", "filter", "finalize"]
-    )
+    stages: list[str] = Field(default_factory=lambda: ["extract", "dedup", "filter", "finalize"],
+                              description="Stage groups to run, in pipeline order (pipeline/stages/__init__.py)")
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages_in_order(cls, v: list[str]) -> list[str]:
+        order = list(STAGE_GROUPS)
+        unknown = [s for s in v if s not in STAGE_GROUPS]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; known, in order: {order}")
+        if len(set(v)) != len(v) or v != sorted(v, key=order.index):
+            raise ValueError(f"stages must be listed once each in pipeline order {order}, got {v}")
+        return v
+
     # repr=False: credentials must not reach a log line or a traceback through repr(config).
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False,
                                             description="fsspec options (e.g. S3 endpoint); never written out")
