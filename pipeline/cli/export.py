@@ -34,6 +34,7 @@ import yaml
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
 from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.layout import RunLayout
 
 DEFAULT_MAX_FILE_SIZE = 500 * 1024**2
 EXPORT_STAGES = ("rebalance", "finalize")
@@ -62,7 +63,7 @@ def parse_size(text: str) -> int:
 
 
 def _run_info(output: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-    url = storage.join(output, "_run.json")
+    url = RunLayout(output).run_marker
     if not storage.exists(url, storage_options):
         raise ExportError(f"{output} has no _run.json: not a babelsieve output directory")
     return storage.read_json(url, storage_options)

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import ConfigError, parse_assignment
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.output_lock import OutputLock, OutputLockedError
 
 
@@ -39,7 +40,7 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
 def _load_config(output: str, storage_options: dict[str, Any]):
     from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
 
-    url = storage.join(output, "_run.json")
+    url = RunLayout(output).run_marker
     if not storage.exists(url, storage_options):
         raise click.ClickException(f"{output} has no _run.json: not a babelsieve output directory")
     cfg = without_redacted(storage.read_json(url, storage_options)["config"])  # credentials: storage_options
@@ -76,7 +77,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
     merged = {**(config.filter.overrides.get(language) or {}), **overrides}
     config.filter.overrides = {**config.filter.overrides, language: merged}
     settings, _ = filter_settings_for(config, language)
-    base = storage.join(output, "_manifests", "filter")
+    base = RunLayout(output).manifests_dir("filter")
     manifests = [manifest_from_storage(output, storage.read_json(u, opts))
                  for u in storage.list_files(base, ".json", opts)]
     manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
@@ -88,7 +89,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
     # of them are written are they renamed into place, task by task, each task's manifest updated
     # and its files that are no longer listed deleted. A failure while writing (disk full, a file
     # size limit) leaves the previous files and manifests untouched, so a retry starts clean.
-    staging = storage.join(output, "_refilter", f"staging-{uuid.uuid4().hex}")
+    staging = storage.join(RunLayout(output).refilter_dir(), f"staging-{uuid.uuid4().hex}")
     staged: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     try:
         for m in manifests:
@@ -109,7 +110,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
             files = write_decided(storage.join(staging, "filter"), staging, task_id, language, table, reasons, opts)
             has_sizes = "minhash_cluster_size" in table.column_names
             sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
-            entry = write_table(storage.join(staging, "_stats", "filter", f"{task_id}.parquet"),
+            entry = write_table(storage.join(RunLayout(staging).stats_dir("filter"), f"{task_id}.parquet"),
                                 stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
             files.append({**entry, "kind": "stats", "lang_script": language})
             removed: dict[str, int] = {}
@@ -128,7 +129,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
         storage.remove(staging, opts)
     summary = {"language": language, "overrides": overrides, "docs": n_docs, "kept": n_docs - sum(totals.values()),
                "removed": dict(sorted(totals.items())), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    audit = storage.join(output, "_refilter", f"{language}.jsonl")
+    audit = storage.join(RunLayout(output).refilter_dir(), f"{language}.jsonl")
     old = storage.read_bytes(audit, opts).decode() if storage.exists(audit, opts) else ""
     storage.publish_bytes(audit, (old + json.dumps(summary) + "\n").encode(), opts)
     return summary

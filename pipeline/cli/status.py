@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
+from babelsieve.pipeline.core.layout import RunLayout
 
 MAX_LISTED = 1000  # task ids listed per stage and state in the JSON (counts are always exact)
 
@@ -177,7 +178,7 @@ def _log_inputs(output: str, storage_options: dict[str, Any] | None) -> dict[tup
     from babelsieve.pipeline.report.stats import read_many
 
     out: dict[tuple[str, str], list[str]] = {}
-    urls = storage.list_files(storage.join(output, "_logs"), ".jsonl", storage_options)
+    urls = storage.list_files(RunLayout(output).logs_dir(), ".jsonl", storage_options)
     for blob in read_many(urls, storage_options).values():
         for line in blob.decode("utf-8", "replace").splitlines():
             try:

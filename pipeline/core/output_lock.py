@@ -38,8 +38,8 @@ from typing import Any
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.layout import RunLayout
 
-LOCK_NAME = "_lock.json"
 DEFAULT_TTL_S = 120.0
 
 
@@ -61,7 +61,7 @@ class LockLostError(RuntimeError):
 
 
 def lock_url(output: str) -> str:
-    return storage.join(output, LOCK_NAME)
+    return RunLayout(output).lock
 
 
 def ttl_seconds() -> float:

@@ -17,6 +17,7 @@ from rich.table import Table
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig, redact_secrets
 from babelsieve.pipeline.core.inputs import expand_inputs
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.output_lock import LockLostError, OutputLock
 from babelsieve.pipeline.core.tasks import (
     ConfigMismatchError,
@@ -99,7 +100,7 @@ def expand_stages(config: PipelineConfig, only: list[str] | None = None) -> list
 
 
 def _check_run_marker(config: PipelineConfig) -> None:
-    url = storage.join(config.output, "_run.json")
+    url = RunLayout(config.output).run_marker
     if storage.exists(url, config.storage_options):
         previous = storage.read_json(url, config.storage_options)
         if previous.get("config_hash") != config.content_hash():
@@ -128,7 +129,7 @@ def run_pipeline(config: PipelineConfig, console: Console | None = None, engine:
             raise ValueError(f"--only {','.join(unknown)}: not among the configured stages {config.stages}")
     if config.inputs.shards and "extract" in expand_stages(config, only):
         expand_inputs(config.inputs.paths, config.inputs.shards, config.storage_options)  # ConfigError if empty
-    if storage.exists(storage.join(config.output, "_run.json"), config.storage_options):
+    if storage.exists(RunLayout(config.output).run_marker, config.storage_options):
         _check_run_marker(config)  # read-only when the marker exists: refuses another config
     lock = OutputLock.acquire(config)
     try:
@@ -201,7 +202,7 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
 
 def _publish_summary(config: PipelineConfig, summary: RunSummary, console: Console) -> None:
     """``_summary.json``; a storage error (disk full) is reported, and the summary is still printed."""
-    url = storage.join(config.output, "_summary.json")
+    url = RunLayout(config.output).summary
     try:
         storage.publish_json(url, redact_secrets(summary.to_dict()), config.storage_options)
     except OSError as e:
@@ -223,7 +224,7 @@ def _log_line(res: dict[str, Any]) -> str:
 def _append_log(config: PipelineConfig, stage: str, lines: list[str]) -> None:
     """Structured log: one JSON line per task attempt, one file per stage and run attempt."""
     name = f"{stage}-{int(time.time() * 1000)}.jsonl"
-    url = storage.join(config.output, "_logs", name)
+    url = storage.join(RunLayout(config.output).logs_dir(), name)
     try:
         storage.publish_bytes(url, ("\n".join(lines) + "\n").encode(), config.storage_options)
     except OSError as e:  # the log is a record, not a result: a full disk must not hide the summary

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.stages import stage_class
 
 MANIFEST_VERSION = 2
@@ -142,9 +143,10 @@ class Stage(ABC):
     def storage_options(self) -> dict[str, Any]:
         return self.config.storage_options
 
-    def out(self, *parts: str) -> str:
-        """URL below the run's output."""
-        return storage.join(self.config.output, *parts)
+    @property
+    def layout(self) -> RunLayout:
+        """The paths of this run's output."""
+        return RunLayout(self.config.output)
 
     @abstractmethod
     def plan(self) -> list[Task]:
@@ -159,7 +161,7 @@ class Stage(ABC):
 
 
 def manifest_url(config: PipelineConfig, stage: str, task_id: str) -> str:
-    return storage.join(config.output, "_manifests", stage, f"{task_id}.json")
+    return RunLayout(config.output).manifest(stage, task_id)
 
 
 def read_manifest(config: PipelineConfig, stage: str, task_id: str) -> dict[str, Any] | None:
@@ -270,7 +272,7 @@ def retire_unplanned(config: PipelineConfig, stage: Stage, tasks: list[Task]) ->
     if stage.plan_selects:
         return 0
     planned = {t.task_id for t in tasks}
-    base = storage.join(config.output, "_manifests", stage.name)
+    base = RunLayout(config.output).manifests_dir(stage.name)
     n = 0
     for url in storage.list_files(base, ".json", config.storage_options):
         task_id = url.rsplit("/", 1)[1][: -len(".json")]
@@ -356,7 +358,7 @@ def completed_files(config: PipelineConfig, stage: str, kind: str | None = None)
     from it (e.g. an extract task of another shard range whose file was deleted; that range's next
     run redoes it). Sizes come from one listing per directory.
     """
-    base = storage.join(config.output, "_manifests", stage)
+    base = RunLayout(config.output).manifests_dir(stage)
     files = []
     sizes = FileSizes(config.storage_options, by_listing=True)
     for url in storage.list_files(base, ".json", config.storage_options):

@@ -12,6 +12,7 @@ import time
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import Task
 
 
@@ -25,7 +26,7 @@ def inject_fault(config: PipelineConfig, task: Task) -> None:
     parts = spec.split(":")
     if len(parts) < 2 or parts[0] != task.stage or parts[1] != task.task_id:
         return
-    marker = storage.join(config.output, "_faults", f"{task.stage}-{task.task_id}")
+    marker = RunLayout(config.output).fault_marker(task.stage, task.task_id)
     if storage.exists(marker, config.storage_options):
         return
     storage.publish_bytes(marker, b"1", config.storage_options)

@@ -66,6 +66,7 @@ from rich.console import Console
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import Task, TaskFailedError, check_manifest, read_manifest
 from babelsieve.pipeline.engines import Engine, ResultCallback, failed_result
 from babelsieve.pipeline.engines.worker import TransientTaskError, run_with_retries
@@ -101,7 +102,7 @@ def slurm_dir(config: PipelineConfig) -> Path:
 def log_dir(config: PipelineConfig) -> Path:
     """Per-array-task stdout/stderr: OUTPUT/_logs/slurm (or next to slurm_dir for object storage)."""
     if _is_local(config.output):
-        return Path(config.output.removeprefix("file://")).absolute() / "_logs" / "slurm"
+        return Path(RunLayout(config.output.removeprefix("file://")).logs_dir()).absolute() / "slurm"
     return slurm_dir(config) / "logs"
 
 
@@ -546,7 +547,7 @@ def run_array_task(plan_path: str, index: int) -> int:
             f.flush()
             if plan.get("write_logs"):  # --no-wait: no driver writes _logs/, so the array task does
                 log_lines.append(_log_line(res))
-                storage.publish_bytes(storage.join(config.output, "_logs", log_name),
+                storage.publish_bytes(storage.join(RunLayout(config.output).logs_dir(), log_name),
                                       ("\n".join(log_lines) + "\n").encode(), config.storage_options)
         f.write(json.dumps({"end": True, "index": index, "tasks": len(mine)}) + "\n")
     return 0

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import manifest_from_storage
 from babelsieve.pipeline.stages import STAGE_ORDER
 
@@ -101,7 +102,7 @@ def read_many(urls: list[str], storage_options: dict[str, Any] | None = None) ->
 
 def read_run_info(output: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The run marker ``_run.json`` ({config_hash, config}) or None."""
-    url = storage.join(output, "_run.json")
+    url = RunLayout(output).run_marker
     if not storage.exists(url, storage_options):
         return None
     return storage.read_json(url, storage_options)
@@ -109,7 +110,7 @@ def read_run_info(output: str, storage_options: dict[str, Any] | None = None) ->
 
 def read_manifests(output: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """All task manifests below ``<output>/_manifests`` (unreadable ones are skipped)."""
-    urls = storage.list_files(storage.join(output, "_manifests"), ".json", storage_options)
+    urls = storage.list_files(RunLayout(output).manifests_dir(), ".json", storage_options)
     out = []
     for url, blob in read_many(urls, storage_options).items():
         try:
@@ -125,7 +126,7 @@ def read_manifests(output: str, storage_options: dict[str, Any] | None = None) -
 
 def read_logs(output: str, storage_options: dict[str, Any] | None = None) -> pl.DataFrame:
     """Every JSON line of ``<output>/_logs/*.jsonl`` (one line per task attempt), oldest first."""
-    urls = storage.list_files(storage.join(output, "_logs"), ".jsonl", storage_options)
+    urls = storage.list_files(RunLayout(output).logs_dir(), ".jsonl", storage_options)
     rows = []
     for url, blob in read_many(urls, storage_options).items():
         for line in blob.decode("utf-8", "replace").splitlines():

@@ -48,7 +48,6 @@ from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
 from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
 
-WORK = "dedup_work"
 GEN_SHIFT = 56
 FILE_SHIFT = 32
 LOCAL_MASK = (1 << GEN_SHIFT) - 1
@@ -178,7 +177,7 @@ class DedupSignaturesStage(Stage):
             arr = np.empty(len(rows), dtype=sig_dtype(num_perm))
             arr["id"] = local
             arr["sig"] = sigs
-            url = storage.join(self.out(WORK, "signatures"), f"lang_script={lang}", f"{task.task_id}.npy")
+            url = self.layout.work_dir("dedup", "signatures", f"lang_script={lang}", f"{task.task_id}.npy")
             entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
             files.append(
                 {**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr), "source": task.inputs[0]}
@@ -209,7 +208,7 @@ class DedupSignaturesStage(Stage):
             arr = np.empty(e - s, dtype=BAND_DTYPE)
             arr["key"] = flat_keys[sel]
             arr["id"] = flat_ids[sel]
-            url = storage.join(self.out(WORK, "bands"), f"lang_script={lang}", f"part={p:05d}", f"{task.task_id}.npy")
+            url = self.layout.work_dir("dedup", "bands", f"lang_script={lang}", f"part={p:05d}", f"{task.task_id}.npy")
             entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
             out.append({**entry, "kind": "bands", "lang_script": lang, "partition": p, "rows": int(e - s)})
         return out
@@ -264,7 +263,7 @@ class DedupBucketsStage(Stage):
         edges = bucket_edges(arr["key"], arr["id"], min_new)
         files = []
         if len(edges):
-            url = storage.join(self.out(WORK, "edges"), f"lang_script={lang}", f"{p:05d}.npy")
+            url = self.layout.work_dir("dedup", "edges", f"lang_script={lang}", f"{p:05d}.npy")
             entry = storage.publish_bytes(url, npy_bytes(edges), self.storage_options)
             files.append({**entry, "kind": "edges", "lang_script": lang, "partition": p, "rows": len(edges)})
         return TaskOutput(files=files, stats={"band_entries": len(arr), "edges": len(edges), "lang_script": lang})
@@ -405,7 +404,7 @@ class DedupClustersStage(Stage):
             arr["cluster"] = nodes[par]
             arr["size"] = counts[par]
             removed += int((arr["cluster"] != own).sum())
-            url = storage.join(self.out(WORK, "clusters"), f"lang_script={lang}", f"{_file_task_id(fidx)}.npy")
+            url = self.layout.work_dir("dedup", "clusters", f"lang_script={lang}", f"{_file_task_id(fidx)}.npy")
             entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
             files.append({**entry, "kind": "clusters", "lang_script": lang, "file_index": fidx, "rows": len(arr)})
             s = e
@@ -464,7 +463,7 @@ class DedupAnnotateStage(Stage):
         kept = table.filter(pa.array(keep))
         files = []
         if kept.num_rows:  # every document a duplicate of one kept elsewhere: no (empty) file
-            entry = write_table(language_dir(self.out("dedup"), lang) + f"/{task.task_id}.parquet", kept,
+            entry = write_table(language_dir(self.layout.stage_dir("dedup"), lang) + f"/{task.task_id}.parquet", kept,
                                 self.storage_options)
             files.append({**entry, "kind": "documents", "lang_script": lang})
         n_removed = int((~keep).sum())
@@ -472,9 +471,8 @@ class DedupAnnotateStage(Stage):
             rm = table.filter(pa.array(~keep))
             rm = rm.append_column(REMOVED_EXTRA, pa.array(["minhash_duplicate"] * n_removed, pa.string()))
             rm = rm.append_column("minhash_cluster_id", pa.array(cluster[~keep], pa.int64()))
-            entry = write_table(
-                self.out("removed", "dedup", "minhash_duplicate", f"{task.task_id}.parquet"), rm, self.storage_options
-            )
+            url = storage.join(self.layout.removed_dir("dedup", "minhash_duplicate"), f"{task.task_id}.parquet")
+            entry = write_table(url, rm, self.storage_options)
             files.append({**entry, "kind": "removed", "reason": "minhash_duplicate", "lang_script": lang})
         return TaskOutput(
             files=files,

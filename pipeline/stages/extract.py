@@ -175,8 +175,8 @@ class ExtractStage(Stage):
         files = []
         table = table_from_rows(kept)
         for lang, part in partition_by_language(table):
-            entry = write_table(language_dir(self.out("extract"), lang) + f"/{task.task_id}.parquet", part,
-                                self.storage_options)
+            url = language_dir(self.layout.stage_dir("extract"), lang) + f"/{task.task_id}.parquet"
+            entry = write_table(url, part, self.storage_options)
             files.append({**entry, "kind": "documents", "lang_script": lang})
         by_reason: dict[str, list[dict[str, Any]]] = {}
         for r in removed:
@@ -187,7 +187,7 @@ class ExtractStage(Stage):
                 r.setdefault("lang_script", "und")
                 r.setdefault("language", "und")
             entry = write_table(
-                self.out("removed", "extract", reason, f"{task.task_id}.parquet"),
+                storage.join(self.layout.removed_dir("extract", reason), f"{task.task_id}.parquet"),
                 table_from_rows(rows, REMOVED_SCHEMA),
                 self.storage_options,
             )

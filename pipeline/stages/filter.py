@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
 from babelsieve.pipeline.stages import documents_input
 
@@ -63,7 +65,7 @@ def _append_columns(table: pa.Table, arrays: dict[str, Any]) -> pa.Table:
 
 def removed_url(out_base: str, reason: str, task_id: str) -> str:
     parts = [p.replace("/", "_") for p in reason.split(":")]
-    return posixpath.join(out_base, "removed", "filter", *parts, f"{task_id}.parquet")
+    return storage.join(RunLayout(out_base).removed_dir("filter", *parts), f"{task_id}.parquet")
 
 
 def write_decided(
@@ -115,15 +117,13 @@ class FilterStage(Stage):
         arrays = signals_for(texts, settings)
         reasons = decide_arrays(arrays, settings).tolist() if self.config.filter.enabled else [None] * len(texts)
         table = _append_columns(table, arrays)
-        files = write_decided(
-            self.out("filter"), self.config.output, task.task_id, lang, table, reasons, self.storage_options
-        )
+        files = write_decided(self.layout.stage_dir("filter"), self.config.output, task.task_id, lang, table, reasons,
+                              self.storage_options)
         has_sizes = "minhash_cluster_size" in table.column_names
         sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
         rows = stats_rows(task.task_id, lang, reasons, sizes)
-        entry = write_table(
-            self.out("_stats", "filter", f"{task.task_id}.parquet"), stats_table(rows), self.storage_options
-        )
+        url = storage.join(self.layout.stats_dir("filter"), f"{task.task_id}.parquet")
+        entry = write_table(url, stats_table(rows), self.storage_options)
         files.append({**entry, "kind": "stats", "lang_script": lang})
         removed: dict[str, int] = {}
         for r in reasons:

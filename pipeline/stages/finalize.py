@@ -57,7 +57,7 @@ class FinalizeStage(Stage):
         table = final_columns(table, keep_signals=cfg.keep_signals)
         files = []
         if table.num_rows:
-            url = language_dir(self.out("finalize"), lang) + f"/{task.task_id}.parquet"
+            url = language_dir(self.layout.stage_dir("finalize"), lang) + f"/{task.task_id}.parquet"
             files.append({**write_table(url, table, self.storage_options), "kind": "documents", "lang_script": lang})
         return TaskOutput(
             files=files,

@@ -188,7 +188,7 @@ class RebalanceStage(Stage):
                             keep_signals=self.config.finalize.keep_signals)
         files = []
         if out.num_rows:  # a language sampled down to nothing: no (empty) file
-            url = language_dir(self.out("rebalance"), lang) + f"/{task.task_id}.parquet"
+            url = language_dir(self.layout.stage_dir("rebalance"), lang) + f"/{task.task_id}.parquet"
             files.append({**write_table(url, out, self.storage_options), "kind": "documents", "lang_script": lang})
         return TaskOutput(
             files=files,
