@@ -19,6 +19,7 @@ from babelsieve.pipeline.core.config import PipelineConfig, redact_secrets
 from babelsieve.pipeline.core.inputs import expand_inputs
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.output_lock import LockLostError, OutputLock
+from babelsieve.pipeline.core.task_stats import TaskStats
 from babelsieve.pipeline.core.tasks import (
     ConfigMismatchError,
     FileSizes,
@@ -54,14 +55,12 @@ class StageSummary:
             self.failures.append({"task": res["task_id"], "inputs": res.get("inputs", []),
                                   "error": res.get("error", "")})
             return
-        st = res.get("stats", {})
-        self.docs_in += int(st.get("docs_in", 0))
-        self.docs_out += int(st.get("docs_out", 0))
-        removed = st.get("removed", {})
-        # A stage with a single removal reason may report a plain count.
-        self.removed.update(removed if isinstance(removed, dict) else {self.stage: int(removed or 0)})
-        self.skipped.update(st.get("skipped", {}))
-        self.problems.update(st.get("problem_counts", {}))
+        st = TaskStats.from_dict(res.get("stats"))
+        self.docs_in += st.docs_in or 0
+        self.docs_out += st.docs_out or 0
+        self.removed.update(st.removed)
+        self.skipped.update(st.skipped)
+        self.problems.update(st.problem_counts)
 
 
 @dataclass
@@ -211,12 +210,11 @@ def _publish_summary(config: PipelineConfig, summary: RunSummary, console: Conso
 
 
 def _log_line(res: dict[str, Any]) -> str:
-    st = res.get("stats", {})
+    st = TaskStats.from_dict(res.get("stats"))
     return json.dumps(redact_secrets({
         "time": round(time.time(), 3), "stage": res.get("stage"), "task_id": res.get("task_id"),
         "inputs": res.get("inputs", []), "status": res.get("status"), "seconds": round(res.get("seconds", 0.0), 3),
-        "docs_in": st.get("docs_in"), "docs_out": st.get("docs_out"), "removed": st.get("removed", {}),
-        "skipped": st.get("skipped", {}),
+        "docs_in": st.docs_in, "docs_out": st.docs_out, "removed": st.removed, "skipped": st.skipped,
         "error": (res.get("error") or "").splitlines()[0] if res.get("error") else None,
     }), sort_keys=True)
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.layout import RunLayout
+from babelsieve.pipeline.core.task_stats import TaskStats
 from babelsieve.pipeline.core.tasks import manifest_from_storage
 from babelsieve.pipeline.stages import STAGE_ORDER
 
@@ -148,10 +149,6 @@ def read_logs(output: str, storage_options: dict[str, Any] | None = None) -> pl.
     return df.sort(["time", "stage", "task_id"], nulls_last=True)
 
 
-def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def _reason_from_path(path: str, stage: str) -> str | None:
     m = re.search(r"/removed/" + re.escape(stage) + r"/([^/]+)/", path)
     return m.group(1) if m else None
@@ -263,7 +260,7 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     reason_rows: list[dict[str, Any]] = []
     stage_words: dict[tuple[str, str], int] = {}
     for m in manifests:
-        st = m.get("stats") or {}
+        st = TaskStats.from_dict(m.get("stats"))
         files = m.get("files") or []
         stage = m["stage"]
         for f in files:
@@ -277,29 +274,17 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
             })
         task_rows.append({
             "stage": stage, "task_id": str(m["task_id"]), "seconds": float(m.get("seconds") or 0.0),
-            # docs_in/docs_out per docs/design.md; "documents"/"kept" as some stages name them
-            "docs_in": _int(st.get("docs_in", st.get("documents"))),
-            "docs_out": _int(st.get("docs_out", st.get("kept"))),
+            "docs_in": st.docs_in, "docs_out": st.docs_out,
             "n_inputs": len(m.get("inputs") or []),
             "n_files": len(files), "bytes_out": sum(int(f.get("bytes") or 0) for f in files),
             "rows_out": sum(int(f.get("rows") or 0) for f in files if f.get("kind") == "documents"),
             "config_hash": m.get("config_hash"), "inputs": [str(x) for x in (m.get("inputs") or [])],
         })
-        for what in ("removed", "skipped", "problem_counts"):
-            counts = st.get(what) or {}
-            if isinstance(counts, (int, float)):  # a bare total instead of {reason: n}
-                counts = {"(total)": counts}
-            if not isinstance(counts, dict):
-                continue
+        for what, counts in (("removed", st.removed), ("skipped", st.skipped), ("problems", st.problem_counts)):
             for reason, n in counts.items():
-                if isinstance(n, (int, float)):
-                    reason_rows.append({"stage": stage, "what": what.replace("_counts", "s"), "reason": reason,
-                                        "count": int(n)})
-        words = st.get("words")
-        if isinstance(words, dict):
-            for lang, n in words.items():
-                if isinstance(n, (int, float)):
-                    stage_words[(stage, lang)] = stage_words.get((stage, lang), 0) + int(n)
+                reason_rows.append({"stage": stage, "what": what, "reason": reason, "count": n})
+        for lang, n in st.words.items():
+            stage_words[(stage, lang)] = stage_words.get((stage, lang), 0) + n
 
     tasks = _frame("tasks", task_rows)
     files = _frame("files", file_rows)

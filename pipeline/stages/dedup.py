@@ -480,11 +480,3 @@ class DedupAnnotateStage(Stage):
                    "docs_out": int(keep.sum()), "removed": {"minhash_duplicate": n_removed},
                    "in_clusters": int((size > 1).sum())},
         )
-
-
-STAGES = {
-    "dedup_signatures": "babelsieve.pipeline.stages.dedup:DedupSignaturesStage",
-    "dedup_buckets": "babelsieve.pipeline.stages.dedup:DedupBucketsStage",
-    "dedup_clusters": "babelsieve.pipeline.stages.dedup:DedupClustersStage",
-    "dedup_annotate": "babelsieve.pipeline.stages.dedup:DedupAnnotateStage",
-}
