@@ -29,136 +29,164 @@ MAX_LISTED = 1000  # task ids listed per stage and state in the JSON (counts are
 
 def run_status(output: str, storage_options: dict[str, Any] | None = None, *, plan: bool = True) -> dict[str, Any]:
     """Tasks done / failed / pending per task stage. Raises FileNotFoundError if OUTPUT holds no run."""
-    from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
     from babelsieve.pipeline.core.tasks import FileSizes
-    from babelsieve.pipeline.report.stats import read_logs, read_manifests, read_run_info, stage_order
-    from babelsieve.pipeline.stages import STAGE_GROUPS, stage_class
+    from babelsieve.pipeline.report.stats import read_logs, read_manifests, read_run_info
 
     run = read_run_info(output, storage_options)
     if run is None:
         raise FileNotFoundError(f"{output}: no _run.json here -- not a babelsieve output, or no run has started")
     config_hash = run.get("config_hash")
-    config = None
-    config_error = None
+    config, config_error = _saved_config(run, output, storage_options)
+    manifests = _ManifestIndex(read_manifests(output, storage_options), config_hash)
+    logs = read_logs(output, storage_options)
+    attempts = _Attempts(logs)
+    inputs_of = _log_inputs(output, storage_options)
+    seen = set(manifests.done) | set(manifests.stale) | {k[0] for k in attempts.latest}
+
+    out_stages = []
+    upstream_incomplete = False
+    sizes = FileSizes(storage_options, by_listing=True)
+    for group, s, note in _stage_list(config, run, seen):
+        row = _stage_row(group, s, note, config if plan else None, manifests, attempts, inputs_of, sizes,
+                         upstream_incomplete)
+        upstream_incomplete = upstream_incomplete or row["state"] != "done"
+        out_stages.append(row)
+    total = {k: sum((x[k] or 0) for x in out_stages) for k in ("done", "failed")}
+    total["pending"] = sum(x["pending"] for x in out_stages if x["pending"] is not None)
+    total["unknown_stages"] = sum(1 for x in out_stages if x["pending"] is None)
+    total["repeated_failures"] = sum(x.pop("repeated_failures") for x in out_stages)
+    complete = bool(out_stages) and all(x["state"] == "done" for x in out_stages)
+    last_log = logs["time"].max() if logs.height else None
+    return {
+        "output": output, "config_hash": config_hash, "complete": complete, "totals": total,
+        "last_log_time": last_log, "config_error": config_error, "stages": out_stages,
+    }
+
+
+def _saved_config(run: dict[str, Any], output: str, storage_options: dict[str, Any] | None) -> tuple[Any, str | None]:
+    """The run's config from ``_run.json`` at this location, or why it cannot be loaded."""
+    from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
+
     try:
         raw = without_redacted(dict(run.get("config") or {}))
         raw["output"] = output  # the location we were given is authoritative (moved/mounted outputs)
         if storage_options:
             raw["storage_options"] = {**(raw.get("storage_options") or {}), **storage_options}
-        config = PipelineConfig.model_validate(raw)
+        return PipelineConfig.model_validate(raw), None
     except Exception as e:  # noqa: BLE001 - a config of another version: still report what storage says
-        config_error = f"saved config not loadable by this version: {e}"
+        return None, f"saved config not loadable by this version: {e}"
 
-    manifests = read_manifests(output, storage_options)
-    done: dict[str, set[str]] = {}
-    stale: dict[str, set[str]] = {}
-    seconds: dict[str, float] = {}
-    by_task: dict[tuple[str, str], dict[str, Any]] = {}
-    for m in manifests:
-        target = done if (config_hash is None or m.get("config_hash") == config_hash) else stale
-        target.setdefault(m["stage"], set()).add(str(m["task_id"]))
-        by_task[(m["stage"], str(m["task_id"]))] = m
-        seconds[m["stage"]] = seconds.get(m["stage"], 0.0) + float(m.get("seconds") or 0.0)
 
-    logs = read_logs(output, storage_options)
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    attempts: dict[tuple[str, str], int] = {}
-    same_failure: dict[tuple[str, str], int] = {}  # consecutive latest failures with the same error
-    for r in logs.iter_rows(named=True):  # oldest first: the last one wins
-        key = (r["stage"], str(r["task_id"]))
-        prev = latest.get(key)
-        if r["status"] == "failed":
-            repeat = prev is not None and prev["status"] == "failed" and prev.get("error") == r.get("error")
-            same_failure[key] = same_failure.get(key, 0) + 1 if repeat else 1
-        else:
-            same_failure.pop(key, None)
-        latest[key] = r
-        attempts[key] = attempts.get(key, 0) + 1
-    inputs_of = _log_inputs(output, storage_options)
+class _ManifestIndex:
+    """Task ids with a manifest per stage: of this config (``done``) or of another one (``stale``)."""
 
-    # Configured task stages in order; unknown/uninstalled groups are reported as such.
-    stage_list: list[tuple[str, str, str | None]] = []  # (group, task stage, note)
-    seen = stage_order(list(set(done) | set(stale) | {k[0] for k in latest}))
+    def __init__(self, manifests: list[dict[str, Any]], config_hash: str | None):
+        self.done: dict[str, set[str]] = {}
+        self.stale: dict[str, set[str]] = {}
+        self.seconds: dict[str, float] = {}
+        self.by_task: dict[tuple[str, str], dict[str, Any]] = {}
+        for m in manifests:
+            target = self.done if (config_hash is None or m.get("config_hash") == config_hash) else self.stale
+            target.setdefault(m["stage"], set()).add(str(m["task_id"]))
+            self.by_task[(m["stage"], str(m["task_id"]))] = m
+            self.seconds[m["stage"]] = self.seconds.get(m["stage"], 0.0) + float(m.get("seconds") or 0.0)
+
+
+class _Attempts:
+    """The latest logged attempt of every task, attempt counts, and failures that repeat the same error."""
+
+    def __init__(self, logs: Any):
+        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+        self.count: dict[tuple[str, str], int] = {}
+        self.same_failure: dict[tuple[str, str], int] = {}  # consecutive latest failures with the same error
+        for r in logs.iter_rows(named=True):  # oldest first: the last one wins
+            key = (r["stage"], str(r["task_id"]))
+            prev = self.latest.get(key)
+            if r["status"] == "failed":
+                repeat = prev is not None and prev["status"] == "failed" and prev.get("error") == r.get("error")
+                self.same_failure[key] = self.same_failure.get(key, 0) + 1 if repeat else 1
+            else:
+                self.same_failure.pop(key, None)
+            self.latest[key] = r
+            self.count[key] = self.count.get(key, 0) + 1
+
+
+def _stage_list(config: Any, run: dict[str, Any], seen: set[str]) -> list[tuple[str, str, str | None]]:
+    """(group, task stage, note) of the configured stages in order, then stages storage holds beyond them."""
+    from babelsieve.pipeline.report.stats import stage_order
+    from babelsieve.pipeline.stages import STAGE_GROUPS
+
+    stage_list: list[tuple[str, str, str | None]] = []
+    ordered = stage_order(list(seen))
     for group in (config.stages if config else (run.get("config") or {}).get("stages") or []):
         members = STAGE_GROUPS.get(group)
         if not members:
             # Not installed here (e.g. status read on another machine): show what storage holds for it.
-            found = [s for s in seen if s == group or s.startswith(group + "_")] or [group]
+            found = [s for s in ordered if s == group or s.startswith(group + "_")] or [group]
             stage_list.extend((group, s, "stage not installed here: pending unknown") for s in found)
         else:
             stage_list.extend((group, s, None) for s in members)
     known = {s for _, s, _ in stage_list}
-    for s in seen:
+    for s in ordered:
         if s not in known:  # ran with --only or an older config: still show it
             stage_list.append((s, s, "not in the saved config's stages"))
+    return stage_list
 
-    out_stages = []
-    upstream_incomplete = False
-    sizes = FileSizes(storage_options, by_listing=True)
-    repeated_failures = 0
-    for group, s, note in stage_list:
-        d = done.get(s, set())
-        planned: list[str] | None = None
-        inputs: dict[str, list[str]] = {}
-        if plan and config is not None and note is None:
-            try:
-                tasks = stage_class(s)(config).plan()
-                planned = [t.task_id for t in tasks]
-                inputs = {t.task_id: list(t.inputs) for t in tasks}
-                # done = current for the planned task (same inputs, files present); else outdated
-                outdated = {t.task_id for t in tasks if t.task_id in d
-                            and not _current(config, by_task.get((s, t.task_id)), t, sizes)}
-                if outdated:
-                    d = d - outdated
-                    note = f"{len(outdated)} task(s) outdated (inputs changed or files missing): a rerun redoes them"
-            except Exception as e:  # noqa: BLE001 - e.g. a later stage whose inputs do not exist yet
-                note = f"cannot plan yet: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-        failed = sorted(t for (st, t), r in latest.items() if st == s and r["status"] == "failed" and t not in d)
-        repeated_failures += sum(1 for t in failed if same_failure.get((s, t), 0) >= 2)
-        if planned is not None:
-            planned_set = set(planned)
-            pending = [t for t in planned if t not in d and t not in set(failed)]
-            if upstream_incomplete and note is None:
-                note = "planned from the outputs of incomplete earlier stages: more tasks may follow"
-            extra = sorted(d - planned_set)
-            if extra and note is None:
-                note = f"{len(extra)} done task(s) outside the current plan (another shard range?)"
-        else:
-            pending = None
-        n_planned = len(planned) if planned is not None else None
-        complete = planned is not None and not pending and not failed and not upstream_incomplete
-        if failed:
-            state = "failed"
-        elif complete:
-            state = "done"
-        elif d:
-            state = "partial"
-        elif planned is None:
-            state = "unknown"
-        else:
-            state = "not started"
-        if not complete:
-            upstream_incomplete = True
-        out_stages.append({
-            "group": group, "stage": s, "state": state, "planned": n_planned, "done": len(d), "failed": len(failed),
-            "pending": len(pending) if pending is not None else None, "stale": len(stale.get(s, ())),
-            "seconds": round(seconds.get(s, 0.0), 3), "note": note or "",
-            "failed_tasks": [
-                {"task_id": t, "error": latest[(s, t)].get("error"), "attempts": attempts.get((s, t), 0),
-                 "inputs": inputs.get(t) or inputs_of.get((s, t), [])}
-                for t in failed[:MAX_LISTED]
-            ],
-            "pending_tasks": (pending or [])[:MAX_LISTED],
-        })
-    total = {k: sum((x[k] or 0) for x in out_stages) for k in ("done", "failed")}
-    total["pending"] = sum(x["pending"] for x in out_stages if x["pending"] is not None)
-    total["unknown_stages"] = sum(1 for x in out_stages if x["pending"] is None)
-    complete = bool(out_stages) and all(x["state"] == "done" for x in out_stages)
-    last_log = logs["time"].max() if logs.height else None
-    total["repeated_failures"] = repeated_failures
+
+def _stage_row(group: str, s: str, note: str | None, config: Any, manifests: _ManifestIndex, attempts: _Attempts,
+               inputs_of: dict[tuple[str, str], list[str]], sizes: Any, upstream_incomplete: bool) -> dict[str, Any]:
+    """One stage's row: re-planned (when ``config`` is given) to tell done, outdated, failed and pending."""
+    from babelsieve.pipeline.stages import stage_class
+
+    d = manifests.done.get(s, set())
+    planned: list[str] | None = None
+    inputs: dict[str, list[str]] = {}
+    if config is not None and note is None:
+        try:
+            tasks = stage_class(s)(config).plan()
+            planned = [t.task_id for t in tasks]
+            inputs = {t.task_id: list(t.inputs) for t in tasks}
+            # done = current for the planned task (same inputs, files present); else outdated
+            outdated = {t.task_id for t in tasks if t.task_id in d
+                        and not _current(config, manifests.by_task.get((s, t.task_id)), t, sizes)}
+            if outdated:
+                d = d - outdated
+                note = f"{len(outdated)} task(s) outdated (inputs changed or files missing): a rerun redoes them"
+        except Exception as e:  # noqa: BLE001 - e.g. a later stage whose inputs do not exist yet
+            note = f"cannot plan yet: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+    latest = attempts.latest
+    failed = sorted(t for (st, t), r in latest.items() if st == s and r["status"] == "failed" and t not in d)
+    pending = None
+    if planned is not None:
+        pending = [t for t in planned if t not in d and t not in set(failed)]
+        if upstream_incomplete and note is None:
+            note = "planned from the outputs of incomplete earlier stages: more tasks may follow"
+        extra = sorted(d - set(planned))
+        if extra and note is None:
+            note = f"{len(extra)} done task(s) outside the current plan (another shard range?)"
+    complete = planned is not None and not pending and not failed and not upstream_incomplete
+    if failed:
+        state = "failed"
+    elif complete:
+        state = "done"
+    elif d:
+        state = "partial"
+    elif planned is None:
+        state = "unknown"
+    else:
+        state = "not started"
     return {
-        "output": output, "config_hash": config_hash, "complete": complete, "totals": total,
-        "last_log_time": last_log, "config_error": config_error, "stages": out_stages,
+        "group": group, "stage": s, "state": state, "planned": len(planned) if planned is not None else None,
+        "done": len(d), "failed": len(failed), "pending": len(pending) if pending is not None else None,
+        "stale": len(manifests.stale.get(s, ())), "seconds": round(manifests.seconds.get(s, 0.0), 3),
+        "note": note or "",
+        "failed_tasks": [
+            {"task_id": t, "error": latest[(s, t)].get("error"), "attempts": attempts.count.get((s, t), 0),
+             "inputs": inputs.get(t) or inputs_of.get((s, t), [])}
+            for t in failed[:MAX_LISTED]
+        ],
+        "pending_tasks": (pending or [])[:MAX_LISTED],
+        "repeated_failures": sum(1 for t in failed if attempts.same_failure.get((s, t), 0) >= 2),
     }
 
 
