@@ -88,24 +88,7 @@ class ExtractStage(Stage):
                     if rec.type != "response":
                         continue
                     n_responses += 1
-                    target = rec.headers.get("warc-target-uri", "").strip().strip("<>")
-                    # One guard per record: whatever its bytes do (a bomb, a bad charset, a parser
-                    # bug, a slow page), that record is skipped with a reason, never the shard.
-                    try:
-                        with time_limit(cfg.time_limit_s):
-                            outcome = self._record(rec, target, url, dump, blocklist, extractor, problems)
-                    except ExtractionTimeout:
-                        outcome = "extraction_timeout"
-                        problems.append(_problem(rec.offset, outcome, target))
-                    except RecordSkipped as e:
-                        outcome = e.reason
-                        problems.append(_problem(rec.offset, e.reason, f"{e.detail} ({target})"))
-                    except MemoryError:
-                        outcome = "extraction_memory"
-                        problems.append(_problem(rec.offset, outcome, target))
-                    except Exception as e:  # noqa: BLE001 - hostile bytes in one record cost that record only
-                        outcome = "extraction_error"
-                        problems.append(_problem(rec.offset, outcome, f"{type(e).__name__}: {e} ({target})"))
+                    outcome = self._guarded_record(rec, url, dump, blocklist, extractor, problems)
                     if isinstance(outcome, str):
                         skipped[outcome] += 1
                     elif outcome.get("removal_reason"):
@@ -117,19 +100,29 @@ class ExtractStage(Stage):
 
         kept, lid_removed = identify_languages(docs, self.config)
         removed.extend(lid_removed)
-        return self._publish(task, kept, removed, {
-            "records": n_records,
-            "responses": n_responses,
-            "docs_in": n_responses,
-            "docs_out": len(kept),
-            "removed": dict(Counter(r["removal_reason"].split(":")[0] for r in removed)),
-            "skipped": dict(skipped),
-            "problems": [p if isinstance(p, dict) else _problem(p.offset, p.reason, p.detail) for p in problems][
-                :_MAX_PROBLEMS_LISTED
-            ],
-            "problem_counts": dict(Counter((p["reason"] if isinstance(p, dict) else p.reason) for p in problems)),
-            "languages": dict(sorted(Counter(d["lang_script"] for d in kept).items())),
-        })
+        stats = _task_stats(n_records, n_responses, kept, removed, skipped, problems)
+        return self._publish(task, kept, removed, stats)
+
+    def _guarded_record(self, rec: WarcRecord, url: str, dump: str, blocklist: Any, extractor: TextExtractor,
+                        problems: list[Any]) -> dict[str, Any] | str:
+        """:meth:`_record` behind the one guard of a record: whatever its bytes do (a bomb, a bad charset,
+        a parser bug, a slow page), that record is skipped with a reason, never the shard."""
+        target = rec.headers.get("warc-target-uri", "").strip().strip("<>")
+        try:
+            with time_limit(self.config.extract.time_limit_s):
+                return self._record(rec, target, url, dump, blocklist, extractor, problems)
+        except ExtractionTimeout:
+            problems.append(_problem(rec.offset, "extraction_timeout", target))
+            return "extraction_timeout"
+        except RecordSkipped as e:
+            problems.append(_problem(rec.offset, e.reason, f"{e.detail} ({target})"))
+            return e.reason
+        except MemoryError:
+            problems.append(_problem(rec.offset, "extraction_memory", target))
+            return "extraction_memory"
+        except Exception as e:  # noqa: BLE001 - hostile bytes in one record cost that record only
+            problems.append(_problem(rec.offset, "extraction_error", f"{type(e).__name__}: {e} ({target})"))
+            return "extraction_error"
 
     def _record(self, rec: WarcRecord, target: str, url: str, dump: str, blocklist: Any, extractor: TextExtractor,
                 problems: list[Any]) -> dict[str, Any] | str:
@@ -193,6 +186,24 @@ class ExtractStage(Stage):
             )
             files.append({**entry, "kind": "removed", "reason": reason})
         return TaskOutput(files=files, stats=stats)
+
+
+def _task_stats(n_records: int, n_responses: int, kept: list[dict[str, Any]], removed: list[dict[str, Any]],
+                skipped: Counter[str], problems: list[Any]) -> dict[str, Any]:
+    """An extract task's statistics: records read, documents kept/removed/skipped and why, problems."""
+    return {
+        "records": n_records,
+        "responses": n_responses,
+        "docs_in": n_responses,
+        "docs_out": len(kept),
+        "removed": dict(Counter(r["removal_reason"].split(":")[0] for r in removed)),
+        "skipped": dict(skipped),
+        "problems": [p if isinstance(p, dict) else _problem(p.offset, p.reason, p.detail) for p in problems][
+            :_MAX_PROBLEMS_LISTED
+        ],
+        "problem_counts": dict(Counter((p["reason"] if isinstance(p, dict) else p.reason) for p in problems)),
+        "languages": dict(sorted(Counter(d["lang_script"] for d in kept).items())),
+    }
 
 
 def _problem(offset: int, reason: str, detail: str) -> dict[str, Any]:
