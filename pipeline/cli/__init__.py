@@ -1,1 +1,5 @@
-"""The `babelsieve` command line: one module per command (main.py registers them)."""
+"""The `babelsieve` command line: one module per command; main.py holds the command table.
+
+Command modules import the core at the top; the heavy layers (the report's polars and matplotlib, the
+stages, language ID) are imported inside the command that uses them, so `babelsieve --help` stays fast.
+"""

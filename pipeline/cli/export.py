@@ -34,7 +34,11 @@ import yaml
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
 from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
+from babelsieve.pipeline.core.documents import final_columns, read_table
 from babelsieve.pipeline.core.layout import RunLayout
+from babelsieve.pipeline.core.tasks import completed_files
+from babelsieve.pipeline.stages import documents_input, stage_class
 
 DEFAULT_MAX_FILE_SIZE = 500 * 1024**2
 EXPORT_STAGES = ("rebalance", "finalize")
@@ -94,10 +98,7 @@ def missing_tasks(output: str, stage: str, storage_options: dict[str, Any]) -> l
     """Task ids of ``stage`` planned from the completed tasks before it but without a manifest of this
     run's config (an unfinished run). Rebalance is counted from its input files (one task each), so
     no rehydration weights are computed here."""
-    from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
-    from babelsieve.pipeline.core.tasks import completed_files
     from babelsieve.pipeline.report.stats import read_manifests
-    from babelsieve.pipeline.stages import documents_input, stage_class
 
     run = _run_info(output, storage_options)
     raw = without_redacted(dict(run.get("config") or {}))  # credentials come from storage_options
@@ -123,8 +124,6 @@ def default_stage(output: str, storage_options: dict[str, Any]) -> str:
 
 def _tables(files: list[dict[str, Any]], storage_options: dict[str, Any], keep_signals: bool) -> Iterator[pa.Table]:
     """The files' tables in the final columns (outputs of older versions had every column there)."""
-    from babelsieve.pipeline.core.documents import final_columns, read_table
-
     for f in files:
         table = read_table(f["path"], storage_options)
         if table.num_rows != f.get("rows"):

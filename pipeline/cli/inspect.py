@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from babelsieve.pipeline.cli.options import console
+from babelsieve.pipeline.core import storage
 
 
 @click.command("inspect")
@@ -19,7 +20,6 @@ def inspect(path: str, rows: int, stage: str | None) -> None:
     """Documents per language in a run's output (or one Parquet file), and a few rows."""
     import polars as pl
 
-    from babelsieve.pipeline.core import storage
 
     if path.endswith(".parquet"):
         files = [path]

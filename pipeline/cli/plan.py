@@ -17,6 +17,9 @@ from typing import Any
 import click
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
+from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.config import ConfigError, env_sets, load_config, redact_secrets, without_redacted
+from babelsieve.pipeline.core.inputs import storage_options_for
 
 # Dedup memory model (bytes per document). The dedup stage keeps signatures on storage; the
 # clustering step holds per-document state only (union-find parent + cluster size + id mapping),
@@ -54,9 +57,6 @@ ASSUMPTIONS = [
 
 def _warc_sizes(paths: list[str], storage_options: dict[str, Any] | None) -> tuple[int | None, int]:
     """Total bytes of the sample's input files (None when they cannot be reached), and how many."""
-    from babelsieve.pipeline.core import storage
-    from babelsieve.pipeline.core.inputs import storage_options_for
-
     total = 0
     for p in paths:
         try:
@@ -92,7 +92,6 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
     """Measured figures of ``sample_output`` and their projection to ``shards`` shards on ``workers`` workers."""
     import polars as pl
 
-    from babelsieve.pipeline.core.config import without_redacted
     from babelsieve.pipeline.report.stats import collect_run_stats, read_run_info
 
     if shards < 1 or workers < 1:
@@ -309,7 +308,6 @@ def plan_command(config: str | None, shards: int, workers: int | None, from_outp
     """
     from rich.console import Console
 
-    from babelsieve.pipeline.core.config import ConfigError, env_sets, load_config, redact_secrets
     from babelsieve.pipeline.report.stats import resolve_storage_options
 
     err = Console(stderr=True)

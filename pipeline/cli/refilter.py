@@ -25,9 +25,11 @@ import click
 import pyarrow as pa
 
 from babelsieve.pipeline.core import storage
-from babelsieve.pipeline.core.config import ConfigError, parse_assignment
+from babelsieve.pipeline.core.config import ConfigError, PipelineConfig, parse_assignment, without_redacted
+from babelsieve.pipeline.core.documents import read_table, write_table
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.output_lock import OutputLock, OutputLockedError
+from babelsieve.pipeline.core.tasks import manifest_from_storage, manifest_to_storage, manifest_url
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
@@ -38,8 +40,6 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _load_config(output: str, storage_options: dict[str, Any]):
-    from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
-
     url = RunLayout(output).run_marker
     if not storage.exists(url, storage_options):
         raise click.ClickException(f"{output} has no _run.json: not a babelsieve output directory")
@@ -69,8 +69,6 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
     from babelsieve.filters.apply import stats_rows, stats_table
     from babelsieve.filters.decisions import decide_arrays
     from babelsieve.filters.signals import get_tokenizer, stopword_counts
-    from babelsieve.pipeline.core.documents import read_table, write_table
-    from babelsieve.pipeline.core.tasks import manifest_from_storage
     from babelsieve.pipeline.stages.filter import filter_settings_for, write_decided
 
     config = _load_config(output, opts)
@@ -138,8 +136,6 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
 def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dict[str, Any]], staging: str,
             opts: dict[str, Any]) -> None:
     """Rename one task's staged files into place, publish its manifest, delete its files no longer listed."""
-    from babelsieve.pipeline.core.tasks import manifest_to_storage, manifest_url
-
     files = []
     for f in staged:
         final = storage.join(output, f["path"][len(staging.rstrip("/")) + 1:])

@@ -7,6 +7,7 @@ import sys
 import click
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
+from babelsieve.pipeline.cli.status import run_status
 
 
 @click.command("report")
@@ -34,7 +35,6 @@ def report_command(output: str, no_card: bool, max_scan_files: int, no_status: b
     opts = resolve_storage_options(output, parse_storage_options(storage_option))
     status = None
     if not no_status:
-        from babelsieve.pipeline.cli.status import run_status
 
         try:
             status = run_status(output, opts)

@@ -8,6 +8,11 @@ import click
 
 from babelsieve.pipeline.cli.options import console, print_error
 from babelsieve.pipeline.core.config import ConfigError, env_sets, load_config, redact_secrets
+from babelsieve.pipeline.core.interrupts import RunInterrupted, signals_stop_the_run
+from babelsieve.pipeline.core.output_lock import LockLostError, OutputLockConfigError, OutputLockedError
+from babelsieve.pipeline.core.runner import describe_os_error, print_summary, run_pipeline
+from babelsieve.pipeline.core.storage import CorruptFileError
+from babelsieve.pipeline.core.tasks import ConfigMismatchError
 
 
 @click.command("run")
@@ -43,7 +48,6 @@ def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine:
     manifest, the output locked by another run); 2 for a configuration error; 130/143 when
     interrupted by SIGINT/SIGTERM.
     """
-    from babelsieve.pipeline.core.interrupts import RunInterrupted, signals_stop_the_run
 
     try:
         with signals_stop_the_run():  # from the start: a Ctrl-C while loading is one line too
@@ -59,11 +63,6 @@ def _run_command(config: str | None, inputs: tuple[str, ...], output: str | None
                  shards: str | None, workers: int | None, sets: tuple[str, ...], only: tuple[str, ...],
                  keep_going: bool, no_progress: bool, wait: bool, cancel_on_interrupt: bool) -> None:
     """``babelsieve run`` once SIGINT/SIGTERM raise :class:`RunInterrupted`; exits 1/2 on errors."""
-    from babelsieve.pipeline.core.output_lock import LockLostError, OutputLockConfigError, OutputLockedError
-    from babelsieve.pipeline.core.runner import describe_os_error, print_summary, run_pipeline
-    from babelsieve.pipeline.core.storage import CorruptFileError
-    from babelsieve.pipeline.core.tasks import ConfigMismatchError
-
     all_sets = list(sets) + env_sets()  # credentials via the environment, never argv
     if workers is not None:
         all_sets.append(f"engine_options.workers={workers}")

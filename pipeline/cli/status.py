@@ -22,14 +22,17 @@ from typing import Any
 import click
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
+from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.config import PipelineConfig, redact_secrets, without_redacted
 from babelsieve.pipeline.core.layout import RunLayout
+from babelsieve.pipeline.core.tasks import ConfigMismatchError, FileSizes, check_manifest
+from babelsieve.pipeline.stages import STAGE_GROUPS, stage_class
 
 MAX_LISTED = 1000  # task ids listed per stage and state in the JSON (counts are always exact)
 
 
 def run_status(output: str, storage_options: dict[str, Any] | None = None, *, plan: bool = True) -> dict[str, Any]:
     """Tasks done / failed / pending per task stage. Raises FileNotFoundError if OUTPUT holds no run."""
-    from babelsieve.pipeline.core.tasks import FileSizes
     from babelsieve.pipeline.report.stats import read_logs, read_manifests, read_run_info
 
     run = read_run_info(output, storage_options)
@@ -65,8 +68,6 @@ def run_status(output: str, storage_options: dict[str, Any] | None = None, *, pl
 
 def _saved_config(run: dict[str, Any], output: str, storage_options: dict[str, Any] | None) -> tuple[Any, str | None]:
     """The run's config from ``_run.json`` at this location, or why it cannot be loaded."""
-    from babelsieve.pipeline.core.config import PipelineConfig, without_redacted
-
     try:
         raw = without_redacted(dict(run.get("config") or {}))
         raw["output"] = output  # the location we were given is authoritative (moved/mounted outputs)
@@ -114,7 +115,6 @@ class _Attempts:
 def _stage_list(config: Any, run: dict[str, Any], seen: set[str]) -> list[tuple[str, str, str | None]]:
     """(group, task stage, note) of the configured stages in order, then stages storage holds beyond them."""
     from babelsieve.pipeline.report.stats import stage_order
-    from babelsieve.pipeline.stages import STAGE_GROUPS
 
     stage_list: list[tuple[str, str, str | None]] = []
     ordered = stage_order(list(seen))
@@ -136,8 +136,6 @@ def _stage_list(config: Any, run: dict[str, Any], seen: set[str]) -> list[tuple[
 def _stage_row(group: str, s: str, note: str | None, config: Any, manifests: _ManifestIndex, attempts: _Attempts,
                inputs_of: dict[tuple[str, str], list[str]], sizes: Any, upstream_incomplete: bool) -> dict[str, Any]:
     """One stage's row: re-planned (when ``config`` is given) to tell done, outdated, failed and pending."""
-    from babelsieve.pipeline.stages import stage_class
-
     d = manifests.done.get(s, set())
     planned: list[str] | None = None
     inputs: dict[str, list[str]] = {}
@@ -192,8 +190,6 @@ def _stage_row(group: str, s: str, note: str | None, config: Any, manifests: _Ma
 
 def _current(config: Any, manifest: dict[str, Any] | None, task: Any, sizes: Any) -> bool:
     """The manifest proves the planned task complete (see tasks.check_manifest); another config's: no."""
-    from babelsieve.pipeline.core.tasks import ConfigMismatchError, check_manifest
-
     try:
         return check_manifest(config, manifest, task, sizes)
     except ConfigMismatchError:
@@ -202,7 +198,6 @@ def _current(config: Any, manifest: dict[str, Any] | None, task: Any, sizes: Any
 
 def _log_inputs(output: str, storage_options: dict[str, Any] | None) -> dict[tuple[str, str], list[str]]:
     """Inputs of each task as logged (read_logs keeps only the tabular fields)."""
-    from babelsieve.pipeline.core import storage
     from babelsieve.pipeline.report.stats import read_many
 
     out: dict[tuple[str, str], list[str]] = {}
@@ -265,7 +260,6 @@ def status_command(output: str, as_json: bool, no_plan: bool, storage_option: tu
     """
     from rich.console import Console
 
-    from babelsieve.pipeline.core.config import redact_secrets
     from babelsieve.pipeline.report.stats import resolve_storage_options
 
     err = Console(stderr=True)

@@ -8,6 +8,7 @@ import click
 from rich.markup import escape
 
 from babelsieve.pipeline.cli.options import console, parse_storage_options, print_error, storage_option_flag
+from babelsieve.pipeline.core.output_lock import OutputLockedError, break_lock, describe_holder
 
 
 @click.command("unlock")
@@ -20,7 +21,6 @@ def unlock(output: str, force: bool, storage_option: tuple[str, ...]) -> None:
     Only a stale lock (its heartbeat expired) is removed unless --force. Exit status 0 when the
     output is now unlocked, 1 when a live run holds the lock.
     """
-    from babelsieve.pipeline.core.output_lock import OutputLockedError, break_lock, describe_holder
     from babelsieve.pipeline.report.stats import resolve_storage_options
 
     opts = resolve_storage_options(output, parse_storage_options(storage_option))
