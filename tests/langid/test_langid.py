@@ -272,7 +272,8 @@ def test_language_table_fineweb2_exact():
 def test_language_table_matches_yml_files():
     """Every entry equals its FineWeb2 yml: all 1929 configs, verbatim in tests/data."""
     import yaml
-    from conftest import fineweb2_configs
+
+    from support.data import fineweb2_configs
 
     texts = fineweb2_configs()
     assert len(texts) == 1929

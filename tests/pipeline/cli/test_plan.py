@@ -120,7 +120,7 @@ def test_fixed_task_stages_and_dedup_memory_on_all_stages(tmp_path):
 
 def test_task_count_scaling_follows_the_inputs_named_in_manifests(tmp_path):
     """One task per upstream file scales with the shards; a task reading many upstream tasks' files does not."""
-    from test_report_synthetic import _manifest
+    from support.synthetic_runs import _manifest
 
     out = str(tmp_path / "out")
     make_synthetic_extract(out, n_tasks=2, docs_per_task=8)

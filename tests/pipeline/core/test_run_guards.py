@@ -211,7 +211,7 @@ def test_a_run_whose_lock_is_removed_under_it_stops_with_exit_1(tmp_path, shards
 
 @pytest.fixture(scope="module")
 def s3():
-    from s3_helpers import MotoS3
+    from support.s3 import MotoS3
 
     saved = {k: os.environ.get(k) for k in CREDS}
     os.environ.update(CREDS)

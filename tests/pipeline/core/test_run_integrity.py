@@ -311,7 +311,7 @@ def test_refilter_under_a_file_size_limit_leaves_the_previous_files(reference, t
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3():
-    from s3_helpers import MotoS3
+    from support.s3 import MotoS3
 
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     saved = {k: os.environ.get(k) for k in creds}

@@ -421,7 +421,7 @@ def test_run_task_marks_transient_failures(tmp_path, monkeypatch):
 @pytest.mark.infra
 @pytest.mark.parametrize("engine_name", ["ray", "spark"])
 def test_s3_outage_beyond_client_retries_is_recovered_by_the_engine_task_retry(engine_name, request, tmp_path):
-    from s3_helpers import FlakyS3Proxy
+    from support.s3 import FlakyS3Proxy
 
     request.getfixturevalue("ray_session" if engine_name == "ray" else "spark_context")
     s3_server, s3_urls = request.getfixturevalue("s3"), request.getfixturevalue("urls")

@@ -321,7 +321,7 @@ def test_driver_submitted_as_a_job_with_sbatch_driver_sh(cluster, shards, tmp_pa
 
 
 def test_deploy_scripts_pass_bash_n_and_shellcheck():
-    from deploy_tools import ensure_tools
+    from support.deploy import ensure_tools
 
     scripts = [str(SCRIPT), str(SCRIPT.with_name("sbatch-driver.sh"))]
     for s in scripts:

@@ -262,8 +262,8 @@ def every_stage_run(tmp_path_factory):
     """A real `babelsieve run` of every stage (language ID and the URL filter on, rebalance with
     FineWeb2's rehydration weights and a temperature mixture) on the sample in three shards plus a
     shard of republished and blocklisted pages, then `babelsieve report`: no synthetic stage."""
-    from conftest import SAMPLE_WARC, split_warc
-    from engine_helpers import copies_shard
+    from support.data import SAMPLE_WARC, split_warc
+    from support.engines import copies_shard
 
     base = tmp_path_factory.mktemp("every-stage")
     shards = [*split_warc(SAMPLE_WARC, base / "warcs", 3), copies_shard(base / "warcs")]

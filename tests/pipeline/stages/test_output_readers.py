@@ -325,7 +325,8 @@ def test_export_from_and_to_s3(run_out, tmp_path, hf_env, monkeypatch):
     copied from: export re-roots them at the given OUTPUT. DEST on S3 too, with the same options."""
     import boto3
     import datasets
-    from s3_helpers import MotoS3
+
+    from support.s3 import MotoS3
 
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                  "AWS_DEFAULT_REGION": "us-east-1"}.items():
