@@ -260,14 +260,9 @@ def side_ours(work: Path, in_dir: Path, core: int, stages: list[str], extractor:
 
 def split_warc(src: Path, dest: Path, n: int) -> list[Path]:
     """Split a .warc.gz into n shards of whole gzip members (the warcinfo record in each)."""
-    data = src.read_bytes()
-    members, pos = [], 0
-    while pos < len(data):
-        d = zlib.decompressobj(31)
-        d.decompress(data[pos:])
-        end = len(data) - len(d.unused_data)
-        members.append(data[pos:end])
-        pos = end
+    from babelsieve.extraction.warc import gzip_members
+
+    members = gzip_members(src.read_bytes())
     head, rest = members[0], members[1:]
     dest.mkdir(parents=True, exist_ok=True)
     # keep each request/response/metadata group together: cut on response boundaries
