@@ -52,8 +52,8 @@ class RunLayout:
     def logs_dir(self) -> str:
         return self._at("_logs")
 
-    def stats_dir(self, stage: str) -> str:
-        return self._at("_stats", stage)
+    def stats_dir(self, stage: str | None = None) -> str:
+        return self._at("_stats", stage) if stage else self._at("_stats")
 
     def stage_dir(self, stage: str) -> str:
         return self._at(stage)

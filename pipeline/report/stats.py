@@ -478,13 +478,14 @@ def _removal(files: pl.DataFrame, scanned: pl.DataFrame) -> pl.DataFrame:
 
 def read_stage_stats(output: str, storage_options: dict[str, Any] | None = None) -> dict[str, pl.DataFrame]:
     """``_stats/<stage>/**.parquet`` per stage, concatenated (columns as the stage wrote them)."""
-    base = storage.join(output, "_stats")
+    base = RunLayout(output).stats_dir()
     out: dict[str, pl.DataFrame] = {}
     urls = storage.list_files(base, ".parquet", storage_options)
     by_stage: dict[str, list[pl.DataFrame]] = {}
     prefix = base.rstrip("/") + "/"
+    folder = base.rsplit("/", 1)[-1]  # listings may drop the URL's protocol: match on the folder's name
     for url in urls:
-        rel = url[len(prefix):] if url.startswith(prefix) else url.split("/_stats/", 1)[-1]
+        rel = url[len(prefix):] if url.startswith(prefix) else url.split(f"/{folder}/", 1)[-1]
         stage = rel.split("/", 1)[0]
         try:
             df = pl.read_parquet(storage.read_bytes(url, storage_options))
