@@ -256,7 +256,50 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     ``stats/<stage>`` each stage's own statistics Parquet files (``_stats/<stage>/``), concatenated
     """
     manifests = read_manifests(output, storage_options)
-    task_rows, file_rows = [], []
+    task_rows, file_rows, reason_rows, stage_words = _manifest_rows(manifests)
+    tasks = _frame("tasks", task_rows)
+    files = _frame("files", file_rows)
+    stage_reasons = _frame("stage_reasons", reason_rows)
+    order = stage_order(tasks["stage"].unique().to_list())
+    rank = {s: i for i, s in enumerate(order)}
+    doc_stages = [s for s in order if files.filter((pl.col("stage") == s) & (pl.col("kind") == "documents")).height]
+
+    # -------- scan Parquet (optional)
+    scanned = pl.DataFrame()
+    scan_rows: list[dict[str, Any]] = []
+    if scan_parquet and files.height:
+        scanned, scan_rows = _scan(files, storage_options, max_scan_files,
+                                   text_stage=doc_stages[-1] if doc_stages else None)
+
+    docs = (files.filter(pl.col("kind") == "documents")
+            .group_by(["stage", "lang_script"]).agg(pl.col("rows").sum().alias("docs_out"),
+                                                    pl.col("bytes").sum().alias("bytes_out")))
+    removal = _removal(files, scanned)
+    languages = _language_table(files, docs, removal, doc_stages, stage_words, scanned, rank)
+    language_score, cluster_sizes = _histograms(scanned, rank)
+    result = {
+        "tasks": tasks.with_columns(pl.col("stage").replace_strict(rank, default=len(rank)).alias("_o"))
+        .sort(["_o", "task_id"]).drop("_o"),
+        "files": files,
+        "stages": _stage_table(order, rank, tasks, files, stage_reasons),
+        "stage_reasons": stage_reasons,
+        "languages": languages,
+        "removal": _removal_rates(removal, languages, rank),
+        "language_score": language_score,
+        "cluster_sizes": cluster_sizes,
+        "rehydration": _rehydration_table(docs, doc_stages),
+        "logs": read_logs(output, storage_options),
+        "scan": _frame("scan", scan_rows),
+    }
+    result.update(read_stage_stats(output, storage_options))
+    return result
+
+
+def _manifest_rows(manifests: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                               list[dict[str, Any]], dict[tuple[str, str], int]]:
+    """Rows of the ``tasks``, ``files`` and ``stage_reasons`` tables, and words per (stage, language)."""
+    task_rows: list[dict[str, Any]] = []
+    file_rows: list[dict[str, Any]] = []
     reason_rows: list[dict[str, Any]] = []
     stage_words: dict[tuple[str, str], int] = {}
     for m in manifests:
@@ -286,25 +329,13 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
         for lang, n in st.words.items():
             stage_words[(stage, lang)] = stage_words.get((stage, lang), 0) + n
 
-    tasks = _frame("tasks", task_rows)
-    files = _frame("files", file_rows)
-    stage_reasons = _frame("stage_reasons", reason_rows)
-    order = stage_order(tasks["stage"].unique().to_list())
-    rank = {s: i for i, s in enumerate(order)}
-    doc_stages = [s for s in order if files.filter((pl.col("stage") == s) & (pl.col("kind") == "documents")).height]
+    return task_rows, file_rows, reason_rows, stage_words
 
-    # -------- scan Parquet (optional)
-    scanned = pl.DataFrame()
-    scan_rows: list[dict[str, Any]] = []
-    if scan_parquet and files.height:
-        scanned, scan_rows = _scan(files, storage_options, max_scan_files,
-                                   text_stage=doc_stages[-1] if doc_stages else None)
 
-    # -------- per stage and language
-    docs = (files.filter(pl.col("kind") == "documents")
-            .group_by(["stage", "lang_script"]).agg(pl.col("rows").sum().alias("docs_out"),
-                                                    pl.col("bytes").sum().alias("bytes_out")))
-    removal = _removal(files, scanned)
+def _language_table(files: pl.DataFrame, docs: pl.DataFrame, removal: pl.DataFrame, doc_stages: list[str],
+                    stage_words: dict[tuple[str, str], int], scanned: pl.DataFrame,
+                    rank: dict[str, int]) -> pl.DataFrame:
+    """Per stage and language: documents in/out, removed, bytes out, words and UTF-8 bytes."""
     removed_by_lang = removal.group_by(["stage", "lang_script"]).agg(pl.col("removed").sum())
     lang_rows = []
     prev_out: dict[str, int] | None = None
@@ -346,16 +377,23 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
             languages = languages.select(list(_SCHEMAS["languages"]))
     languages = languages.with_columns(pl.col("stage").replace_strict(rank, default=len(rank)).alias("_o")).sort(
         ["_o", "docs_out", "lang_script"], descending=[False, True, False]).drop("_o")
+    return languages
 
-    # rates: removed / documents into the stage for that language
+
+def _removal_rates(removal: pl.DataFrame, languages: pl.DataFrame, rank: dict[str, int]) -> pl.DataFrame:
+    """Removed documents per reason with their rate: removed / documents into the stage for that language."""
     if removal.height:
         removal = (removal.drop("docs_in").join(languages.select(["stage", "lang_script", "docs_in"]),
                                                 on=["stage", "lang_script"], how="left")
                    .with_columns((pl.col("removed") / pl.col("docs_in")).alias("rate"))
                    .select(list(_SCHEMAS["removal"])))
         removal = _by_stage(removal, rank, ["lang_script", "reason"])
+    return removal
 
-    # -------- per stage
+
+def _stage_table(order: list[str], rank: dict[str, int], tasks: pl.DataFrame, files: pl.DataFrame,
+                 stage_reasons: pl.DataFrame) -> pl.DataFrame:
+    """Per task stage: tasks, core-seconds, documents in/out, bytes, removed and skipped, throughput."""
     stage_rows = []
     for s in order:
         t = tasks.filter(pl.col("stage") == s)
@@ -375,9 +413,11 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
             "skipped": int(reasons.filter(pl.col("what") == "skipped")["count"].sum()),
             "docs_per_core_second": (d_in / secs) if secs > 0 and d_in else None,
         })
-    stages = _frame("stages", stage_rows)
+    return _frame("stages", stage_rows)
 
-    # -------- histograms
+
+def _histograms(scanned: pl.DataFrame, rank: dict[str, int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``language_score`` (kept and removed, 20 bins) and ``cluster_sizes`` from the scanned Parquet rows."""
     language_score, cluster_sizes = empty("language_score"), empty("cluster_sizes")
     if scanned.height and "language_score" in scanned.columns:
         sc = scanned.filter(pl.col("language_score").is_not_null() & (pl.col("lang_script") != "und"))
@@ -402,8 +442,11 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
                              .select(list(_SCHEMAS["cluster_sizes"]))
                              .cast({"cluster_size": pl.Int64, "documents": pl.Int64}))
             cluster_sizes = _by_stage(cluster_sizes, rank, ["lang_script", "cluster_size"])
+    return language_score, cluster_sizes
 
-    # -------- rehydration / rebalancing: documents before and after the rebalance stage
+
+def _rehydration_table(docs: pl.DataFrame, doc_stages: list[str]) -> pl.DataFrame:
+    """Documents and bytes per language before and after the rebalance stage, and the expansion."""
     reh_rows = []
     if "rebalance" in doc_stages and doc_stages.index("rebalance") > 0:
         before_stage = doc_stages[doc_stages.index("rebalance") - 1]
@@ -418,24 +461,7 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
                              "bytes_before": int((bd.get(lang) or {}).get("bytes_out") or 0),
                              "bytes_after": int((ad.get(lang) or {}).get("bytes_out") or 0),
                              "expansion": (da / db) if db else None})
-    rehydration = _frame("rehydration", reh_rows)
-
-    result = {
-        "tasks": tasks.with_columns(pl.col("stage").replace_strict(rank, default=len(rank)).alias("_o"))
-        .sort(["_o", "task_id"]).drop("_o"),
-        "files": files,
-        "stages": stages,
-        "stage_reasons": stage_reasons,
-        "languages": languages,
-        "removal": removal,
-        "language_score": language_score,
-        "cluster_sizes": cluster_sizes,
-        "rehydration": rehydration,
-        "logs": read_logs(output, storage_options),
-        "scan": _frame("scan", scan_rows),
-    }
-    result.update(read_stage_stats(output, storage_options))
-    return result
+    return _frame("rehydration", reh_rows)
 
 
 def _by_stage(df: pl.DataFrame, rank: dict[str, int], then: list[str]) -> pl.DataFrame:
