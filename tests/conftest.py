@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
+
+from support.data import REPO
 
 # A skipped test proves nothing: the suite fails on any skip (a missing browser, tool or package
 # must show up as a failure, not as a green run). Set BABELSIEVE_ALLOW_SKIPS=1 on a partial
@@ -34,3 +38,26 @@ def pytest_make_collect_report(collector):
         rep.outcome = "failed"
         rep.longrepr = (f"{collector.nodeid}: skipped while collecting, which this suite does not allow: {reason}\n"
                         "(set BABELSIEVE_ALLOW_SKIPS=1 to allow skips on a partial development machine)")
+
+
+INSTALL_AIRFLOW = REPO / "deploy" / "airflow" / "install_airflow.sh"
+
+
+def _default_venv() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "babelsieve" / "airflow-venv"
+
+
+@pytest.fixture(scope="session")
+def airflow_venv() -> Path:
+    """Airflow 3's own venv: $BABELSIEVE_AIRFLOW_VENV or the user cache; built on first use (2-4 min),
+    so the README's test command needs no extra step and this test never silently skips."""
+    venv = Path(os.environ.get("BABELSIEVE_AIRFLOW_VENV") or _default_venv())
+    if not ((venv / ".babelsieve-complete").exists() and (venv / "bin" / "airflow").exists()):
+        _install(venv)
+    return venv
+
+
+def _install(venv: Path) -> None:
+    r = subprocess.run(["bash", str(INSTALL_AIRFLOW), str(venv)], capture_output=True, text=True)
+    assert r.returncode == 0, f"{INSTALL_AIRFLOW} failed:\n{r.stderr[-4000:]}"

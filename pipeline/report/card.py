@@ -94,6 +94,7 @@ def _fmt(n: Any) -> str:
 
 
 def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, output: str) -> str:
+    """The dataset card (``README.md``) of a run: Hub front matter, summary, subsets, fields, steps, settings."""
     # redact_secrets again: a _run.json written before redaction existed may still hold credentials.
     config = redact_secrets((run or {}).get("config") or {})
     output = redact_secrets(output)
@@ -106,7 +107,21 @@ def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, out
     removed_by_lang = (stats["removal"].group_by("lang_script").agg(pl.col("removed").sum())
                        if stats["removal"].height else pl.DataFrame({"lang_script": [], "removed": []}))
     removed = dict(removed_by_lang.iter_rows())
+    front = _front_matter(final, last, total_docs, run)
+    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
+    lines += _summary_section(stats, final, last, total_docs, run, config, output)
+    lines += _languages_section(final, last, removed)
+    lines += ["", "## Data fields", ""]
+    lines += [f"* `{name}`: {desc}" for name, desc in FIELDS]
+    lines += ["", "## Processing steps", ""]
+    lines += _steps_section(stats, config)
+    lines += _closing_sections(config)
+    return "\n".join(lines)
 
+
+def _front_matter(final: pl.DataFrame, last: str | None, total_docs: int,
+                  run: dict[str, Any] | None) -> dict[str, Any]:
+    """The Hugging Face Hub's YAML header: licence, languages, size, one config per subset."""
     codes = sorted({lab.split("_")[0] for lab in final["lang_script"].to_list() if lab != "und"})
     front: dict[str, Any] = {
         "pretty_name": f"babelsieve output {(run or {}).get('config_hash', '')}".strip(),
@@ -121,7 +136,13 @@ def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, out
             for lab in final["lang_script"].to_list()
         ],
     }
-    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
+    return front
+
+
+def _summary_section(stats: dict[str, pl.DataFrame], final: pl.DataFrame, last: str | None, total_docs: int,
+                     run: dict[str, Any] | None, config: dict[str, Any], output: str) -> list[str]:
+    """Title and the summary: documents, subsets, sizes, words, dump, shards."""
+    lines: list[str] = []
     lines += [
         "# Dataset card",
         "",
@@ -142,7 +163,13 @@ def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, out
     if dumps:
         lines.append(f"* dump: {', '.join(dumps)}")
     n_inputs = stats["tasks"].filter(pl.col("stage") == "extract").height
-    lines += [f"* WARC shards processed: {n_inputs:,}", "", "## Languages and subsets", ""]
+    n_inputs = stats["tasks"].filter(pl.col("stage") == "extract").height
+    return lines + [f"* WARC shards processed: {n_inputs:,}", "", "## Languages and subsets", ""]
+
+
+def _languages_section(final: pl.DataFrame, last: str | None, removed: dict[str, int]) -> list[str]:
+    """One table row per language-script subset."""
+    lines: list[str] = []
     lines += [
         "Each subset is the folder `" + (last or "<stage>") + "/lang_script=<subset>/`. Removed documents (with the "
         "name of the step that removed them in `removal_reason`) are under `removed/<stage>/<reason>/`.",
@@ -156,9 +183,12 @@ def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, out
         lines.append(f"| {lab} | {language_name(lab)} | {script} | {_fmt(r['docs_out'])} | {_fmt(r['words'])} | "
                      f"{human_bytes(r['utf8_bytes']) if r['utf8_bytes'] is not None else '-'} | "
                      f"{human_bytes(r['bytes_out'])} | {_fmt(removed.get(lab, 0))} |")
-    lines += ["", "## Data fields", ""]
-    lines += [f"* `{name}`: {desc}" for name, desc in FIELDS]
-    lines += ["", "## Processing steps", ""]
+    return lines
+
+
+def _steps_section(stats: dict[str, pl.DataFrame], config: dict[str, Any]) -> list[str]:
+    """One numbered line per configured stage: tasks, core-hours, documents in and out, removals."""
+    lines: list[str] = []
     st = stats["stages"]
     configured = config.get("stages") or []
     step_no = 0
@@ -185,6 +215,12 @@ def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, out
                                               reasons.group_by("reason").agg(pl.col("count").sum())
                                               .sort("reason").iter_rows(named=True))
         lines.append(f"{step_no}. **{group}** ({nums}). {text}")
+    return lines
+
+
+def _closing_sections(config: dict[str, Any]) -> list[str]:
+    """Settings (the saved config), licence, considerations, citation."""
+    lines: list[str] = []
     lines += ["", "## Settings", "", "The configuration saved by the run (`_run.json`); rerun with "
               "`babelsieve run CONFIG` to reproduce byte-identical outputs.", "", "```yaml",
               yaml.safe_dump(config, sort_keys=True, allow_unicode=True).rstrip() if config else "# _run.json missing",
@@ -202,5 +238,5 @@ def dataset_card(stats: dict[str, pl.DataFrame], run: dict[str, Any] | None, out
               "Raffel and Martin Jaggi and Leandro Von Werra and Thomas Wolf},\n  year={2025},\n  "
               "eprint={2506.20920},\n  archivePrefix={arXiv}\n}",
               "```", ""]
-    return "\n".join(lines)
+    return lines
 

@@ -25,30 +25,9 @@ from support.data import BABELSIEVE, REPO, SAMPLE_WARC, gzip_members
 pytestmark = pytest.mark.infra  # every test here runs real Airflow (and Ray / spark-submit)
 
 DAG_FILE = REPO / "deploy" / "airflow" / "babelsieve_dag.py"
-INSTALL = REPO / "deploy" / "airflow" / "install_airflow.sh"
 DAG_ID = "babelsieve_snapshot"
 SNAPSHOT = "CC-MAIN-2024-10"
 PIPELINE_STAGES = ["extract", "dedup", "filter", "finalize", "rebalance"]
-
-
-def _default_venv() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "babelsieve" / "airflow-venv"
-
-
-@pytest.fixture(scope="session")
-def airflow_venv() -> Path:
-    """Airflow 3's own venv: $BABELSIEVE_AIRFLOW_VENV or the user cache; built on first use (2-4 min),
-    so the README's test command needs no extra step and this test never silently skips."""
-    venv = Path(os.environ.get("BABELSIEVE_AIRFLOW_VENV") or _default_venv())
-    if not ((venv / ".babelsieve-complete").exists() and (venv / "bin" / "airflow").exists()):
-        _install(venv)
-    return venv
-
-
-def _install(venv: Path) -> None:
-    r = subprocess.run(["bash", str(INSTALL), str(venv)], capture_output=True, text=True)
-    assert r.returncode == 0, f"{INSTALL} failed:\n{r.stderr[-4000:]}"
 
 
 @pytest.fixture(scope="session")

@@ -179,13 +179,9 @@ os.execv({real!r}, [{real!r}] + args)
     _assert_no_secret(r.stdout + r.stderr, "submit.sh output")
 
 
-def test_airflow_dag_logs_no_secret_and_passes_it_by_environment(tmp_path):
-    """The DAG's local-engine stage helper under real Airflow 3 (its own venv, see test_airflow_dag.py)."""
-    from test_airflow_dag import _default_venv, _install
-
-    venv = Path(os.environ.get("BABELSIEVE_AIRFLOW_VENV") or _default_venv())
-    if not ((venv / ".babelsieve-complete").exists() and (venv / "bin" / "airflow").exists()):
-        _install(venv)
+def test_airflow_dag_logs_no_secret_and_passes_it_by_environment(airflow_venv, tmp_path):
+    """The DAG's local-engine stage helper under real Airflow 3 (its own venv: the conftest fixture)."""
+    venv = airflow_venv
     out = tmp_path / "out"
     script = tmp_path / "stage.py"
     script.write_text(f"""

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_airflow_dag import airflow_venv  # noqa: F401 - fixture: Airflow 3's own venv (built once per test run)
 
 from support.data import BABELSIEVE, REPO, SAMPLE_WARC, split_warc
 from support.engines import all_rows, data_files
@@ -360,20 +359,20 @@ m.run_on_slurm(m.resolve(json.loads(sys.argv[2])), "extract")
 """
 
 
-def test_airflow_dag_stage_task_with_engine_slurm(cluster, airflow_venv, shards, tmp_path):  # noqa: F811 - fixture
+def test_airflow_dag_stage_task_with_engine_slurm(cluster, airflow_venv, shards, tmp_path):
     """The DAG's engine=slurm path (run_on_slurm, imported in Airflow's own venv) against the cluster."""
-    from test_airflow_dag import DAG_FILE, SNAPSHOT
-
-    params = {"snapshot": SNAPSHOT, "engine": "slurm", "config": "", "input": str(shards[0]),
+    dag_file = REPO / "deploy" / "airflow" / "babelsieve_dag.py"
+    snapshot = "CC-MAIN-2024-10"
+    params = {"snapshot": snapshot, "engine": "slurm", "config": "", "input": str(shards[0]),
               "output": str(tmp_path / "{snapshot}"), "shards": "",
               "sets": ["langid.backend=none", "extract.url_filter=false"]}
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), BABELSIEVE_BIN=BABELSIEVE)
-    r = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", _RUN_ON_SLURM, str(DAG_FILE), json.dumps(params)],
+    r = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", _RUN_ON_SLURM, str(dag_file), json.dumps(params)],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "--engine slurm" in r.stderr and "--cancel-on-interrupt" in r.stderr
     assert "submitted job array" in r.stderr
-    out = tmp_path / SNAPSHOT
+    out = tmp_path / snapshot
     assert json.loads((out / "_run.json").read_text())["config"]["engine"] == "slurm"
     assert list((out / "extract").rglob("*.parquet")) and list((out / "_logs" / "slurm").glob("extract-*_0.log"))
