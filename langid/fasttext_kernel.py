@@ -24,6 +24,15 @@ def _fnv_step(h: int, b: int) -> int:
 
 
 @njit(cache=True, inline="always")
+def _sext32(h):
+    """A 32-bit hash read back as int32 and widened to uint64 (two's complement), as fastText's
+    ``uint64_t h = hashes[i]`` over a ``vector<int32_t>`` does."""
+    if h >= 2147483648:
+        return np.uint64(h) | np.uint64(0xFFFFFFFF00000000)
+    return np.uint64(h)
+
+
+@njit(cache=True, inline="always")
 def _std_log(x):
     """fastText's ``std_log(real x)``: ``log(x + 1e-5)`` in double, returned as float32."""
     return _F32(math.log(np.float64(x) + 1e-5))
@@ -157,6 +166,29 @@ def _softmax_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn):
 
 
 @njit(cache=True)
+def _ova_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn, sigmoid_table):
+    """``OneVsAllLoss`` (``BinaryLogisticLoss::computeOutput``): each label's dot product through fastText's
+    table sigmoid (``Loss::sigmoid``: 512 steps on [-8, 8], index computed in float32), then
+    ``Loss::findKBest`` as for softmax."""
+    for i in range(nlabels):
+        out[i] = _F32(0.0)
+    for j in range(hidden.shape[0]):
+        h = hidden[j]
+        for i in range(nlabels):
+            out[i] = out[i] + output_cols[j, i] * h
+    for i in range(nlabels):
+        x = out[i]
+        if x < _F32(-8.0):
+            out[i] = _F32(0.0)
+        elif x > _F32(8.0):
+            out[i] = _F32(1.0)
+        else:
+            t = _F32(_F32(_F32(_F32(x + _F32(8.0)) * _F32(512.0)) / _F32(8.0)) / _F32(2.0))
+            out[i] = sigmoid_table[np.int64(t)]
+    return _softmax_select(out, nlabels, k, threshold, hs, hn)
+
+
+@njit(cache=True)
 def _softmax_select(out, nlabels, k, threshold, hs, hn):
     """``Loss::findKBest`` over the softmax output + ``sort_heap``."""
     size = 0
@@ -225,12 +257,16 @@ def _is_sep(c):
 @njit(cache=True, nogil=True)
 def predict_batch(
     buf, starts, entry_bytes, entry_offsets, entry_hash, table, ngram_row, input_rows, output_rows, output_cols,
-    left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, is_hs, k, threshold, top1_fallback,
-    counts, label_ids, probs,
+    left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, loss_kind, k, threshold, top1_fallback,
+    counts, label_ids, probs, word_ngrams, eos_hash, sigmoid_table,
 ):
     """fastText ``predictLine`` for each document ``buf[starts[i]:starts[i + 1]]``; with ``top1_fallback``, a
     document with no prediction above ``threshold`` gets ``predictLine(k=1, threshold=0)`` computed from the
-    same hidden vector (what a second fastText call on the same line returns, without a second pass)."""
+    same hidden vector (what a second fastText call on the same line returns, without a second pass).
+
+    ``loss_kind``: 0 softmax, 1 hierarchical softmax, 2 one-vs-all. ``word_ngrams > 1``: after the tokens'
+    rows come the word n-gram buckets of ``Dictionary::addWordNgrams`` (the hashes of the line's word tokens,
+    ``</s>`` included, as sign-extended 64-bit values combined ``h * 116049371 + next``, ``% bucket``)."""
     dim = input_rows.shape[1]
     hidden = np.zeros(dim, np.float32)
     maxlen = 0
@@ -246,6 +282,12 @@ def predict_batch(
     stack_node = np.empty(2 * nlabels + 2, np.int32)
     stack_score = np.empty(2 * nlabels + 2, np.float32)
     out = np.empty(nlabels, np.float32)
+    # the 32-bit hash of each word token of a document, sign-extended to 64 bits (fastText keeps them in a
+    # vector<int32_t> and widens each to uint64_t)
+    word_hashes = np.empty(maxlen + 2 if word_ngrams > 1 else 1, np.uint64)
+    nwng = max(word_ngrams - 1, 0) * (maxlen + 2)
+    if nwng:
+        rows = np.empty(rows.shape[0] + nwng, np.int32)
     npre = prefix.shape[0]
     for doc in range(starts.shape[0] - 1):
         pos = starts[doc]
@@ -255,6 +297,7 @@ def predict_batch(
         for d in range(dim):
             hidden[d] = _F32(0.0)
         nrows = 0
+        nhash = 0
         while True:
             # readWord
             while pos < end and _is_sep(buf[pos]) and buf[pos] != 10:
@@ -271,6 +314,7 @@ def predict_batch(
             if s < 0:
                 idx = eos_id
                 is_eos = True
+                h = eos_hash
             else:
                 h = 2166136261
                 for t in range(s, pos):
@@ -281,6 +325,9 @@ def predict_batch(
             if idx >= nwords:  # a label of the dictionary
                 pass
             elif idx >= 0:  # a word of the dictionary: its row, then its n-grams
+                if word_ngrams > 1:
+                    word_hashes[nhash] = _sext32(h)
+                    nhash += 1
                 rows[nrows] = idx
                 nrows += 1
                 if not is_eos and maxn > 0:
@@ -298,12 +345,29 @@ def predict_batch(
                             labelled = False
                             break
                 if not labelled:
+                    if word_ngrams > 1:
+                        word_hashes[nhash] = _sext32(h)
+                        nhash += 1
                     word[0] = 60
                     word[1 : n + 1] = buf[s:pos]
                     word[n + 1] = 62
                     nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, rows, nrows)
+            elif word_ngrams > 1:  # "</s>" itself, not in the dictionary: still a word token for the n-grams
+                word_hashes[nhash] = _sext32(h)
+                nhash += 1
             if is_eos:
                 break
+        if word_ngrams > 1:  # Dictionary::addWordNgrams
+            ub = np.uint64(bucket)
+            mult = np.uint64(116049371)
+            for i in range(nhash):
+                wh = word_hashes[i]
+                for j in range(i + 1, min(nhash, i + word_ngrams)):
+                    wh = wh * mult + word_hashes[j]
+                    row = ngram_row[np.int64(wh % ub)]
+                    if row >= 0:
+                        rows[nrows] = row
+                        nrows += 1
         if nrows == 0:
             continue
         for t in range(nrows):  # Model::computeHidden: addRowToVector in order
@@ -313,7 +377,11 @@ def predict_batch(
         scale = _F32(1.0 / nrows)
         for d in range(dim):
             hidden[d] = hidden[d] * scale
-        if is_hs:
+        if loss_kind == 2:
+            size = _ova_predict(output_cols, nlabels, hidden, k, threshold, out, hs, hn, sigmoid_table)
+            if size == 0 and top1_fallback:
+                size = _softmax_select(out, nlabels, 1, _F32(0.0), hs, hn)
+        elif loss_kind == 1:
             size = _hs_predict(output_rows, left, right, nlabels, hidden, k, threshold, hs, hn, stack_node,
                                stack_score)
             if size == 0 and top1_fallback:
