@@ -212,7 +212,7 @@ def inspect(path: str, rows: int, stage: str | None) -> None:
     if path.endswith(".parquet"):
         files = [path]
     else:
-        stages = [stage] if stage else ["rebalance", "finalize", "filter", "dedup", "extract"]
+        stages = [stage] if stage else ["rebalance", "finalize", "classify", "filter", "dedup", "extract"]
         files = []
         for s in stages:
             files = storage.list_files(storage.join(path, s), ".parquet")
@@ -257,6 +257,7 @@ def _register_optional_commands() -> None:
         ("babelsieve.langid.cli", "models", "models"),
         ("babelsieve.langid.cli", "langid", "langid"),
         ("babelsieve.pipeline.refilter", "refilter_command", "refilter"),
+        ("babelsieve.pipeline.classifier_cli", "classifier_group", "classifier"),
         ("babelsieve.pipeline.rehydrate", "rehydrate_command", "rehydrate"),
         ("babelsieve.pipeline.report.cli", "report_command", "report"),
         ("babelsieve.pipeline.status", "status_command", "status"),

@@ -156,6 +156,65 @@ class FilterConfig(_Strict):
     )
 
 
+class ClassifierConfig(_Strict):
+    """One fastText quality classifier of the ``classify`` stage (docs/quality-classifiers.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$",
+                      description="Column name part: writes quality_<name> (and quality_<name>_bucket)")
+    model: str = Field(description="fastText .bin/.ftz model: a path or an fsspec URL (fetched once into the cache)")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                               description="Expected sha256 of the model file (checked when fetched and loaded)")
+    languages: Literal["*"] | list[str] = Field("*", description="'*' or the lang_script labels it scores")
+    label: str = Field(description="The positive label, e.g. __label__hq; the score is its probability")
+    threshold: float | None = Field(None, ge=0, le=1, description="Remove documents scoring below it (none: keep)")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="lang_script -> threshold override")
+    buckets: list[float] = Field(default_factory=list,
+                                 description="Increasing cut points in (0, 1): bucket = how many are <= score")
+    max_chars: int | None = Field(None, ge=1, description="Score only the first N characters (none: whole text)")
+    lowercase: bool = Field(False, description="Lower-case the text before scoring (str.lower)")
+    newlines: Literal["space", "remove"] = Field(
+        "space", description="Line breaks before scoring: 'space' (DCLM; datatrove with newline_replacement=' ') "
+                             "or 'remove' (datatrove's FastTextClassifierFilter default)")
+    strip: bool = Field(False, description="str.strip() the text first (datatrove's FastTextClassifierFilter does)")
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x < 1 for x in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"expected strictly increasing cut points between 0 and 1, got {v}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
+        if bad:
+            raise ValueError(f"thresholds must lie in [0, 1], got {bad}")
+        return v
+
+    def threshold_for(self, lang_script: str) -> float | None:
+        """The removal threshold of a language (its override, else ``threshold``)."""
+        return self.thresholds.get(lang_script, self.threshold)
+
+    def applies_to(self, lang_script: str) -> bool:
+        return self.languages == "*" or lang_script in self.languages
+
+
+class ClassifyConfig(_Strict):
+    """The ``classify`` stage: learned quality scores (fastText classifiers), per language."""
+
+    classifiers: list[ClassifierConfig] = Field(default_factory=list)
+
+    @field_validator("classifiers")
+    @classmethod
+    def _unique_names(cls, v: list[ClassifierConfig]) -> list[ClassifierConfig]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"classifier names must be unique, repeated: {dup}")
+        return v
+
+
 class FinalizeConfig(_Strict):
     enabled: bool = True
     pii: bool = True
@@ -247,7 +306,7 @@ class PipelineConfig(_Strict):
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     output: str = "./babelsieve-out"
     engine: Literal["local", "ray", "spark", "slurm"] = "local"
-    stages: list[Literal["extract", "dedup", "filter", "finalize", "rebalance"]] = Field(
+    stages: list[Literal["extract", "dedup", "filter", "classify", "finalize", "rebalance"]] = Field(
         default_factory=lambda: ["extract", "dedup", "filter", "finalize"]
     )
     # repr=False: credentials must not reach a log line or a traceback through repr(config).
@@ -257,9 +316,17 @@ class PipelineConfig(_Strict):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
     rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
     engine_options: EngineConfig = Field(default_factory=EngineConfig)
+
+    @model_validator(mode="after")
+    def _classify_is_a_stage(self) -> PipelineConfig:
+        if self.classify.classifiers and "classify" not in self.stages:
+            raise ValueError("classify.classifiers is set but 'classify' is not in stages "
+                             "(add it, e.g. stages: [extract, dedup, filter, classify, finalize])")
+        return self
 
     def public_dict(self) -> dict[str, Any]:
         """The config as JSON data with credentials redacted: what ``_run.json``, the dataset card,

@@ -26,11 +26,19 @@ import numpy as np
 import pyarrow as pa
 
 from babelsieve.pipeline.documents import REMOVED_EXTRA, language_dir, read_table, write_table
-from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest, register_stage
+from babelsieve.pipeline.tasks import (
+    Stage,
+    Task,
+    TaskOutput,
+    completed_files,
+    files_digest,
+    input_stage,
+    register_stage,
+)
 
 
 def previous_stage(config) -> str:
-    return "dedup_annotate" if "dedup" in config.stages else "extract"
+    return input_stage(config, "filter")
 
 
 def filter_settings_for(config, lang_script: str):

@@ -36,13 +36,11 @@ from babelsieve.pipeline import storage
 from babelsieve.pipeline.documents import final_columns, language_dir, read_table, write_table
 from babelsieve.pipeline.rehydrate import expand, published_weights, weight_for, weights_from_distribution
 from babelsieve.pipeline.tasks import Stage, Task, TaskOutput, completed_files, files_digest
+from babelsieve.pipeline.tasks import input_stage as stage_input
 
 
 def input_stage(config) -> str:
-    for group, stage in (("finalize", "finalize"), ("filter", "filter"), ("dedup", "dedup_annotate")):
-        if group in config.stages:
-            return stage
-    return "extract"
+    return stage_input(config, "rebalance")
 
 
 def uniform_hash(seed: int, ids: list[str], urls: list[str]) -> np.ndarray:

@@ -139,7 +139,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
 
 
 def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dict[str, Any]], staging: str,
-            opts: dict[str, Any]) -> None:
+            opts: dict[str, Any], stage: str = "filter") -> None:
     """Rename one task's staged files into place, publish its manifest, delete its files no longer listed."""
     from babelsieve.pipeline.tasks import manifest_to_storage, manifest_url
 
@@ -152,7 +152,7 @@ def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dic
         fs.mv(src, dst)
         files.append({**f, "path": final})
     old, manifest["files"] = manifest["files"], files
-    storage.publish_json(manifest_url(config, "filter", manifest["task_id"]), manifest_to_storage(output, manifest),
+    storage.publish_json(manifest_url(config, stage, manifest["task_id"]), manifest_to_storage(output, manifest),
                          opts)
     root = output.rstrip("/") + "/"
     kept = {f["path"] for f in files}
@@ -164,12 +164,21 @@ def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dic
 @click.command("refilter")
 @click.argument("output")
 @click.option("--language", "-l", required=True, help="language-script label, e.g. rus_Cyrl")
-@click.option("--set", "sets", multiple=True, help="threshold override key=value (e.g. dup_line_frac=0.5); repeatable")
+@click.option("--set", "sets", multiple=True, help="threshold override key=value (e.g. dup_line_frac=0.5, or "
+              "classify.<name>.threshold=0.3 / classify.<name>.buckets=[0.2,0.5]); repeatable")
 def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
-    """Re-threshold LANGUAGE in OUTPUT from stored signal columns (no extraction, no re-tokenizing)."""
+    """Re-threshold LANGUAGE in OUTPUT from stored signal columns (no extraction, no re-tokenizing); with
+    ``classify.*`` keys, from the stored ``quality_*`` scores (no model is loaded)."""
     from babelsieve.filters.settings import SETTING_NAMES
 
     overrides = _parse_sets(sets)
+    classify = {k: v for k, v in overrides.items() if k.startswith("classify.")}
+    if classify:
+        if len(classify) != len(overrides):
+            raise click.BadParameter("classify.* and filter settings are re-decided by separate runs: give one kind",
+                                     param_hint="--set")
+        _reclassify(output, language, classify)
+        return
     bad = sorted(set(overrides) - SETTING_NAMES)
     if bad:
         raise click.BadParameter(
@@ -184,6 +193,27 @@ def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
             f"{output}: could not write the refiltered files ({e}). The previous files and manifests are "
             "unchanged; free space (or raise the limit) and run the same command again.") from None
     click.echo(f"{language}: {summary['kept']} kept of {summary['docs']} documents")
+    for r, k in summary["removed"].items():
+        click.echo(f"  {r}: {k}")
+    click.echo("Later stages (finalize, rebalance) were not rerun for this language: the next `babelsieve run` "
+               "into this output redoes them.")
+
+
+def _reclassify(output: str, language: str, overrides: dict[str, Any]) -> None:
+    """``refilter --set classify.<name>.threshold=X``: :func:`babelsieve.pipeline.classify_stage.rethreshold`."""
+    from pydantic import ValidationError
+
+    from babelsieve.pipeline.classify_stage import rethreshold
+
+    try:
+        summary = rethreshold(output, language, overrides)
+    except (ValueError, KeyError, OutputLockedError, ValidationError) as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(
+            f"{output}: could not write the re-decided files ({e}). The previous files and manifests are "
+            "unchanged; free space (or raise the limit) and run the same command again.") from None
+    click.echo(f"{language}: {summary['kept']} kept of {summary['docs']} documents (classify, scores not recomputed)")
     for r, k in summary["removed"].items():
         click.echo(f"  {r}: {k}")
     click.echo("Later stages (finalize, rebalance) were not rerun for this language: the next `babelsieve run` "

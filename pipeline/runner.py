@@ -105,7 +105,7 @@ def _register_optional_stages() -> None:
     import importlib
 
     for mod in ("babelsieve.pipeline.dedup", "babelsieve.pipeline.filter_stage", "babelsieve.pipeline.finalize_stage",
-                "babelsieve.pipeline.rebalance"):
+                "babelsieve.pipeline.rebalance", "babelsieve.pipeline.classify_stage"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -166,6 +166,7 @@ STAGE_REGISTRY: dict[str, str] = {
     "dedup_clusters": "babelsieve.pipeline.dedup.stages:DedupClustersStage",
     "dedup_annotate": "babelsieve.pipeline.dedup.stages:DedupAnnotateStage",
     "filter": "babelsieve.pipeline.filter_stage:FilterStage",
+    "classify": "babelsieve.pipeline.classify_stage:ClassifyStage",
     "finalize": "babelsieve.pipeline.finalize_stage:FinalizeStage",
     "rebalance": "babelsieve.pipeline.rebalance:RebalanceStage",
 }
@@ -175,9 +176,33 @@ STAGE_GROUPS: dict[str, list[str]] = {
     "extract": ["extract"],
     "dedup": ["dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate"],
     "filter": ["filter"],
+    "classify": ["classify"],
     "finalize": ["finalize"],
     "rebalance": ["rebalance"],
 }
+
+
+# The task stage that publishes each user-level stage's documents (what the next stage reads).
+DOCUMENT_STAGE: dict[str, str] = {
+    "extract": "extract",
+    "dedup": "dedup_annotate",
+    "filter": "filter",
+    "classify": "classify",
+    "finalize": "finalize",
+    "rebalance": "rebalance",
+}
+
+
+def input_stage(config: PipelineConfig, group: str) -> str:
+    """The task stage whose documents the user-level stage ``group`` reads: the document stage of the
+    configured stage just before it (``config.stages`` is the pipeline's order), ``extract`` if none.
+    The one place that chains stages, so a stage inserted anywhere (``classify``) is picked up."""
+    stages = list(config.stages)
+    before = stages[: stages.index(group)] if group in stages else stages
+    for g in reversed(before):
+        if g in DOCUMENT_STAGE:
+            return DOCUMENT_STAGE[g]
+    return "extract"
 
 
 def register_stage(name: str, target: str, group: str | None = None) -> None:

@@ -38,6 +38,7 @@ KNOWN_ORDER = [
     "dedup_annotate",
     "dedup",
     "filter",
+    "classify",
     "finalize",
     "rebalance",
 ]
