@@ -65,7 +65,7 @@ class FastTextArrays:
     entry_bytes: np.ndarray  # uint8: every dictionary entry's UTF-8 bytes, concatenated
     entry_offsets: np.ndarray  # int64 [size + 1]
     entry_hash: np.ndarray  # int64: fastText's hash of each entry
-    word_table: np.ndarray  # int32 open-addressing table (power-of-two size) of entry ids, -1 empty
+    word_table: np.ndarray  # int64 open-addressing table (power-of-two size): (hash & 0x7FFFFFFF) << 32 | id, -1 empty
     ngram_row: np.ndarray  # int32 [bucket]: input row of each n-gram bucket, -1 if pruned away
     input_rows: np.ndarray  # float32 [rows, dim]
     output_rows: np.ndarray  # float32 [rows, dim]
@@ -73,6 +73,7 @@ class FastTextArrays:
     tree_left: np.ndarray  # int32 [2 * nlabels - 1] (hierarchical softmax), -1 for leaves
     tree_right: np.ndarray
     eos_id: int
+    dense_buckets: bool = False  # not pruned: n-gram bucket b is input row nwords + b
     word_ngrams: int = 1  # fastText's wordNgrams: n-grams of up to this many word tokens are input rows too
     mapping: object = None  # the open mmap that ``input_rows`` points into (dense models), else None
 
@@ -259,12 +260,12 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
     offsets[1:] = np.cumsum([len(w) for w in words])
     entry_hash = np.array([fasttext_hash(w) for w in words], np.int64)
     table_size = 1 << max(4, (2 * size).bit_length())
-    table = np.full(table_size, -1, np.int32)
+    table = np.full(table_size, -1, np.int64)
     for i, h in enumerate(entry_hash.tolist()):
         j = h & (table_size - 1)
         while table[j] != -1:
             j = (j + 1) & (table_size - 1)
-        table[j] = i
+        table[j] = ((h & 0x7FFFFFFF) << 32) | i
 
     if pruneidx_size < 0:  # not pruned: bucket b is row nwords + b
         ngram_row = np.arange(nwords, nwords + max(bucket, 1), dtype=np.int32)
@@ -303,6 +304,7 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         tree_right=right,
         eos_id=eos_id,
         word_ngrams=max(word_ngrams, 1),
+        dense_buckets=pruneidx_size < 0,
         mapping=r.data if r.mapped else None,
     )
 
@@ -376,7 +378,7 @@ def predict_lines(
             np.frombuffer(model.label_prefix, np.uint8), model.eos_id, model.nwords, nlabels,
             model.minn, model.maxn, model.bucket, _LOSS_KIND[model.loss], kk, np.float32(threshold),
             top1_fallback, counts, label_ids, probs, model.word_ngrams, fasttext_hash(_EOS),
-            _fasttext_sigmoid_table(),
+            _fasttext_sigmoid_table(), model.dense_buckets,
         )
     return counts, label_ids, probs
 

@@ -10,9 +10,33 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _F32 = np.float32
+_PREFETCH_AHEAD = 6  # rows of a document's input rows prefetched ahead of the one being summed
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i, j):
+    """``llvm.prefetch`` (read, high locality) of the address of ``arr[i, j]``: a hint, no effect on results."""
+    sig = types.void(arr, i, j)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [context.cast(builder, args[k], signature.args[k], types.intp) for k in (1, 2)]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, inline="always")
@@ -205,14 +229,19 @@ def _softmax_select(out, nlabels, k, threshold, hs, hn):
 
 @njit(cache=True)
 def _find_entry(buf, s, e, h, entry_bytes, entry_offsets, entry_hash, table):
+    """The entry id of the token ``buf[s:e]`` (fastText hash ``h``), -1 if not in the dictionary. A table slot
+    holds ``(hash & 0x7FFFFFFF) << 32 | id`` (-1: empty), so a probe rejects other words without reading
+    ``entry_hash``; the bytes decide."""
     mask = table.shape[0] - 1
     j = h & mask
     n = e - s
+    key = h & 0x7FFFFFFF
     while True:
-        idx = table[j]
-        if idx < 0:
+        slot = table[j]
+        if slot < 0:
             return -1
-        if entry_hash[idx] == h and entry_offsets[idx + 1] - entry_offsets[idx] == n:
+        idx = slot & 0xFFFFFFFF
+        if (slot >> 32) == key and entry_offsets[idx + 1] - entry_offsets[idx] == n:
             base = entry_offsets[idx]
             same = True
             for t in range(n):
@@ -258,7 +287,7 @@ def _is_sep(c):
 def predict_batch(
     buf, starts, entry_bytes, entry_offsets, entry_hash, table, ngram_row, input_rows, output_rows, output_cols,
     left, right, prefix, eos_id, nwords, nlabels, minn, maxn, bucket, loss_kind, k, threshold, top1_fallback,
-    counts, label_ids, probs, word_ngrams, eos_hash, sigmoid_table,
+    counts, label_ids, probs, word_ngrams, eos_hash, sigmoid_table, dense_buckets,
 ):
     """fastText ``predictLine`` for each document ``buf[starts[i]:starts[i + 1]]``; with ``top1_fallback``, a
     document with no prediction above ``threshold`` gets ``predictLine(k=1, threshold=0)`` computed from the
@@ -348,10 +377,11 @@ def predict_batch(
                     if word_ngrams > 1:
                         word_hashes[nhash] = _sext32(h)
                         nhash += 1
-                    word[0] = 60
-                    word[1 : n + 1] = buf[s:pos]
-                    word[n + 1] = 62
-                    nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, rows, nrows)
+                    if maxn > 0:  # computeSubwords adds nothing when maxn is 0
+                        word[0] = 60
+                        word[1 : n + 1] = buf[s:pos]
+                        word[n + 1] = 62
+                        nrows = _add_subwords(word, n + 2, minn, maxn, bucket, ngram_row, rows, nrows)
             elif word_ngrams > 1:  # "</s>" itself, not in the dictionary: still a word token for the n-grams
                 word_hashes[nhash] = _sext32(h)
                 nhash += 1
@@ -364,13 +394,21 @@ def predict_batch(
                 wh = word_hashes[i]
                 for j in range(i + 1, min(nhash, i + word_ngrams)):
                     wh = wh * mult + word_hashes[j]
-                    row = ngram_row[np.int64(wh % ub)]
+                    b = np.int64(wh % ub)
+                    # not pruned: bucket b is row nwords + b (no lookup in a bucket-sized table)
+                    row = nwords + b if dense_buckets else ngram_row[b]
                     if row >= 0:
                         rows[nrows] = row
                         nrows += 1
         if nrows == 0:
             continue
         for t in range(nrows):  # Model::computeHidden: addRowToVector in order
+            if t + _PREFETCH_AHEAD < nrows:
+                # the rows of a large model are random reads from memory: ask for the one some steps ahead
+                # now, so its cache misses overlap with the sums in between (prefetches change no result)
+                ra = rows[t + _PREFETCH_AHEAD]
+                for d in range(0, dim, 16):
+                    _prefetch(input_rows, ra, d)
             r = rows[t]
             for d in range(dim):
                 hidden[d] = hidden[d] + input_rows[r, d]
