@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import time
 import uuid
@@ -117,8 +118,12 @@ class QualityModel:
         self.path = path
         self.arrays = None
         self.binding = None
+        # BABELSIEVE_CLASSIFY_MATRIX=private: a per-process copy of a dense model's input matrix on huge pages
+        # (faster on large models, as much memory per worker as the binding), instead of the file's pages
+        # shared by all workers of the machine
+        private = os.environ.get("BABELSIEVE_CLASSIFY_MATRIX", "shared").lower() == "private"
         try:
-            self.arrays = load_fasttext_arrays(path)
+            self.arrays = load_fasttext_arrays(path, private_matrix=private)
             labels = list(self.arrays.labels)
         except UnsupportedModel:
             import fasttext

@@ -230,6 +230,15 @@ def test_stage_scores_every_document_as_fasttext_thresholds_and_buckets(models, 
     assert fin.column_names == [f.name for f in FINAL_SCHEMA] + ["quality_web", "quality_web_bucket",
                                                                 "quality_deu_ova"]
     assert fin.num_rows == kept.num_rows
+    # the report: kept share per bucket and score histogram per language
+    from babelsieve.pipeline.report.build import write_report
+    from babelsieve.pipeline.report.stats import collect_run_stats
+
+    q = collect_run_stats(cfg.output)["quality_buckets"].filter(classifier="web")
+    assert q["documents"].sum() == len(texts) and q["kept"].sum() <= kept.num_rows
+    assert q.filter(lang_script="deu_Latn", bucket=0)["kept_share"].item() == 0.0
+    html = Path(write_report(cfg.output, card=False)["html"]).read_text()
+    assert "Quality classifiers: kept share per bucket" in html and "score histogram per language" in html
 
 
 def test_classify_goes_where_it_stands_in_the_stages(models, tmp_path):
@@ -454,3 +463,23 @@ def test_roc_auc_and_metrics():
     assert roc_auc(np.array([0.5, 0.5], np.float32), np.array([True, True])) is None
     m = metrics(np.array([0.9, 0.4, 0.6, 0.1], np.float32), pos, 0.5)
     assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
+
+
+def test_the_commented_example_in_fineweb2_yaml_is_a_valid_config():
+    import yaml
+
+    from babelsieve.pipeline.config import bundled_config_path
+
+    text = bundled_config_path("fineweb2").read_text()
+    lines = text.split("\n")
+    start = lines.index("# classify:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line[2:])
+    data = yaml.safe_load(text)
+    data["stages"] = ["extract", "dedup", "filter", "classify", "finalize"]
+    data.update(yaml.safe_load("\n".join(block)))
+    cfg = PipelineConfig.model_validate(data)
+    assert [c.name for c in cfg.classify.classifiers] == ["hq"] and cfg.classify.classifiers[0].buckets
