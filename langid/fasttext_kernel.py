@@ -338,16 +338,18 @@ def predict_batch(
                 pos += 1
             else:
                 s = pos
-                while pos < end and not _is_sep(buf[pos]):
+                h = 2166136261  # the token's hash, computed in the same pass that finds its end
+                while pos < end:
+                    c = buf[pos]
+                    if _is_sep(c):
+                        break
+                    h = _fnv_step(h, c)
                     pos += 1
             if s < 0:
                 idx = eos_id
                 is_eos = True
                 h = eos_hash
             else:
-                h = 2166136261
-                for t in range(s, pos):
-                    h = _fnv_step(h, buf[t])
                 idx = _find_entry(buf, s, pos, h, entry_bytes, entry_offsets, entry_hash, table)
                 n = pos - s
                 is_eos = n == 4 and buf[s] == 60 and buf[s + 1] == 47 and buf[s + 2] == 115 and buf[s + 3] == 62

@@ -380,6 +380,8 @@ def rethreshold(output: str, language: str, overrides: dict[str, Any],
     classifiers = [c.model_copy(deep=True) for c in config.classify.classifiers]
     by_name = parse_overrides(overrides, [c.name for c in classifiers])
     for c in classifiers:
+        if c.name in by_name and not c.applies_to(language):
+            raise ValueError(f"classifier {c.name!r} does not score {language} (its languages: {c.languages})")
         for key, value in by_name.get(c.name, {}).items():
             if key == "threshold":
                 c.thresholds = {**c.thresholds, language: value}  # validated by the model's field validator
