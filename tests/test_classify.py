@@ -416,7 +416,8 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 def test_classifier_train_and_eval_cli(models, tmp_path):
     pos, neg, pages, junk = training_sets(seed=5)
     langs = [lang for lang in LANGS for _ in range(0, len(fixture_pages()[lang]), 2)]
-    p = _jsonl(tmp_path / "pos.jsonl.gz", [{"text": t, "lang_script": lang} for t, lang in zip(pos, langs, strict=True)])
+    p = _jsonl(tmp_path / "pos.jsonl.gz",
+               [{"text": t, "lang_script": lang} for t, lang in zip(pos, langs, strict=True)])
     n_rows = [{"text": t, "lang_script": LANGS[i % 3]} for i, t in enumerate(neg)]
     pq.write_table(pa.Table.from_pylist(n_rows), tmp_path / "neg.parquet")
     exe = str(Path(sys.executable).with_name("babelsieve"))
