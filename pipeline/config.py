@@ -346,6 +346,8 @@ class PipelineConfig(_Strict):
         """
         data = self.model_dump(mode="json", exclude={"engine", "engine_options", "output", "storage_options"})
         data["inputs"].pop("shards", None)  # the shard range selects tasks; it does not change a task's bytes
+        if not data["classify"]["classifiers"]:  # no classifier: the same hash as before the classify stage existed
+            data.pop("classify")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
