@@ -486,3 +486,38 @@ def test_the_commented_example_in_fineweb2_yaml_is_a_valid_config():
     data.update(yaml.safe_load("\n".join(block)))
     cfg = PipelineConfig.model_validate(data)
     assert [c.name for c in cfg.classify.classifiers] == ["hq"] and cfg.classify.classifiers[0].buckets
+
+
+def test_cli_run_then_refilter_then_rerun_keeps_scores_and_redoes_finalize(models, tmp_path):
+    """The user's path: `babelsieve run` with classify, `refilter` a threshold, `run` again: classify's tasks
+    are current (not re-scored), finalize is redone with the new decisions."""
+    from conftest import BABELSIEVE, SAMPLE_WARC
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stages: [extract, filter, classify, finalize]\nlangid: {backend: none}\n"
+                   "extract: {url_filter: false}\nclassify:\n  classifiers:\n"
+                   f"    - {{name: web, model: {models['softmax']}, label: __label__hq, threshold: 0.8, "
+                   "buckets: [0.5, 0.9]}\n")
+    out = tmp_path / "out"
+    run = [BABELSIEVE, "run", str(cfg), "--input", str(SAMPLE_WARC), "--output", str(out),
+           "--set", "engine_options.workers=1"]
+    r = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+    def finalize_rows() -> pa.Table:
+        return pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("finalize/**/*.parquet"))])
+
+    before = finalize_rows()
+    assert before.column_names[-3:] == ["lang_script", "quality_web", "quality_web_bucket"]
+    removed = sum(pq.read_metadata(p).num_rows for p in out.glob("removed/classify/web/*.parquet"))
+    assert removed > 0
+    r = subprocess.run([BABELSIEVE, "refilter", str(out), "-l", "und", "--set", "classify.web.threshold=0.01"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(next((out / "_manifests" / "classify").glob("*.json")).read_text())
+    r = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert json.loads(next((out / "_manifests" / "classify").glob("*.json")).read_text()) == manifest  # cached
+    after = finalize_rows()
+    assert after.num_rows == before.num_rows + removed  # all the removed documents are back
+    assert set(before.column("id").to_pylist()) < set(after.column("id").to_pylist())
