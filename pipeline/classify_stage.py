@@ -146,7 +146,17 @@ class QualityModel:
         if self.arrays is not None:
             from babelsieve.langid.fasttext_inference import predict_lines
 
-            counts, ids, probs = predict_lines(self.arrays, lines, -1, 0.0)
+            try:
+                counts, ids, probs = predict_lines(self.arrays, lines, -1, 0.0)
+            except Exception as e:  # noqa: BLE001 - e.g. numba cannot compile here: the binding gives the same numbers
+                import logging
+
+                import fasttext
+
+                logging.getLogger(__name__).warning("compiled fastText predictor failed (%s: %s); using fastText's "
+                                                    "binding for %s", type(e).__name__, e, self.path)
+                self.arrays, self.binding = None, fasttext.load_model(str(self.path))
+                return self.scores(lines)
             hit = (ids == self.label_id) & (np.arange(ids.shape[1])[None, :] < counts[:, None])
             rows, cols = np.nonzero(hit)
             out[rows] = probs[rows, cols]

@@ -521,3 +521,20 @@ def test_cli_run_then_refilter_then_rerun_keeps_scores_and_redoes_finalize(model
     after = finalize_rows()
     assert after.num_rows == before.num_rows + removed  # all the removed documents are back
     assert set(before.column("id").to_pylist()) < set(after.column("id").to_pylist())
+
+
+def test_a_failing_compiled_predictor_falls_back_to_the_binding(models, monkeypatch, caplog):
+    """If the compiled predictor raises (e.g. numba cannot compile on a machine), the scores come from
+    fastText's binding: the same numbers, with a warning."""
+    from babelsieve.langid import fasttext_inference
+    from babelsieve.pipeline.classify_stage import QualityModel, prepare_texts
+
+    lines = prepare_texts([p["text"] for p in models["pages"][:40]])
+    m = QualityModel(str(models["softmax"]), "__label__hq")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")  # a stand-in for a numba failure, which cannot be caused for real
+
+    monkeypatch.setattr(fasttext_inference, "predict_lines", broken)
+    assert np.array_equal(m.scores(lines), binding_scores(models["softmax"], lines))
+    assert m.arrays is None and "binding" in caplog.text
