@@ -21,9 +21,11 @@ scores with fastText on real pages, UDHR lines, random Unicode and models traine
   max-shift; the result heap with libstdc++'s ``push_heap``/``pop_heap``/``sort_heap`` (so ties come
   out in fastText's order); probabilities ``expf(score)``.
 
-Models it takes: ``supervised`` with ``hs`` or ``softmax`` loss, dense or product-quantised input
-(``.ftz``, also with ``qnorm``), dense output, ``wordNgrams == 1``. Anything else raises
-:class:`UnsupportedModel` at load and the caller keeps using the fastText binding.
+Models it takes: ``supervised`` with ``hs``, ``softmax`` or ``ova`` (one-vs-all) loss, dense or
+product-quantised input (``.ftz``, also with ``qnorm``), dense output, any ``wordNgrams`` (word n-gram
+buckets hashed as ``Dictionary::addWordNgrams`` does: what quality classifiers such as DCLM's use), any
+``dim``. Anything else (``ns`` loss, unsupervised models) raises :class:`UnsupportedModel` at load and the
+caller keeps using the fastText binding.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ __all__ = ["FastTextArrays", "UnsupportedModel", "load_fasttext_arrays", "predic
 
 _MAGIC = 793712314
 _EOS = b"</s>"
-_LOSS_HS, _LOSS_SOFTMAX = 1, 3  # fastText's loss_name enum
+_LOSS_HS, _LOSS_SOFTMAX, _LOSS_OVA = 1, 3, 4  # fastText's loss_name enum
+_LOSS_KIND = {_LOSS_SOFTMAX: 0, _LOSS_HS: 1, _LOSS_OVA: 2}  # the kernel's loss_kind
 _MODEL_SUPERVISED = 3
 
 
@@ -58,11 +61,11 @@ class FastTextArrays:
     maxn: int
     bucket: int
     nwords: int
-    loss: int
+    loss: int  # fastText's loss_name: 1 hs, 3 softmax, 4 ova (one-vs-all)
     entry_bytes: np.ndarray  # uint8: every dictionary entry's UTF-8 bytes, concatenated
     entry_offsets: np.ndarray  # int64 [size + 1]
     entry_hash: np.ndarray  # int64: fastText's hash of each entry
-    word_table: np.ndarray  # int32 open-addressing table (power-of-two size) of entry ids, -1 empty
+    word_table: np.ndarray  # int64 open-addressing table (power-of-two size): (hash & 0x7FFFFFFF) << 32 | id, -1 empty
     ngram_row: np.ndarray  # int32 [bucket]: input row of each n-gram bucket, -1 if pruned away
     input_rows: np.ndarray  # float32 [rows, dim]
     output_rows: np.ndarray  # float32 [rows, dim]
@@ -70,6 +73,8 @@ class FastTextArrays:
     tree_left: np.ndarray  # int32 [2 * nlabels - 1] (hierarchical softmax), -1 for leaves
     tree_right: np.ndarray
     eos_id: int
+    dense_buckets: bool = False  # not pruned: n-gram bucket b is input row nwords + b
+    word_ngrams: int = 1  # fastText's wordNgrams: n-grams of up to this many word tokens are input rows too
     mapping: object = None  # the open mmap that ``input_rows`` points into (dense models), else None
 
 
@@ -194,10 +199,8 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
     r.unpack("d")  # t
     if version == 11 and model == _MODEL_SUPERVISED:
         maxn = 0  # fastText's loadModel: supervised models of format 11 have no character n-grams
-    if model != _MODEL_SUPERVISED or loss not in (_LOSS_HS, _LOSS_SOFTMAX):
-        raise UnsupportedModel("only supervised models with hs or softmax loss")
-    if word_ngrams > 1:
-        raise UnsupportedModel("wordNgrams > 1")
+    if model != _MODEL_SUPERVISED or loss not in _LOSS_KIND:
+        raise UnsupportedModel("only supervised models with hs, softmax or one-vs-all loss")
     size, nwords, nlabels = r.unpack("iii")
     _ntokens, pruneidx_size = r.unpack("qq")
     words, counts, types = [], [], []
@@ -248,7 +251,8 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         or (len(prune) and (prune[:, 0].min() < 0 or prune[:, 0].max() >= bucket or prune[:, 1].min() < 0
                             or nwords + prune[:, 1].max() >= m))
         or (quant_input and (pq_dim != dim or (nsubq - 1) * dsub + lastdsub != dim or codesize != m * nsubq))
-        or bucket <= 0
+        or bucket < 0
+        or (bucket == 0 and (maxn > 0 or word_ngrams > 1))
     ):
         raise UnsupportedModel(f"{path}: inconsistent model file (sizes of its parts do not fit together)")
 
@@ -256,17 +260,17 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
     offsets[1:] = np.cumsum([len(w) for w in words])
     entry_hash = np.array([fasttext_hash(w) for w in words], np.int64)
     table_size = 1 << max(4, (2 * size).bit_length())
-    table = np.full(table_size, -1, np.int32)
+    table = np.full(table_size, -1, np.int64)
     for i, h in enumerate(entry_hash.tolist()):
         j = h & (table_size - 1)
         while table[j] != -1:
             j = (j + 1) & (table_size - 1)
-        table[j] = i
+        table[j] = ((h & 0x7FFFFFFF) << 32) | i
 
     if pruneidx_size < 0:  # not pruned: bucket b is row nwords + b
-        ngram_row = np.arange(nwords, nwords + bucket, dtype=np.int32)
+        ngram_row = np.arange(nwords, nwords + max(bucket, 1), dtype=np.int32)
     else:
-        ngram_row = np.full(bucket, -1, np.int32)
+        ngram_row = np.full(max(bucket, 1), -1, np.int32)
         if len(prune):
             ngram_row[prune[:, 0]] = nwords + prune[:, 1]
     label_counts = [c for c, t in zip(counts, types, strict=True) if t == 1]  # one entry per dictionary word
@@ -295,15 +299,45 @@ def _parse(r: _Reader, path: str) -> FastTextArrays:
         ngram_row=ngram_row,
         input_rows=input_rows,
         output_rows=np.ascontiguousarray(output_rows),
-        output_cols=np.ascontiguousarray(output_rows.T) if loss == _LOSS_SOFTMAX else np.zeros((1, 1), np.float32),
+        output_cols=np.ascontiguousarray(output_rows.T) if loss != _LOSS_HS else np.zeros((1, 1), np.float32),
         tree_left=left,
         tree_right=right,
         eos_id=eos_id,
+        word_ngrams=max(word_ngrams, 1),
+        dense_buckets=pruneidx_size < 0,
         mapping=r.data if r.mapped else None,
     )
 
 
 _kernel = None
+_sigmoid_table = None
+
+
+def _fasttext_sigmoid_table() -> np.ndarray:
+    """fastText's ``t_sigmoid_`` (``Loss::Loss``): ``1.0 / (1.0 + std::exp(-x))`` with ``x`` float32 and
+    ``std::exp`` the float overload (``expf``) of the C library fastText is linked with, the rest in double.
+    ``expf`` comes from the system's libm through ctypes so the table is the binding's to the last bit
+    (fallback: double ``exp`` rounded to float32, which agrees with a correctly rounded ``expf``)."""
+    global _sigmoid_table
+    if _sigmoid_table is None:
+        import ctypes
+        import ctypes.util
+        import math
+
+        try:
+            libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+            libm.expf.restype = ctypes.c_float
+            libm.expf.argtypes = [ctypes.c_float]
+            expf = libm.expf
+        except (OSError, AttributeError):  # no C library to ask: round the double result
+            def expf(v: float) -> float:
+                return float(np.float32(math.exp(v)))
+        table = np.empty(513, np.float32)
+        for i in range(513):
+            x = np.float32(np.float32(i * 16) / np.float32(512)) - np.float32(8)
+            table[i] = np.float32(1.0 / (1.0 + float(expf(float(-x)))))
+        _sigmoid_table = table
+    return _sigmoid_table
 
 
 def _get_kernel():
@@ -342,8 +376,9 @@ def predict_lines(
             buf, starts, model.entry_bytes, model.entry_offsets, model.entry_hash, model.word_table,
             model.ngram_row, model.input_rows, model.output_rows, model.output_cols, model.tree_left, model.tree_right,
             np.frombuffer(model.label_prefix, np.uint8), model.eos_id, model.nwords, nlabels,
-            model.minn, model.maxn, model.bucket, model.loss == _LOSS_HS, kk, np.float32(threshold),
-            top1_fallback, counts, label_ids, probs,
+            model.minn, model.maxn, model.bucket, _LOSS_KIND[model.loss], kk, np.float32(threshold),
+            top1_fallback, counts, label_ids, probs, model.word_ngrams, fasttext_hash(_EOS),
+            _fasttext_sigmoid_table(), model.dense_buckets,
         )
     return counts, label_ids, probs
 

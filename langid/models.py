@@ -27,6 +27,8 @@ __all__ = [
     "find_glotlid",
     "pull_glotlid",
     "verify_model",
+    "fetch_model",
+    "is_url",
     "lid176_path",
     "LID176_SHA256",
     "GLOTLID_REPO",
@@ -208,3 +210,67 @@ def lid176_path() -> Path:
     """The embedded lid.176.ftz (CC-BY-SA-3.0), package data of babelsieve.langid."""
     ref = resources.files("babelsieve.langid").joinpath("data", "lid.176.ftz")
     return Path(str(ref))
+
+
+def _url_cache_path(url: str, cache: str | os.PathLike | None = None) -> Path:
+    """Where a model fetched from ``url`` is cached: one directory per URL (its sha256), the file's own name."""
+    name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or "model.bin"
+    return cache_dir(cache) / "models" / "url" / hashlib.sha256(url.encode()).hexdigest()[:24] / name
+
+
+def is_url(location: str) -> bool:
+    """True for an fsspec URL (``s3://``, ``https://``, ...), False for a local path (``file://`` is a URL)."""
+    return "://" in location
+
+
+def fetch_model(location: str, sha256: str | None = None, cache: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """A model file by path or fsspec URL, verified; returns ``(local path, sha256)``.
+
+    A local path is hashed where it is. A URL is copied once into ``<cache>/models/url/<hash of the URL>/``
+    (temporary name, renamed when complete) with a ``.json`` record of its sha256 and size, as GlotLID is
+    (:func:`pull_glotlid`); every later call re-hashes the cached file against that record, so a
+    corrupted or truncated cache is detected: it is deleted and fetched again. ``sha256``: the expected
+    digest; a file that does not match raises :class:`ChecksumMismatchError` (a fetched one is not kept).
+    """
+    expected = sha256.lower() if sha256 else None
+    if not is_url(location):
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise ModelUnavailableError(f"model file not found: {location}")
+        digest = _sha256_file(path)
+        if expected and digest != expected:
+            raise ChecksumMismatchError(f"{location}: sha256 is {digest}, expected {expected}")
+        return path, digest
+    dest = _url_cache_path(location, cache)
+    meta = _meta_path(dest)
+    if dest.is_file() and meta.is_file():
+        try:
+            rec = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            rec = {}
+        digest = _sha256_file(dest)
+        if digest == rec.get("sha256") and dest.stat().st_size == rec.get("size") and expected in (None, digest):
+            return dest, digest
+        # corrupted (or another file than the expected one): fetch again below
+        dest.unlink(missing_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    try:
+        try:
+            digest = _copy_url(location, tmp)
+        except ModelUnavailableError as e:  # without _copy_url's GlotLID advice
+            raise ModelUnavailableError(f"cannot fetch the model {location}: {e.__cause__ or e}") from None
+        if expected and digest != expected:
+            raise ChecksumMismatchError(f"{location}: sha256 is {digest}, expected {expected}; not cached")
+        _check_fasttext(tmp)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    rec = {"file": dest.name, "sha256": digest, "size": dest.stat().st_size, "source": location,
+           "verified_against": "expected sha256" if expected else "recorded only",
+           "pulled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp_meta = meta.with_name(f"{meta.name}.tmp-{os.getpid()}")
+    tmp_meta.write_text(json.dumps(rec, indent=1) + "\n")
+    os.replace(tmp_meta, meta)  # concurrent workers fetching the same URL: each rename is whole
+    return dest, digest

@@ -1,6 +1,6 @@
 """Airflow 3 DAG: one run per Common Crawl snapshot through the babelsieve stages.
 
-    list_shards -> extract -> dedup -> filter -> finalize -> rebalance -> report
+    list_shards -> extract -> dedup -> filter -> classify -> finalize -> rebalance -> report
 
 Copy this file into the Airflow DAGs folder. It imports nothing from babelsieve: every task runs
 ``babelsieve`` as a subprocess (local engine), as a Ray job (Ray Jobs REST API of the cluster's
@@ -67,7 +67,8 @@ except ImportError:  # pragma: no cover - Airflow 3.0
 log = logging.getLogger(__name__)
 
 DAG_ID = "babelsieve_snapshot"
-STAGES = ["extract", "dedup", "filter", "finalize", "rebalance"]
+# the pipeline's order; classify (quality classifiers) runs here only between filter and finalize
+STAGES = ["extract", "dedup", "filter", "classify", "finalize", "rebalance"]
 CC_LISTING = "s3://commoncrawl/crawl-data/{snapshot}/warc.paths.gz"
 
 RETRIES = int(os.environ.get("BABELSIEVE_RETRIES", "3"))

@@ -10,6 +10,8 @@ from rich.table import Table
 
 from babelsieve.pipeline.cli.options import console
 from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.layout import RunLayout
+from babelsieve.pipeline.stages import STAGE_GROUPS
 
 
 @click.command("inspect")
@@ -24,10 +26,10 @@ def inspect(path: str, rows: int, stage: str | None) -> None:
     if path.endswith(".parquet"):
         files = [path]
     else:
-        stages = [stage] if stage else ["rebalance", "finalize", "filter", "dedup", "extract"]
+        stages = [stage] if stage else list(reversed(STAGE_GROUPS))  # the last stage with documents
         files = []
         for s in stages:
-            files = storage.list_files(storage.join(path, s), ".parquet")
+            files = storage.list_files(RunLayout(path).stage_dir(s), ".parquet")
             if files:
                 stage = s
                 break

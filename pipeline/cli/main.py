@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "refilter": "babelsieve.pipeline.cli.refilter:refilter_command",
     "export": "babelsieve.pipeline.cli.export:export_command",
     "unlock": "babelsieve.pipeline.cli.unlock:unlock",
+    "classifier": "babelsieve.pipeline.cli.classifier:classifier_group",
     "rehydrate": "babelsieve.pipeline.cli.rehydrate:rehydrate_command",
     "languages": "babelsieve.pipeline.cli.langid:languages",
     "models": "babelsieve.pipeline.cli.langid:models",

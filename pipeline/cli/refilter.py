@@ -134,7 +134,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
 
 
 def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dict[str, Any]], staging: str,
-            opts: dict[str, Any]) -> None:
+            opts: dict[str, Any], stage: str = "filter") -> None:
     """Rename one task's staged files into place, publish its manifest, delete its files no longer listed."""
     files = []
     for f in staged:
@@ -145,7 +145,7 @@ def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dic
         fs.mv(src, dst)
         files.append({**f, "path": final})
     old, manifest["files"] = manifest["files"], files
-    storage.publish_json(manifest_url(config, "filter", manifest["task_id"]), manifest_to_storage(output, manifest),
+    storage.publish_json(manifest_url(config, stage, manifest["task_id"]), manifest_to_storage(output, manifest),
                          opts)
     root = output.rstrip("/") + "/"
     kept = {f["path"] for f in files}
@@ -157,12 +157,21 @@ def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dic
 @click.command("refilter")
 @click.argument("output")
 @click.option("--language", "-l", required=True, help="language-script label, e.g. rus_Cyrl")
-@click.option("--set", "sets", multiple=True, help="threshold override key=value (e.g. dup_line_frac=0.5); repeatable")
+@click.option("--set", "sets", multiple=True, help="threshold override key=value (e.g. dup_line_frac=0.5, or "
+              "classify.<name>.threshold=0.3 / classify.<name>.buckets=[0.2,0.5]); repeatable")
 def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
-    """Re-threshold LANGUAGE in OUTPUT from stored signal columns (no extraction, no re-tokenizing)."""
+    """Re-threshold LANGUAGE in OUTPUT from stored signal columns (no extraction, no re-tokenizing); with
+    ``classify.*`` keys, from the stored ``quality_*`` scores (no model is loaded)."""
     from babelsieve.filters.settings import SETTING_NAMES
 
     overrides = _parse_sets(sets)
+    classify = {k: v for k, v in overrides.items() if k.startswith("classify.")}
+    if classify:
+        if len(classify) != len(overrides):
+            raise click.BadParameter("classify.* and filter settings are re-decided by separate runs: give one kind",
+                                     param_hint="--set")
+        _reclassify(output, language, classify)
+        return
     bad = sorted(set(overrides) - SETTING_NAMES)
     if bad:
         raise click.BadParameter(
@@ -181,3 +190,103 @@ def refilter_command(output: str, language: str, sets: tuple[str, ...]) -> None:
         click.echo(f"  {r}: {k}")
     click.echo("Later stages (finalize, rebalance) were not rerun for this language: the next `babelsieve run` "
                "into this output redoes them.")
+
+
+def _reclassify(output: str, language: str, overrides: dict[str, Any]) -> None:
+    """``refilter --set classify.<name>.threshold=X``: :func:`babelsieve.pipeline.stages.classify.rethreshold`."""
+    from pydantic import ValidationError
+
+
+    try:
+        summary = rethreshold(output, language, overrides)
+    except (ValueError, KeyError, OutputLockedError, ValidationError) as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(
+            f"{output}: could not write the re-decided files ({e}). The previous files and manifests are "
+            "unchanged; free space (or raise the limit) and run the same command again.") from None
+    click.echo(f"{language}: {summary['kept']} kept of {summary['docs']} documents (classify, scores not recomputed)")
+    for r, k in summary["removed"].items():
+        click.echo(f"  {r}: {k}")
+    click.echo("Later stages (finalize, rebalance) were not rerun for this language: the next `babelsieve run` "
+               "into this output redoes them.")
+
+
+# ------------------------------------------------------------------- re-decide the classify stage
+
+
+def parse_overrides(overrides: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``{"classify.<name>.threshold": x, "classify.<name>.buckets": [...]}`` -> ``{name: {key: value}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if len(parts) != 3 or parts[0] != "classify" or parts[2] not in ("threshold", "buckets"):
+            raise ValueError(f"{key}: expected classify.<name>.threshold or classify.<name>.buckets")
+        if parts[1] not in names:
+            raise ValueError(f"{key}: no classifier named {parts[1]!r} in this run (classifiers: {names})")
+        out.setdefault(parts[1], {})[parts[2]] = value
+    return out
+
+
+def rethreshold(output: str, language: str, overrides: dict[str, Any],
+                storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Re-decide one language's classify outputs from the stored ``quality_*`` columns with new thresholds
+    or buckets (``{"classify.<name>.threshold": 0.3}``); no model is read. Same protocol as
+    :func:`refilter`: the output's lock, every new file staged first, then each
+    task's files moved into place and its manifest rewritten, an audit line in ``_refilter/<lang>.jsonl``."""
+    from babelsieve.pipeline.stages import classify as cls
+
+    opts = storage_options or {}
+    config = _load_config(output, opts)
+    classifiers = [c.model_copy(deep=True) for c in config.classify.classifiers]
+    by_name = parse_overrides(overrides, [c.name for c in classifiers])
+    for c in classifiers:
+        if c.name in by_name and not c.applies_to(language):
+            raise ValueError(f"classifier {c.name!r} does not score {language} (its languages: {c.languages})")
+        for key, value in by_name.get(c.name, {}).items():
+            if key == "threshold":
+                c.thresholds = {**c.thresholds, language: value}  # validated by the model's field validator
+            else:
+                c.buckets = list(value or [])
+    lock = OutputLock.acquire(config, command="refilter")
+    try:
+        base = RunLayout(output).manifests_dir("classify")
+        manifests = [manifest_from_storage(output, storage.read_json(u, opts))
+                     for u in storage.list_files(base, ".json", opts)]
+        manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
+        if not manifests:
+            raise ValueError(f"no classify-stage output for {language} in {output}")
+        staging = storage.join(RunLayout(output).refilter_dir(), f"staging-{uuid.uuid4().hex}")
+        staged = []
+        totals: dict[str, int] = {}
+        n_docs = 0
+        try:
+            for m in manifests:
+                parts = [read_table(f["path"], opts) for f in m["files"] if f.get("kind") in ("documents", "removed")]
+                parts = [p.drop_columns([cls.REMOVED_EXTRA.name]) if cls.REMOVED_EXTRA.name in p.column_names else p
+                         for p in parts]
+                table = pa.concat_tables(parts, promote_options="default")
+                table = table.sort_by([("id", "ascending")]) if table.num_rows else table
+                for c in classifiers:
+                    table = cls.add_buckets(table, c)
+                reasons = cls.decide(table, classifiers, language)
+                files = cls.write_decided(storage.join(staging, "classify"), staging, m["task_id"], language, table,
+                                          reasons, classifiers, opts)
+                st = cls.task_stats(table.num_rows, reasons, language)
+                for r, k in st["removed"].items():
+                    totals[r] = totals.get(r, 0) + k
+                n_docs += table.num_rows
+                m["stats"] = {**m.get("stats", {}), **st, "refiltered": overrides}
+                staged.append((m, files))
+            for m, files in staged:
+                _commit(output, config, m, files, staging, opts, stage="classify")
+        finally:
+            storage.remove(staging, opts)
+    finally:
+        lock.release()
+    summary = {"language": language, "overrides": overrides, "docs": n_docs, "kept": n_docs - sum(totals.values()),
+               "removed": dict(sorted(totals.items())), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    audit = storage.join(RunLayout(output).refilter_dir(), f"{language}.jsonl")
+    old = storage.read_bytes(audit, opts).decode() if storage.exists(audit, opts) else ""
+    storage.publish_bytes(audit, (old + json.dumps(summary) + "\n").encode(), opts)
+    return summary

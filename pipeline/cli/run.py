@@ -37,7 +37,7 @@ from babelsieve.pipeline.core.tasks import ConfigMismatchError
 def run(config: str | None, inputs: tuple[str, ...], output: str | None, engine: str | None, shards: str | None,
         workers: int | None, sets: tuple[str, ...], only: tuple[str, ...], keep_going: bool, no_progress: bool,
         wait: bool, cancel_on_interrupt: bool) -> None:
-    """Run the pipeline (extract -> dedup -> filter -> finalize [-> rebalance]).
+    """Run the pipeline (extract -> dedup -> filter [-> classify] -> finalize [-> rebalance]).
 
     With no CONFIG, uses the bundled dry-run config and sample WARC (no network needed).
     A rerun into the same --output skips every task whose manifest is complete, so an

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from babelsieve.pipeline.stages import STAGE_GROUPS
+from babelsieve.pipeline.stages import check_stage_list
 
 REDACTED = "<redacted>"
 # Key names that hold credentials, at any depth: storage_options.key/secret/token,
@@ -158,6 +158,65 @@ class FilterConfig(_Strict):
     )
 
 
+class ClassifierConfig(_Strict):
+    """One fastText quality classifier of the ``classify`` stage (docs/quality-classifiers.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$",
+                      description="Column name part: writes quality_<name> (and quality_<name>_bucket)")
+    model: str = Field(description="fastText .bin/.ftz model: a path or an fsspec URL (fetched once into the cache)")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                               description="Expected sha256 of the model file (checked when fetched and loaded)")
+    languages: Literal["*"] | list[str] = Field("*", description="'*' or the lang_script labels it scores")
+    label: str = Field(description="The positive label, e.g. __label__hq; the score is its probability")
+    threshold: float | None = Field(None, ge=0, le=1, description="Remove documents scoring below it (none: keep)")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="lang_script -> threshold override")
+    buckets: list[float] = Field(default_factory=list,
+                                 description="Increasing cut points in (0, 1): bucket = how many are <= score")
+    max_chars: int | None = Field(None, ge=1, description="Score only the first N characters (none: whole text)")
+    lowercase: bool = Field(False, description="Lower-case the text before scoring (str.lower)")
+    newlines: Literal["space", "remove"] = Field(
+        "space", description="Line breaks before scoring: 'space' (DCLM; datatrove with newline_replacement=' ') "
+                             "or 'remove' (datatrove's FastTextClassifierFilter default)")
+    strip: bool = Field(False, description="str.strip() the text first (datatrove's FastTextClassifierFilter does)")
+
+    @field_validator("buckets")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x < 1 for x in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"expected strictly increasing cut points between 0 and 1, got {v}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
+        if bad:
+            raise ValueError(f"thresholds must lie in [0, 1], got {bad}")
+        return v
+
+    def threshold_for(self, lang_script: str) -> float | None:
+        """The removal threshold of a language (its override, else ``threshold``)."""
+        return self.thresholds.get(lang_script, self.threshold)
+
+    def applies_to(self, lang_script: str) -> bool:
+        return self.languages == "*" or lang_script in self.languages
+
+
+class ClassifyConfig(_Strict):
+    """The ``classify`` stage: learned quality scores (fastText classifiers), per language."""
+
+    classifiers: list[ClassifierConfig] = Field(default_factory=list)
+
+    @field_validator("classifiers")
+    @classmethod
+    def _unique_names(cls, v: list[ClassifierConfig]) -> list[ClassifierConfig]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"classifier names must be unique, repeated: {dup}")
+        return v
+
+
 class FinalizeConfig(_Strict):
     enabled: bool = True
     pii: bool = True
@@ -255,13 +314,7 @@ class PipelineConfig(_Strict):
     @field_validator("stages")
     @classmethod
     def _known_stages_in_order(cls, v: list[str]) -> list[str]:
-        order = list(STAGE_GROUPS)
-        unknown = [s for s in v if s not in STAGE_GROUPS]
-        if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; known, in order: {order}")
-        if len(set(v)) != len(v) or v != sorted(v, key=order.index):
-            raise ValueError(f"stages must be listed once each in pipeline order {order}, got {v}")
-        return v
+        return check_stage_list(v)
 
     # repr=False: credentials must not reach a log line or a traceback through repr(config).
     storage_options: dict[str, Any] = Field(default_factory=dict, repr=False,
@@ -270,9 +323,17 @@ class PipelineConfig(_Strict):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
     rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
     engine_options: EngineConfig = Field(default_factory=EngineConfig)
+
+    @model_validator(mode="after")
+    def _classify_is_a_stage(self) -> PipelineConfig:
+        if self.classify.classifiers and "classify" not in self.stages:
+            raise ValueError("classify.classifiers is set but 'classify' is not in stages "
+                             "(add it, e.g. stages: [extract, dedup, filter, classify, finalize])")
+        return self
 
     def public_dict(self) -> dict[str, Any]:
         """The config as JSON data with credentials redacted: what ``_run.json``, the dataset card,
@@ -292,6 +353,8 @@ class PipelineConfig(_Strict):
         """
         data = self.model_dump(mode="json", exclude={"engine", "engine_options", "output", "storage_options"})
         data["inputs"].pop("shards", None)  # the shard range selects tasks; it does not change a task's bytes
+        if not data["classify"]["classifiers"]:  # no classifier: the same hash as before the classify stage existed
+            data.pop("classify")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

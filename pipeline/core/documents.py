@@ -7,7 +7,8 @@ code (``rus``) and ``language_script`` the ISO 15924 script (``Cyrl``). Our own 
 ``lang_script`` holds the pair (``rus_Cyrl``), which is the partition key of every stage's output
 (directories ``lang_script=rus_Cyrl``). Signal columns added by the filter stage and
 ``removal_reason`` on removed documents come after; the final stages (finalize, rebalance) keep
-only :data:`FINAL_SCHEMA` unless ``finalize.keep_signals`` is set (:func:`final_columns`).
+only :data:`FINAL_SCHEMA` and the classify stage's ``quality_*`` columns, plus the ``sig_*`` ones when
+``finalize.keep_signals`` is set (:func:`final_columns`).
 
 No data file has zero rows: a task with nothing to keep for a language writes no file for it
 (:func:`write_table` refuses an empty table), because ``datasets`` cannot read a Parquet file
@@ -46,6 +47,8 @@ DOCUMENT_SCHEMA = pa.schema(
 FINEWEB2_SCHEMA = pa.schema(list(DOCUMENT_SCHEMA)[:11])
 FINAL_SCHEMA = DOCUMENT_SCHEMA
 SIGNAL_PREFIX = "sig_"
+# the classify stage's scores (quality_<name>) and buckets (quality_<name>_bucket): kept in the final output
+QUALITY_PREFIX = "quality_"
 
 REMOVED_EXTRA = pa.field("removal_reason", pa.string())
 
@@ -84,14 +87,16 @@ def write_table(url: str, table: pa.Table, storage_options: dict[str, Any] | Non
 
 
 def final_columns(table: pa.Table, keep_signals: bool = False) -> pa.Table:
-    """The columns a final stage publishes: :data:`FINAL_SCHEMA` in its order and types, then (with
-    ``keep_signals``) the ``sig_*`` columns in their order. Other columns are dropped."""
+    """The columns a final stage publishes: :data:`FINAL_SCHEMA` in its order and types, then the
+    classify stage's ``quality_*`` columns in their order, then (with ``keep_signals``) the ``sig_*``
+    columns in their order. Other columns are dropped."""
     cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
             else pa.nulls(table.num_rows, f.type) for f in FINAL_SCHEMA]
     fields = list(FINAL_SCHEMA)
-    if keep_signals:
+    prefixes = (QUALITY_PREFIX, SIGNAL_PREFIX) if keep_signals else (QUALITY_PREFIX,)
+    for prefix in prefixes:
         for name in table.column_names:
-            if name.startswith(SIGNAL_PREFIX):
+            if name.startswith(prefix):
                 cols.append(table.column(name))
                 fields.append(table.schema.field(name))
     return pa.Table.from_arrays(cols, schema=pa.schema(fields))

@@ -39,6 +39,9 @@ STEP_TEXT = {
     "filter": "FineWeb2's per-language heuristic filters (Gopher repetition, FineWeb quality, Gopher quality) with "
               "thresholds and stopwords from the language table; every removed document is kept aside under "
               "`removed/filter/<filter>/`.",
+    "classify": "learned quality scores from fastText classifiers per language (`quality_<name>` columns, buckets "
+                "in `quality_<name>_bucket`); documents below a classifier's threshold are kept aside under "
+                "`removed/classify/<name>/`.",
     "finalize": "PII anonymisation (emails, IP addresses), ftfy text fixes, trafilatura table-artifact fixes.",
     "rebalance": "rehydration (upsampling by duplicate-cluster size with per-language weights) and mixing across "
                  "languages toward a target.",

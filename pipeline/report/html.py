@@ -133,6 +133,13 @@ def render(stats: dict[str, pl.DataFrame], plots: list[Plot], run: dict[str, Any
         parts.append(table(stats["rehydration"], ["lang_script", "docs_before", "docs_after", "expansion",
                                                   "bytes_before", "bytes_after"],
                            {"bytes_before": "bytes", "bytes_after": "bytes"}))
+    if "quality_scores" in stats:
+        parts.append("<h2>Quality classifiers: kept share per bucket</h2>")
+        parts.append(table(stats["quality_buckets"], ["classifier", "lang_script", "bucket", "lo", "hi", "documents",
+                                                       "kept", "kept_share"], {"kept_share": "pct"}))
+        parts.append("<h2>Quality classifiers: score histogram per language</h2>")
+        parts.append(table(stats["quality_scores"], ["classifier", "lang_script", "lo", "hi", "documents", "kept"],
+                           limit=400))
     for key in sorted(k for k in stats if k.startswith("stats/")):
         parts.append(f"<h2>Stage statistics: <code>_{_e(key)}/</code></h2>")
         df = stats[key]

@@ -292,6 +292,7 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
         "scan": _frame("scan", scan_rows),
     }
     result.update(read_stage_stats(output, storage_options))
+    result.update(quality_tables(result.get("stats/classify")))
     return result
 
 
@@ -462,6 +463,21 @@ def _rehydration_table(docs: pl.DataFrame, doc_stages: list[str]) -> pl.DataFram
                              "bytes_after": int((ad.get(lang) or {}).get("bytes_out") or 0),
                              "expansion": (da / db) if db else None})
     return _frame("rehydration", reh_rows)
+
+
+def quality_tables(classify_stats: pl.DataFrame | None) -> dict[str, pl.DataFrame]:
+    """From the classify stage's ``_stats/classify`` rows: ``quality_scores`` (score histogram per classifier and
+    language: documents and kept per 0.05-wide bin) and ``quality_buckets`` (documents, kept and kept share
+    per bucket). Empty dict when the run has no classify statistics."""
+    if classify_stats is None or not classify_stats.height or "what" not in classify_stats.columns:
+        return {}
+    keys = ["classifier", "lang_script", "bin", "lo", "hi"]
+    agg = [pl.col("documents").sum(), pl.col("kept").sum()]
+    scores = (classify_stats.filter(pl.col("what") == "score").group_by(keys).agg(agg).sort(keys))
+    buckets = (classify_stats.filter(pl.col("what") == "bucket").group_by(keys).agg(agg).sort(keys)
+               .with_columns((pl.col("kept") / pl.col("documents")).alias("kept_share"))
+               .rename({"bin": "bucket"}))
+    return {"quality_scores": scores, "quality_buckets": buckets}
 
 
 def _by_stage(df: pl.DataFrame, rank: dict[str, int], then: list[str]) -> pl.DataFrame:

@@ -23,6 +23,7 @@ class StageSpec:
     group: str
     target: str  # "module:Class"
     writes_documents: bool  # its output is the document table the next stage reads
+    placeable: bool = False  # its group may be listed anywhere after extract in `stages:` (the others keep this order)
 
 
 _STAGES = "babelsieve.pipeline.stages"
@@ -33,6 +34,7 @@ STAGE_ORDER: tuple[StageSpec, ...] = (
     StageSpec("dedup_clusters", "dedup", f"{_STAGES}.dedup:DedupClustersStage", False),
     StageSpec("dedup_annotate", "dedup", f"{_STAGES}.dedup:DedupAnnotateStage", True),
     StageSpec("filter", "filter", f"{_STAGES}.filter:FilterStage", True),
+    StageSpec("classify", "classify", f"{_STAGES}.classify:ClassifyStage", True, placeable=True),
     StageSpec("finalize", "finalize", f"{_STAGES}.finalize:FinalizeStage", True),
     StageSpec("rebalance", "rebalance", f"{_STAGES}.rebalance:RebalanceStage", True),
 )
@@ -54,13 +56,38 @@ def stage_class(name: str) -> type[Stage]:
     return getattr(importlib.import_module(module), cls)
 
 
+def check_stage_list(stages: list[str]) -> list[str]:
+    """A config's ``stages:``: known groups, each once, extract first, the fixed groups in pipeline order
+    (a placeable group such as ``classify`` may stand anywhere after extract). Raises ValueError."""
+    order = list(STAGE_GROUPS)
+    unknown = [s for s in stages if s not in STAGE_GROUPS]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; known, in pipeline order: {order}")
+    placeable = {s.group for s in STAGE_ORDER if s.placeable}
+    fixed = [s for s in stages if s not in placeable]
+    in_order = [s for s in order if s not in placeable]
+    if len(set(stages)) != len(stages) or fixed != sorted(fixed, key=order.index) or (
+            "extract" in stages and stages[0] != "extract"):
+        raise ValueError(f"stages must be listed once each, extract first and {in_order} in this order "
+                         f"({sorted(placeable)} anywhere after extract); got {stages}")
+    return stages
+
+
 def documents_input(config: Any, stage: str) -> str:
-    """The task stage whose documents ``stage`` reads: the last enabled document-writing stage before it.
+    """The task stage whose documents ``stage`` reads: the document-writing stage of the group configured
+    just before its own (``config.stages`` is the run's order).
 
     ``extract`` is the fallback even when a run enables only later groups (it reads an earlier run's output).
     """
-    before = [s for s in STAGE_ORDER[: [s.name for s in STAGE_ORDER].index(stage)] if s.writes_documents]
-    for spec in reversed(before):
-        if spec.group in config.stages:
-            return spec.name
+    order = list(STAGE_GROUPS)
+    group = STAGE_REGISTRY[stage].group
+    configured = list(config.stages)
+    if group in configured:
+        before = configured[: configured.index(group)]
+    else:
+        before = [g for g in configured if order.index(g) < order.index(group)]
+    for g in reversed(before):
+        writers = [s for s in STAGE_GROUPS[g] if STAGE_REGISTRY[s].writes_documents]
+        if writers:
+            return writers[-1]
     return "extract"

@@ -47,6 +47,7 @@ import pyarrow as pa
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
 from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
+from babelsieve.pipeline.stages import documents_input
 
 GEN_SHIFT = 56
 FILE_SHIFT = 32
@@ -95,8 +96,9 @@ def _lang_from_path(url: str) -> str:
 
 
 def extract_documents(config) -> list[dict[str, Any]]:
-    """The extract stage's document files, sorted by path (this order defines file indexes)."""
-    files = completed_files(config, "extract", kind="documents")
+    """The document files dedup reads (extract's, or a stage placed before dedup), sorted by path (this
+    order defines file indexes)."""
+    files = completed_files(config, documents_input(config, "dedup_signatures"), kind="documents")
     return sorted(files, key=lambda f: f["path"])
 
 

@@ -1,9 +1,10 @@
 """Finalize stage: FineWeb2's final touches (ftfy, PII, table-artifact lines), one task per file.
 
-Input: the kept documents of the ``filter`` stage (or of the stage before it when ``filter`` is not
-configured). Output: ``<output>/finalize/lang_script=<lang>/<task_id>.parquet`` with FineWeb2's
-columns in its order plus ``lang_script`` (:data:`~babelsieve.pipeline.core.documents.FINAL_SCHEMA`; the
-``sig_*`` columns too with ``finalize.keep_signals``), ``text`` rewritten by
+Input: the kept documents of the configured stage before it (``filter``, or ``classify`` when that
+runs between them; :func:`~babelsieve.pipeline.stages.documents_input`). Output:
+``<output>/finalize/lang_script=<lang>/<task_id>.parquet`` with FineWeb2's columns in its order plus
+``lang_script`` (:data:`~babelsieve.pipeline.core.documents.FINAL_SCHEMA`), the classifiers' ``quality_*`` columns,
+and the ``sig_*`` columns too with ``finalize.keep_signals``, ``text`` rewritten by
 :mod:`babelsieve.filters.formatters`. Nothing is removed here; the task's statistics count the
 documents each step changed. An input without rows (outputs of older versions) gives no file.
 """

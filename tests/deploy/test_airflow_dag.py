@@ -27,7 +27,7 @@ pytestmark = pytest.mark.infra  # every test here runs real Airflow (and Ray / s
 DAG_FILE = REPO / "deploy" / "airflow" / "babelsieve_dag.py"
 DAG_ID = "babelsieve_snapshot"
 SNAPSHOT = "CC-MAIN-2024-10"
-PIPELINE_STAGES = ["extract", "dedup", "filter", "finalize", "rebalance"]
+PIPELINE_STAGES = ["extract", "dedup", "filter", "classify", "finalize", "rebalance"]
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +100,7 @@ def _available_stages() -> list[str]:
     from babelsieve.pipeline.core.config import load_config
     from babelsieve.pipeline.core.runner import expand_stages
 
-    cfg = load_config(None, sets=["stages=[extract,dedup,filter,finalize,rebalance]"])
+    cfg = load_config(None, sets=["stages=[extract,dedup,filter,classify,finalize,rebalance]"])
     out = []
     for s in cfg.stages:
         try:
@@ -155,7 +155,7 @@ print(json.dumps(out))
     up = info["upstream"]
     assert up["list_shards"] == []
     assert up["extract"] == ["list_shards"]
-    chain = ["extract", "dedup", "filter", "finalize", "rebalance", "report"]
+    chain = ["extract", "dedup", "filter", "classify", "finalize", "rebalance", "report"]
     for prev, nxt in zip(chain, chain[1:], strict=False):  # consecutive pairs
         assert prev in up[nxt], f"{nxt} must run after {prev}"
     assert all(n >= 1 for n in info["retries"].values()), info["retries"]
@@ -190,8 +190,8 @@ def test_dags_test_runs_the_snapshot_end_to_end_with_the_local_engine(dag_test_r
     docs = pl.concat([pl.read_parquet(f) for f in (out / "extract").rglob("*.parquet")])
     assert set(docs["dump"].unique()) == {SNAPSHOT}  # the snapshot param reached the pipeline
     assert docs["url"].str.starts_with("http").all()
-    # Every stage of the dry-run config runs and writes rows; rebalance, which that config does not
-    # list, is the one skipped task, with a message saying why.
+    # Every stage of the dry-run config runs and writes rows; classify and rebalance, which that config
+    # does not list, are the skipped tasks, with a message saying why.
     configured = ["extract", "dedup", "filter", "finalize"]  # the dry-run config's stages
     assert set(configured) <= set(_available_stages())  # this installation registers all of them
     for stage in configured[1:]:
@@ -199,8 +199,8 @@ def test_dags_test_runs_the_snapshot_end_to_end_with_the_local_engine(dag_test_r
         # dedup's manifests are per task stage: _manifests/dedup_signatures/, ... dedup_annotate/
         assert list((out / "_manifests").glob(f"{stage}*/*.json")), f"no manifest for {stage}"
         assert _parquet_rows(out / stage) > 0, f"{stage} wrote no rows"
-    assert [s for s in PIPELINE_STAGES if s not in configured] == ["rebalance"]
-    assert tis["rebalance"] == "skipped", tis
+    assert [s for s in PIPELINE_STAGES if s not in configured] == ["classify", "rebalance"]
+    assert tis["rebalance"] == "skipped" and tis["classify"] == "skipped", tis
     assert "stage 'rebalance'" in log, "no skip message for rebalance"
     assert tis["report"] == "success", tis
     assert (out / "report" / "index.html").exists()

@@ -1,8 +1,8 @@
 """The compiled fastText predictor (``langid/fasttext_inference.py``) against fastText's own binding:
 same labels, same order, same float32 probabilities, bit for bit — on the embedded lid.176.ftz and on
-models trained here with each supported setting (hs / softmax, dense / quantised, with / without qnorm,
-pruned), on real text (UDHR lines in 113 labels, the filter fixture's web pages) and on inputs made to
-hit fastText's tokenizer corners."""
+models trained here with each supported setting (hs / softmax / one-vs-all, word n-grams, dim 256, dense /
+quantised, with / without qnorm, pruned), on real text (UDHR lines in 113 labels, the filter fixture's web
+pages) and on inputs made to hit fastText's tokenizer corners."""
 
 from __future__ import annotations
 
@@ -125,7 +125,14 @@ TRAINERS = {
     "hs_dense": "loss='hs'",
     "hs_quantised_qnorm": "loss='hs'; quantize=dict(qnorm=True, cutoff=3000)",
     "softmax_quantised": "loss='softmax'; quantize=dict(qnorm=False, cutoff=0)",
-    "word_bigrams": "loss='softmax', wordNgrams=2",
+    # what quality classifiers use: word n-grams (DCLM: bigrams, dim 256, no character n-grams), one-vs-all
+    "softmax_bigrams": "loss='softmax', wordNgrams=2",
+    "ova_bigrams": "loss='ova', wordNgrams=2",
+    "hs_trigrams": "loss='hs', wordNgrams=3",
+    "dclm_shaped": "loss='softmax', wordNgrams=2, dim=256, minn=0, maxn=0",
+    "ova_no_subwords": "loss='ova', minn=0, maxn=0",
+    "bigrams_quantised": "loss='softmax', wordNgrams=2; quantize=dict(qnorm=True, cutoff=2000)",
+    "negative_sampling": "loss='ns'",
 }
 
 
@@ -144,10 +151,10 @@ def trained(tmp_path_factory):
     for name, spec in TRAINERS.items():
         loss_args, _, quant = spec.partition("; quantize=")
         path = d / (name + (".ftz" if quant else ".bin"))
+        base = dict(epoch=3, lr=0.5, dim=12, minn=2, maxn=5, bucket=50000, thread=1, seed=3, verbose=0)
         code = (
             "import fasttext, sys\n"
-            f"m = fasttext.train_supervised(sys.argv[1], epoch=3, lr=0.5, dim=12, minn=2, maxn=5, bucket=50000,"
-            f" thread=1, seed=3, verbose=0, {loss_args})\n"
+            f"m = fasttext.train_supervised(sys.argv[1], **{{**{base!r}, **dict({loss_args})}})\n"
             + (f"m.quantize(input=sys.argv[1], retrain=False, dsub=2, **{quant})\n" if quant else "")
             + "m.save_model(sys.argv[2])\n"
         )
@@ -156,7 +163,9 @@ def trained(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["softmax_dense", "hs_dense", "hs_quantised_qnorm", "softmax_quantised"])
+@pytest.mark.parametrize("name", ["softmax_dense", "hs_dense", "hs_quantised_qnorm", "softmax_quantised",
+                                  "softmax_bigrams", "ova_bigrams", "hs_trigrams", "dclm_shaped", "ova_no_subwords",
+                                  "bigrams_quantised"])
 def test_trained_models_same_as_fasttext(trained, name):
     texts = _udhr()[UDHR_TRAIN:] + _pages()[:150] + _corner_cases()[:120]
     _assert_same(trained[name], texts)
@@ -178,8 +187,8 @@ def test_dense_input_matrix_stays_in_the_file_pages(trained):
 
 
 def test_unsupported_and_broken_models_are_refused(trained, tmp_path):
-    with pytest.raises(UnsupportedModel, match="wordNgrams"):
-        load_fasttext_arrays(trained["word_bigrams"])
+    with pytest.raises(UnsupportedModel, match="hs, softmax or one-vs-all"):
+        load_fasttext_arrays(trained["negative_sampling"])
     data = lid176_path().read_bytes()
     cut = tmp_path / "cut.ftz"
     cut.write_bytes(data[: len(data) // 2])
@@ -221,9 +230,9 @@ def test_backend_falls_back_to_the_binding_with_identical_predictions(trained, m
         assert compiled == GlotLIDBackend(trained[name]).predict(prepared), name
     monkeypatch.delenv("BABELSIEVE_LID_INFERENCE")
 
-    bigram = GlotLIDBackend(trained["word_bigrams"])
-    assert bigram.compiled is None  # refused at load: the binding answers
-    preds = identify(texts[:50], backend=bigram)
+    refused = GlotLIDBackend(trained["negative_sampling"])
+    assert refused.compiled is None  # refused at load: the binding answers
+    preds = identify(texts[:50], backend=refused)
     assert len(preds) == 50 and all(p.backend == "glotlid" for p in preds)
 
 

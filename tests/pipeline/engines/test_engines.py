@@ -163,14 +163,27 @@ def test_tasks_run_on_the_worker_main_thread(ray_session, spark_context):
 # never compares per-language routing, filters and rebalancing across engines. This one does: the
 # dry-run config as shipped (langid auto, url_filter on) plus rebalance with FineWeb2's rehydration
 # weights and a temperature mixture, on the bundled sample cut into three shards.
+# The classify stage runs too, with a quality classifier trained here (tests/test_classify.py's sets).
 MULTILINGUAL_SETS = ["langid.backend=auto", "extract.url_filter=true", "rebalance.enabled=true",
                      "rebalance.rehydration=fineweb2", "rebalance.temperature_alpha=0.5"]
-ALL_STAGES = ["extract", "dedup", "filter", "finalize", "rebalance"]
+ALL_STAGES = ["extract", "dedup", "filter", "classify", "finalize", "rebalance"]
 
 
-def _multilingual_config(inputs, out, engine):
+@pytest.fixture(scope="module")
+def quality_model(tmp_path_factory):
+    from support.classifiers import train_model, training_sets
+
+    pos, neg, _, _ = training_sets()
+    return train_model(tmp_path_factory.mktemp("quality") / "web.bin", pos, neg)
+
+
+def _multilingual_config(inputs, out, engine, quality_model):
+    from babelsieve.pipeline.core.config import ClassifierConfig
+
     cfg = make_config(inputs, str(out), engine=engine, sets=MULTILINGUAL_SETS)
     cfg.stages = list(ALL_STAGES)
+    cfg.classify.classifiers = [ClassifierConfig(name="web", model=str(quality_model), label="__label__hq",
+                                                 threshold=0.8, buckets=[0.5, 0.9])]
     return cfg
 
 
@@ -181,18 +194,20 @@ def sample_shards(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def multilingual_clean(tmp_path_factory, sample_shards):
+def multilingual_clean(tmp_path_factory, sample_shards, quality_model):
     """The reference of the multilingual comparison: the local engine, default LID path (the fastText
     binding, as a process this small never reaches the compiled predictor's switch point)."""
     out = tmp_path_factory.mktemp("multilingual") / "out"
-    cfg = _multilingual_config(sample_shards, out, "local")
+    cfg = _multilingual_config(sample_shards, out, "local", quality_model)
     summary = run_pipeline(cfg, engine=LocalEngine(cfg), show_progress=False)
     assert summary.failed_tasks == 0
     assert [s.stage for s in summary.stages][0] == "extract" and summary.stages[-1].stage == "rebalance"
     files = data_files(str(out))
     # Every stage wrote data, in more than one language: the comparison covers per-language work.
-    for stage in ("extract", "dedup", "filter", "finalize", "rebalance"):
+    for stage in ("extract", "dedup", "filter", "classify", "finalize", "rebalance"):
         assert any(f.startswith(stage + "/") for f in files), (stage, sorted(files))
+    assert any(f.startswith("removed/classify/web/") for f in files)  # the threshold removed some
+    assert "quality_web_bucket" in all_rows(str(out), "finalize")[0]
     langs = {f.split("/")[1] for f in files if f.startswith("finalize/")}
     assert len(langs) >= 3, langs
     extract_rows = all_rows(str(out), "extract")
@@ -222,11 +237,12 @@ def _assert_multilingual_like_local(out, summary, ref):
 
 
 @pytest.mark.infra
-def test_default_multilingual_pipeline_ray_matches_local(ray_session, sample_shards, multilingual_clean, tmp_path):
+def test_default_multilingual_pipeline_ray_matches_local(ray_session, sample_shards, multilingual_clean, tmp_path,
+                                                         quality_model):
     """Ray, with the compiled LID predictor forced in its workers (the path a long-running worker
     switches to after 5 M characters): every data file of every stage equals the local run's."""
     out = tmp_path / "out"
-    cfg = _multilingual_config(sample_shards, out, "ray")
+    cfg = _multilingual_config(sample_shards, out, "ray", quality_model)
     with task_env({"BABELSIEVE_LID_INFERENCE": "compiled"}):
         summary = run_pipeline(cfg, show_progress=False)
     _assert_multilingual_like_local(out, summary, multilingual_clean)
@@ -234,9 +250,9 @@ def test_default_multilingual_pipeline_ray_matches_local(ray_session, sample_sha
 
 @pytest.mark.infra
 def test_default_multilingual_pipeline_spark_matches_local(spark_context, sample_shards, multilingual_clean,
-                                                           tmp_path):
+                                                           tmp_path, quality_model):
     out = tmp_path / "out"
-    cfg = _multilingual_config(sample_shards, out, "spark")
+    cfg = _multilingual_config(sample_shards, out, "spark", quality_model)
     summary = run_pipeline(cfg, show_progress=False)
     _assert_multilingual_like_local(out, summary, multilingual_clean)
 

@@ -21,7 +21,7 @@ def test_every_registered_stage_loads_and_is_named_as_registered():
 
 
 def test_groups_follow_the_pipeline_order():
-    assert list(STAGE_GROUPS) == ["extract", "dedup", "filter", "finalize", "rebalance"]
+    assert list(STAGE_GROUPS) == ["extract", "dedup", "filter", "classify", "finalize", "rebalance"]
     assert STAGE_GROUPS["dedup"] == ["dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate"]
 
 
@@ -33,6 +33,10 @@ def test_groups_follow_the_pipeline_order():
     (["extract", "finalize", "rebalance"], "rebalance", "finalize"),
     (["extract", "dedup", "rebalance"], "rebalance", "dedup_annotate"),
     (["filter"], "filter", "extract"),  # a later stage alone reads an earlier run's extract output
+    (["extract", "dedup", "filter", "classify", "finalize"], "finalize", "classify"),
+    (["extract", "dedup", "filter", "classify", "finalize"], "classify", "filter"),
+    (["extract", "classify", "dedup", "filter"], "dedup_annotate", "classify"),  # classify placed early
+    (["extract", "dedup", "filter", "finalize", "classify"], "classify", "finalize"),  # ... or last
 ])
 def test_each_stage_reads_the_last_enabled_document_stage_before_it(stages, stage, reads):
     assert documents_input(SimpleNamespace(stages=stages), stage) == reads
@@ -41,10 +45,10 @@ def test_each_stage_reads_the_last_enabled_document_stage_before_it(stages, stag
 def test_unknown_or_reordered_stages_are_config_errors_naming_the_key():
     with pytest.raises(ConfigError, match="stages.*unknown stage"):
         load_config(sets=["stages=[extract,dedupe]"])
-    with pytest.raises(ConfigError, match="stages.*pipeline order"):
-        load_config(sets=["stages=[filter,extract]"])
-    with pytest.raises(ConfigError, match="stages.*pipeline order"):
-        load_config(sets=["stages=[extract,extract]"])
+    for bad in ("[filter,extract]", "[extract,extract]", "[extract,finalize,filter]", "[classify,extract]"):
+        with pytest.raises(ConfigError, match="stages.*once each, extract first"):
+            load_config(sets=[f"stages={bad}"])
+    assert load_config(sets=["stages=[extract,classify,dedup]"]).stages == ["extract", "classify", "dedup"]
 
 
 def test_the_airflow_dag_lists_the_registered_stages():
