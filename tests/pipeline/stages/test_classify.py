@@ -269,7 +269,7 @@ def http_server(tmp_path):
 def test_url_model_is_cached_verified_and_a_corrupted_cache_refetched(models, http_server, tmp_path, monkeypatch):
     import hashlib
 
-    from babelsieve.pipeline import classify_stage
+    from babelsieve.pipeline.stages import classify as classify_stage
     from babelsieve.pipeline.stages.classify import load_classifier, prepare_texts, resolve_models
 
     root, base, requests = http_server
@@ -308,7 +308,7 @@ def test_url_model_is_cached_verified_and_a_corrupted_cache_refetched(models, ht
 
 
 def test_adversarial_inputs_and_bad_models(models, tmp_path, monkeypatch):
-    from babelsieve.pipeline import classify_stage
+    from babelsieve.pipeline.stages import classify as classify_stage
     from babelsieve.pipeline.stages.classify import QualityModel, prepare_texts, resolve_models
 
     monkeypatch.setattr(classify_stage, "_MODELS", {})
