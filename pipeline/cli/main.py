@@ -12,7 +12,7 @@ COMMANDS: dict[str, str] = {
     "run": "babelsieve.pipeline.cli.run:run",
     "status": "babelsieve.pipeline.cli.status:status_command",
     "logs": "babelsieve.pipeline.cli.status:logs_command",
-    "inspect": "babelsieve.pipeline.cli.inspect:inspect",
+    "inspect": "babelsieve.pipeline.cli.inspect_output:inspect",
     "report": "babelsieve.pipeline.cli.report:report_command",
     "plan": "babelsieve.pipeline.cli.plan:plan_command",
     "refilter": "babelsieve.pipeline.cli.refilter:refilter_command",
