@@ -340,7 +340,8 @@ def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False
                 changed = True
                 continue
             changed = True
-        stored[task_id] = {"stamp": stamp, "manifest": raw}
+        if write_index:  # only the driver that rewrites the index keeps the stored form as well
+            stored[task_id] = {"stamp": stamp, "manifest": raw}
         out[task_id] = manifest_from_storage(config.output, raw)
     if write_index and changed:
         blob = json.dumps({"version": 1, "stage": stage, "manifests": stored}, sort_keys=True,

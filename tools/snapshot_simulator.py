@@ -5,6 +5,11 @@ shard holds, then *counts* what every stage of today's pipeline would plan and w
 fan-in (input files per task) and S3 requests; and it *measures* the driver's planners on real
 manifests of a small sample of shards, extrapolated linearly to N.
 
+Two models are counted for the same sampled shards: *today's* (one task per (shard, language) file after
+extract, :func:`stage_model`, the formulas below; "today" is the layout before work-sized tasks) and the
+*work-sized* one of this version (:func:`work_model`: the files grouped into tasks by
+``config.tasks``; see its docstring). ``--model`` chooses the tables printed.
+
 Languages per shard
     FineWeb2's documents per language, train + test + ``_removed`` rows (``tools/data/``, see
     ``tools/README.md``), normalised to probabilities ``p_l``. Each shard draws its non-English
