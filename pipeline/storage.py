@@ -67,6 +67,11 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
     return url_to_fs(url, **with_defaults(url, storage_options))
 
 
+def protocol_of(url: str) -> str:
+    """The URL's protocol (``file`` for a plain path)."""
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
 def _protocol(fs: fsspec.AbstractFileSystem) -> str:
     proto = fs.protocol
     return proto[0] if isinstance(proto, (tuple, list)) else proto

@@ -26,6 +26,7 @@ import os
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -314,19 +315,19 @@ def _read_index(config: PipelineConfig, stage: str) -> dict[str, Any]:
     return data.get("manifests", {}) if isinstance(data, dict) and data.get("version") == 1 else {}
 
 
-def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False) -> dict[str, dict[str, Any]]:
-    """Every manifest of ``stage`` (task_id -> manifest, paths resolved), from one listing and the
-    stage's index instead of one read per manifest.
+def iter_manifests(config: PipelineConfig, stage: str,
+                   write_index: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(task_id, manifest with paths resolved) of every manifest of ``stage``, in task order, from one
+    listing and the stage's index instead of one read per manifest; one resolved manifest at a time.
 
     The listing is the truth (a manifest is the proof of completion): a manifest in the index whose
     stamp (:func:`_stamp`) still matches the listing is taken from the index; every other listed
     manifest is read (one GET), and index entries without a listed manifest are ignored. So a task
     that was rerun, retired or deleted by hand is never served from a stale index. With
-    ``write_index`` (the driver, which holds the output's lock) the index is rewritten when it was
-    out of date: one PUT per stage instead of one GET per manifest for every later reader."""
+    ``write_index`` (the driver, which holds the output's lock) the index is rewritten at the end when
+    it was out of date: one PUT per stage instead of one GET per manifest for every later reader."""
     stamps = _list_stamps(config, stage)
     index = _read_index(config, stage)
-    out: dict[str, dict[str, Any]] = {}
     stored: dict[str, Any] = {}
     changed = set(index) != set(stamps)
     for task_id, stamp in stamps.items():
@@ -340,14 +341,18 @@ def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False
                 changed = True
                 continue
             changed = True
-        if write_index:  # only the driver that rewrites the index keeps the stored form as well
+        if write_index:  # only the driver that rewrites the index keeps the stored form
             stored[task_id] = {"stamp": stamp, "manifest": raw}
-        out[task_id] = manifest_from_storage(config.output, raw)
+        yield task_id, manifest_from_storage(config.output, raw)
     if write_index and changed:
         blob = json.dumps({"version": 1, "stage": stage, "manifests": stored}, sort_keys=True,
                           separators=(",", ":")).encode()
         storage.publish_bytes(index_url(config, stage), gzip.compress(blob, mtime=0), config.storage_options)
-    return out
+
+
+def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False) -> dict[str, dict[str, Any]]:
+    """Every manifest of ``stage``: task_id -> manifest (paths resolved); see :func:`iter_manifests`."""
+    return dict(iter_manifests(config, stage, write_index))
 
 
 def publish_manifest(config: PipelineConfig, manifest: dict[str, Any]) -> None:
@@ -375,9 +380,12 @@ class FileSizes:
                 return int(fs.size(path))
             except (FileNotFoundError, OSError):
                 return None
-        if self.root and url.startswith(self.root) and "/" in url[len(self.root):]:
-            # below an output root: list the whole top-level directory (a stage's outputs, e.g. every
-            # extract/lang_script=*/ directory) in one paged listing, not one listing per directory
+        if (self.root and url.startswith(self.root) and "/" in url[len(self.root):]
+                and storage.protocol_of(url) not in ("file", "local")):
+            # on an object store below the output root: list the whole top-level prefix (a stage's outputs,
+            # e.g. every extract/lang_script=*/ directory) in one paged listing, not one listing per
+            # directory (a request each). A local disk lists per directory: no requests to save, and
+            # the listing's details are held one directory at a time
             top = url[: len(self.root) + url[len(self.root):].index("/")]
             if top not in self._trees:
                 tfs, tpath = storage.filesystem(top, self.storage_options)
@@ -575,7 +583,7 @@ def completed_files(config: PipelineConfig, stage: str, kind: str | None = None)
     """
     files = []
     sizes = FileSizes(config.storage_options, by_listing=True, root=config.output)
-    for m in load_manifests(config, stage).values():
+    for _, m in iter_manifests(config, stage):  # one manifest at a time: only the file entries are kept
         if m.get("config_hash") != config.content_hash() or missing_files(config, m, sizes):
             continue
         for f in m.get("files", []):
