@@ -5,6 +5,11 @@ shard holds, then *counts* what every stage of today's pipeline would plan and w
 fan-in (input files per task) and S3 requests; and it *measures* the driver's planners on real
 manifests of a small sample of shards, extrapolated linearly to N.
 
+Two models are counted for the same sampled shards: *today's* (one task per (shard, language) file after
+extract, :func:`stage_model`, the formulas below; "today" is the layout before work-sized tasks) and the
+*work-sized* one of this version (:func:`work_model`: the files grouped into tasks by
+``config.tasks``; see its docstring). ``--model`` chooses the tables printed.
+
 Languages per shard
     FineWeb2's documents per language, train + test + ``_removed`` rows (``tools/data/``, see
     ``tools/README.md``), normalised to probabilities ``p_l``. Each shard draws its non-English
@@ -145,6 +150,8 @@ class ShardStats:
     band_files: np.ndarray  # sum over l's files of q(n_f)
     filter_removed: np.ndarray  # sum over l's files of min(n_f, R_f)
     languages_per_shard: list[int] = field(default_factory=list)
+    # per language, the documents of each of its files in shard order (the work-sized grouping needs them)
+    file_docs: list[list[np.ndarray]] = field(default_factory=list)
 
 
 def collect(chunks: Iterator[np.ndarray], params: ModelParams) -> ShardStats:
@@ -164,6 +171,11 @@ def collect(chunks: Iterator[np.ndarray], params: ModelParams) -> ShardStats:
         stats.band_files += q.sum(axis=0)
         stats.filter_removed += rm.sum(axis=0)
         stats.languages_per_shard.extend(present.sum(axis=1).tolist())
+        if not stats.file_docs:
+            stats.file_docs = [[] for _ in range(m.shape[1])]
+        for j in np.flatnonzero(present.any(axis=0)):
+            col = m[:, j]
+            stats.file_docs[j].append(col[col > 0].astype(np.int32))
     if stats is None:
         raise ValueError("no shards")
     return stats
@@ -275,6 +287,160 @@ def stage_model(stats: ShardStats, params: ModelParams) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class WorkTargets:
+    """``config.tasks`` of the work-sized model (the defaults)."""
+
+    documents: int = 50_000
+    max_inputs: int = 1_000
+
+
+def work_groups(lang_files: list[np.ndarray], target: int, cap: int) -> dict[str, np.ndarray]:
+    """The greedy grouping of :func:`babelsieve.pipeline.core.tasks.plan_work_groups` over files given as
+    per-language document counts in (language, path) order, computed a group at a time (searchsorted on
+    cumulative sums, not a Python loop per file). Returns per group: files, documents, languages, and
+    the (group, language) pieces' documents (what the next stage's files hold)."""
+    files, docs, langs, pieces = [], [], [], []
+    cf = cd = cl = 0  # the open group's files, documents, languages
+    for a in lang_files:
+        if not len(a):
+            continue
+        cum = np.concatenate(([0], np.cumsum(a, dtype=np.int64)))
+        i, n = 0, len(a)
+        while i < n:
+            # files of this language that the open group can still take: it closes on the file that
+            # reaches ``target`` documents or ``cap`` files
+            by_docs = int(np.searchsorted(cum, cum[i] + (target - cd), side="left"))  # reaching index (1-based)
+            j = min(max(by_docs, i + 1), i + (cap - cf), n)
+            take_docs = int(cum[j] - cum[i])
+            cf, cd, cl = cf + (j - i), cd + take_docs, cl + 1
+            pieces.append(take_docs)
+            i = j
+            if cd >= target or cf >= cap:
+                files.append(cf), docs.append(cd), langs.append(cl)
+                cf = cd = cl = 0
+    if cf:
+        files.append(cf), docs.append(cd), langs.append(cl)
+    return {"files": np.asarray(files), "documents": np.asarray(docs), "languages": np.asarray(langs),
+            "pieces": np.asarray(pieces)}
+
+
+def _pieces_by_language(lang_files: list[np.ndarray], target: int, cap: int) -> list[np.ndarray]:
+    """The (group, language) pieces of :func:`work_groups`, per language: a stage's per-(task, language)
+    output files, which the next stage groups again."""
+    out: list[np.ndarray] = []
+    cf = cd = 0
+    for a in lang_files:
+        cur: list[int] = []
+        if len(a):
+            cum = np.concatenate(([0], np.cumsum(a, dtype=np.int64)))
+            i, n = 0, len(a)
+            while i < n:
+                by_docs = int(np.searchsorted(cum, cum[i] + (target - cd), side="left"))
+                j = min(max(by_docs, i + 1), i + (cap - cf), n)
+                cur.append(int(cum[j] - cum[i]))
+                cf, cd = cf + (j - i), cd + int(cum[j] - cum[i])
+                i = j
+                if cd >= target or cf >= cap:
+                    cf = cd = 0
+        out.append(np.asarray(cur, np.int64))
+    return out
+
+
+def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = WorkTargets()) -> list[dict[str, Any]]:
+    """Tasks, files, fan-in and S3 requests per stage with tasks sized by work (this branch's planners).
+
+    Per-language stages group their inputs by :func:`work_groups` (sorted by language, then path).
+    Upper bounds as in :func:`stage_model`: no document is removed before rebalance, every language
+    piece has a near-duplicate and a removed file, up to 3 filter removal reasons per (task, language).
+    S3 requests of the planners: one LIST page per 1,000 upstream manifests and one GET of the
+    upstream stage's index (its manifests in one object), one LIST page per 1,000 upstream files
+    (``FileSizes`` lists a stage's top directory once), the stage's own manifests listed twice (retire,
+    skip check) with its index read; workers: one GET per input and one GET of the task's manifest."""
+    P, B = params.partitions, params.num_buckets
+    n = stats.shards
+    D, C = targets.documents, targets.max_inputs
+    # columns are FineWeb2's languages sorted by name, then English: the planners' order up to English's place
+    lang_files = [np.concatenate(parts) if parts else np.zeros(0, np.int32) for parts in stats.file_docs]
+    F = float(stats.files.sum())
+    removed_x = n * params.extract_removed_reasons
+
+    sig = work_groups(lang_files, D, C)
+    ann_pieces = _pieces_by_language(lang_files, D, max(1, C // 2))
+    ann = work_groups(lang_files, D, max(1, C // 2))
+    flt = work_groups(ann_pieces, D, C)
+    flt_pieces = _pieces_by_language(ann_pieces, D, C)
+    fin = work_groups(flt_pieces, D, C)
+    fin_pieces = _pieces_by_language(flt_pieces, D, C)
+    reb = work_groups(fin_pieces, D, C)
+    G = float(len(sig["files"]))
+    band_files = float(np.minimum(expected_partitions(sig["documents"], params), P).sum())
+    docs_l = np.asarray([float(a.sum()) for a in lang_files])
+    # clustering: languages grouped by edges, modelled as documents x bands (an upper bound on edges)
+    clu = work_groups([np.asarray([d * B], np.int64) for d in docs_l if d > 0], D * B, 1 << 30)
+    clusters_files = float(len(ann["files"]) + len(clu["files"]))
+    ann_pieces_n = float(sum(len(p) for p in ann_pieces))
+    flt_pieces_n = float(sum(len(p) for p in flt_pieces))
+    fin_pieces_n = float(sum(len(p) for p in fin_pieces))
+    flt_removed = float(sum(np.minimum(p, params.filter_removed_reasons).sum() for p in flt_pieces))
+
+    rows: dict[str, dict[str, Any]] = {
+        "extract": {"tasks": n, "files": F + removed_x, "fanin": (1, 1), "upstream": None, "inputs": n},
+        "dedup_signatures": {"tasks": G, "files": float(sig["languages"].sum()) + band_files,
+                             "fanin": (float(sig["files"].max()), float(np.percentile(sig["files"], 99))),
+                             "upstream": "extract", "inputs": F},
+        "dedup_buckets": {"tasks": float(P), "files": float(P), "fanin": (G, G), "upstream": "dedup_signatures",
+                          "inputs": band_files},
+        # one clusters file per (clustering task, annotate task) with rows: at most the annotate tasks plus one
+        # more per clustering task (its language range may start inside an annotate task's files)
+        "dedup_clusters": {"tasks": float(len(clu["files"])), "files": clusters_files, "fanin": (float(P), float(P)),
+                           "upstream": "dedup_buckets", "inputs": float(len(clu["files"]) * P)},
+        # an annotate task reads its extract files and the clusters files of its range (<= 2 here: upper bound)
+        "dedup_annotate": {"tasks": float(len(ann["files"])), "files": 2 * ann_pieces_n,
+                           "fanin": (float(ann["files"].max()) + 2, float(np.percentile(ann["files"], 99)) + 2),
+                           "upstream": "extract", "inputs": F + clusters_files},
+        "filter": {"tasks": float(len(flt["files"])), "files": 2 * flt_pieces_n + flt_removed,
+                   "fanin": (float(flt["files"].max()), float(np.percentile(flt["files"], 99))),
+                   "upstream": "dedup_annotate", "inputs": ann_pieces_n},
+        "finalize": {"tasks": float(len(fin["files"])), "files": fin_pieces_n,
+                     "fanin": (float(fin["files"].max()), float(np.percentile(fin["files"], 99))),
+                     "upstream": "filter", "inputs": flt_pieces_n},
+        "rebalance": {"tasks": float(len(reb["files"])), "files": fin_pieces_n,
+                      "fanin": (float(reb["files"].max()), float(np.percentile(reb["files"], 99))),
+                      "upstream": "finalize", "inputs": fin_pieces_n},
+    }
+    out = []
+    for name in STAGES:
+        r = rows[name]
+        tasks, files = float(r["tasks"]), float(r["files"])
+        # own manifests: listed by retire_unplanned and by the skip check (one page each when empty),
+        # index read twice (absent on a first run: one GET each); the index is written once (a PUT)
+        lst = 2 * float(_pages(tasks)) if name != "extract" else 1.0
+        get = 2.0 if name != "extract" else 0.0
+        head = 0.0
+        up = r["upstream"]
+        if up:
+            m = float(rows[up]["tasks"])
+            lst += float(_pages(m)) + float(_pages(rows[up]["files"]))
+            get += 1.0  # the upstream index
+            if name == "dedup_annotate":  # also the clusters' manifests and files
+                lst += float(_pages(rows["dedup_clusters"]["tasks"])) + float(_pages(rows["dedup_clusters"]["files"]))
+                get += 1.0
+        if name == "rebalance":  # the planner reads every input's cluster sizes (2 GETs: footer, column)
+            get += 2 * float(r["inputs"])
+        planning = {"get": get, "head": head, "list": lst}
+        worker = {"head": 0.0, "get": float(r["inputs"]) + tasks, "put": files + tasks + 1}
+        total = planning["get"] + planning["head"] + planning["list"] + sum(worker.values())
+        out.append({
+            "stage": name, "tasks": round(tasks), "files": round(files), "fanin_max": round(r["fanin"][0]),
+            "fanin_p99": round(r["fanin"][1]), "put": round(worker["put"]),
+            "planning_get": round(planning["get"]), "planning_head": round(planning["head"]),
+            "planning_list": round(planning["list"]), "worker_get": round(worker["get"]),
+            "worker_head": round(worker["head"]), "requests": round(total),
+        })
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # driver planning, measured on real manifests
 
@@ -360,7 +526,7 @@ class ManifestTree:
         edges: dict[str, list[str]] = {}
         for (lang, part), inputs in sorted(band_groups.items()):
             e = self._touch(f"dedup_work/edges/lang_script={lang}/{part:05d}.npy", rows=1, kind="edges",
-                            lang_script=lang, partition=part)
+                            lang_script=lang, partition=part, language_rows={lang: [0, 1]})
             edges.setdefault(lang, []).append(e["path"])
             self.manifest("dedup_buckets", f"{lang}-{part:05d}", inputs, [e])
         by_lang: dict[str, list[int]] = {}
@@ -368,7 +534,7 @@ class ManifestTree:
             by_lang.setdefault(lang, []).append(i)
         for lang, idx in sorted(by_lang.items()):  # upper bound: every extract file has a near-duplicate
             files = [self._touch(f"dedup_work/clusters/lang_script={lang}/{i:06d}.npy", rows=1, kind="clusters",
-                                 lang_script=lang, file_index=i) for i in idx]
+                                 lang_script=lang, file_index=i, file_range=[i, i]) for i in idx]
             self.manifest("dedup_clusters", lang, edges.get(lang, []), files)
         for i, (path, lang, n) in enumerate(extract_docs):
             tid = f"{i:06d}"
@@ -485,8 +651,10 @@ def extrapolate(points: list[dict[str, Any]], n_shards: int) -> dict[str, dict[s
 # output
 
 
-def simulate(n_shards: int, langs: list[str], probs: np.ndarray, params: ModelParams, seed: int) -> dict[str, Any]:
-    """The stage table for ``n_shards`` (counts only; no files)."""
+def simulate(n_shards: int, langs: list[str], probs: np.ndarray, params: ModelParams, seed: int,
+             targets: WorkTargets = WorkTargets()) -> dict[str, Any]:
+    """The stage tables for ``n_shards`` (counts only; no files): today's model (``stages``) and the
+    work-sized one (``work_stages``)."""
     stats = collect(sample_shards(n_shards, probs, params, seed), params)
     lps = np.asarray(stats.languages_per_shard)
     return {
@@ -496,6 +664,7 @@ def simulate(n_shards: int, langs: list[str], probs: np.ndarray, params: ModelPa
         "languages_per_shard_p99": int(np.percentile(lps, 99)),
         "language_files": int(stats.files.sum()),
         "stages": stage_model(stats, params),
+        "work_stages": work_model(stats, params, targets),
     }
 
 
@@ -506,16 +675,18 @@ def _human(x: float) -> str:
     return f"{x:.0f}"
 
 
-def render(result: dict[str, Any], projection: dict[str, dict[str, float]] | None) -> str:
-    """A plain-text (Markdown) table of one simulation, with projected planning cost if measured."""
-    head = (f"### {result['shards']:,} shards\n\n{result['languages_per_shard_mean']} languages per shard on "
-            f"average (p99 {result['languages_per_shard_p99']}), {result['languages_present']:,} languages "
+def render(result: dict[str, Any], projection: dict[str, dict[str, float]] | None, key: str = "stages") -> str:
+    """A plain-text (Markdown) table of one simulation, with projected planning cost if measured.
+    ``key``: ``stages`` (today's model) or ``work_stages`` (tasks sized by work)."""
+    title = "today's model" if key == "stages" else "tasks sized by work"
+    head = (f"### {result['shards']:,} shards, {title}\n\n{result['languages_per_shard_mean']} languages per shard "
+            f"on average (p99 {result['languages_per_shard_p99']}), {result['languages_present']:,} languages "
             f"present, {result['language_files']:,} (shard, language) files.\n\n")
     cols = ["stage", "tasks", "files", "fan-in max", "fan-in p99", "PUT", "plan GET", "plan HEAD", "plan LIST",
             "worker GET", "worker HEAD", "S3 requests", "plan s", "check s", "plan peak"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
     total = 0
-    for r in result["stages"]:
+    for r in result[key]:
         total += r["requests"]
         pr = (projection or {}).get(r["stage"])
         check = f"{pr['check_seconds']:,.0f}" if pr and "check_seconds" in pr else "-"
@@ -526,8 +697,8 @@ def render(result: dict[str, Any], projection: dict[str, dict[str, float]] | Non
                                         _human(r["planning_head"]), _human(r["planning_list"]),
                                         _human(r["worker_get"]), _human(r["worker_head"]), _human(r["requests"])]
                                        + timing) + " |")
-    lines.append(f"| **all stages** | {sum(r['tasks'] for r in result['stages']):,} | "
-                 f"{sum(r['files'] for r in result['stages']):,} | | | | | | | | | **{_human(total)}** | | | |")
+    lines.append(f"| **all stages** | {sum(r['tasks'] for r in result[key]):,} | "
+                 f"{sum(r['files'] for r in result[key]):,} | | | | | | | | | **{_human(total)}** | | | |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -574,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distribution", type=Path, default=DATA_FILE,
                    help="CSV(.gz) with lang_script,documents columns")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--model", choices=["today", "work", "both"], default="both",
+                   help="which task model's tables to print: one task per (shard, language) file (before work-"
+                        "sized tasks), tasks sized by work (the planners of this version; timed), or both")
+    p.add_argument("--target-documents", type=int, default=WorkTargets.documents, help="tasks.target_documents")
+    p.add_argument("--max-input-files", type=int, default=WorkTargets.max_inputs, help="tasks.max_input_files")
     return p
 
 
@@ -587,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.sample_shards else None)
     results = []
     for n in args.shards:
-        res = simulate(n, langs, probs, params, args.seed)
+        res = simulate(n, langs, probs, params, args.seed, WorkTargets(args.target_documents, args.max_input_files))
         res["planning_projection"] = extrapolate(measured["points"], n) if measured else None
         results.append(res)
     if args.json:
@@ -596,7 +772,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     for res in results:
-        print(render(res, res["planning_projection"]))
+        if args.model in ("today", "both"):
+            print(render(res, res["planning_projection"] if args.model == "today" else None))
+        if args.model in ("work", "both"):
+            print(render(res, res["planning_projection"], key="work_stages"))
     if measured:
         print(render_points(measured))
     return 0

@@ -36,7 +36,13 @@ ASSUMPTIONS = [
     "HTML share, language mix). Small samples make all of it rough, the language mix especially.",
     "Core-seconds are the tasks' own wall-clock seconds from the manifests x engine_options.cpus_per_task; driver "
     "time, scheduling, retries and worker start-up are not included.",
-    "A stage scales its task count by f when each of its tasks reads the output of one task of a scaling stage "
+    "Stages after extract whose tasks are sized by work (dedup_signatures, dedup_annotate, filter, finalize, "
+    "rebalance; config `tasks`) get max(documents in / tasks.target_documents, input files / tasks.max_input_files) "
+    "tasks at full scale (at least the sample's count): they scale with the shards through the documents, not with "
+    "shards x languages. dedup_buckets keeps one task per hash partition (its fan-in grows with the shards); "
+    "dedup_clusters one task per group of languages.",
+    "For other stages: a stage scales its task count by f when each of its tasks reads the output of one task of "
+    "a scaling stage "
     "(extract: one task per shard; e.g. one task per extract file), or -- when the manifests do not trace its inputs "
     "-- when it has one task per sample shard; any other stage keeps its measured task count (e.g. hash "
     "partitions, per-language tasks), each task doing f times the work.",
@@ -46,7 +52,8 @@ ASSUMPTIONS = [
     "(union-find state; the dedup implementation's target), signatures stay on storage; holding the signatures "
     "in memory as well would add num_buckets x hashes_per_bucket x 8 bytes per document.",
     "Largest language = the language with most documents out of extract in the sample, scaled by f.",
-    f"S3 requests: per task 2 HEAD (manifest check on driver and worker) + 1 PUT for its manifest; per input file "
+    f"S3 requests: per task 1 GET (the worker's manifest check; the driver lists manifests and reads the stage's "
+    f"index instead of one request per task) + 1 PUT for its manifest; per input file "
     f"ceil(bytes / {S3_BLOCK_BYTES >> 20} MiB) GET (s3fs block size); per output file 1 PUT, or multipart "
     f"(2 + ceil(bytes / {S3_CHUNK_BYTES >> 20} MiB) requests) above {S3_CHUNK_BYTES >> 20} MiB; listings (~1 LIST "
     "per 1,000 manifests per stage plan) are not counted.",
@@ -81,6 +88,17 @@ def _scales_with_shards(stage: str, tasks: Any, producer: dict[str, tuple[str, s
         return False, "fixed task count"
     # Inputs not traceable to manifests: one task per sample shard means per shard.
     return (True, "per shard") if n_tasks == sample_shards else (False, "fixed task count")
+
+
+# Stages whose tasks are sized by work (pipeline/tasks.py: work_sized_tasks): tasks follow documents and files.
+WORK_SIZED_STAGES = {"dedup_signatures", "dedup_annotate", "filter", "finalize", "rebalance"}
+
+
+def _work_sized_tasks(docs_in: float | None, input_files: float, sample_tasks: int, task_cfg: dict[str, Any]) -> int:
+    """Tasks of a work-sized stage for ``docs_in`` documents in ``input_files`` files (full scale)."""
+    target = int(task_cfg.get("target_documents") or 50_000)
+    cap = int(task_cfg.get("max_input_files") or 1000)
+    return max(sample_tasks, math.ceil((docs_in or 0) / target), math.ceil(input_files / cap), 1)
 
 
 def _put_requests(nbytes: float) -> int:
@@ -156,9 +174,16 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         }
         measured.append(m)
 
-        per_shard, how = _scales_with_shards(s, t, producer, scaling, r["tasks"], sample_shards)
+        # a sample made by a version with work-sized tasks has the `tasks` config section
+        work_sized = s in WORK_SIZED_STAGES and "tasks" in cfg_dict
+        if work_sized:  # grouped by work: count from the full scale's documents and files
+            per_shard, how = True, "per work (documents, files): scales with shards"
+            tasks_full = _work_sized_tasks(r["docs_in"] * f if r["docs_in"] is not None else None,
+                                           len(inputs) * f, r["tasks"], cfg_dict.get("tasks") or {})
+        else:
+            per_shard, how = _scales_with_shards(s, t, producer, scaling, r["tasks"], sample_shards)
+            tasks_full = round(r["tasks"] * f) if per_shard else r["tasks"]
         scaling[s] = per_shard
-        tasks_full = round(r["tasks"] * f) if per_shard else r["tasks"]
         core_full = core_s * f
         longest = float(r["max_task_seconds"] or 0.0) * (1.0 if per_shard else f)
         wall = max(core_full / max(1, min(slots, tasks_full)), longest) if tasks_full else 0.0
@@ -168,9 +193,10 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         gets = sum(math.ceil((b * size_scale) / S3_BLOCK_BYTES) or 1 for b in in_sizes) * count_scale
         puts = sum(_put_requests((b or 0) * size_scale) for b in fs_["bytes"].to_list()) * count_scale
         puts += tasks_full  # manifests
-        heads = 2 * tasks_full
+        gets += tasks_full  # the worker's manifest check (one GET; 404 on a first run)
+        heads = 0
         projected.append({
-            "stage": s, "tasks": tasks_full, "scaling": how,
+            "stage": s, "tasks": tasks_full, "scaling": how, "scales_with_shards": bool(per_shard),
             "docs_in": round(r["docs_in"] * f) if r["docs_in"] is not None else None,
             "docs_out": round(r["docs_out"] * f) if r["docs_out"] is not None else None,
             "core_hours": core_full / 3600, "wall_hours": wall / 3600,
@@ -275,6 +301,10 @@ def print_plan(p: dict[str, Any], console: Any) -> None:
         console.print("MEASURED dedup_signatures output (signatures + band files): "
                       f"{mem['measured_signature_stage_bytes_per_doc']:,.1f} bytes/doc")
     console.print(f"PROJECTION S3 requests in total: {tot['s3_requests']:,}")
+    scaling = [r["stage"] for r in p["projection"] if r.get("scales_with_shards")]
+    fixed = [r["stage"] for r in p["projection"] if not r.get("scales_with_shards")]
+    console.print(f"Task counts that scale with the shards: {', '.join(scaling) or '-'}; "
+                  f"fixed (hash partitions, language groups): {', '.join(fixed) or '-'}")
     if p["unmeasured_stages"]:
         console.print(f"[yellow]not measured[/] (not run in the sample, so not projected): "
                       f"{', '.join(p['unmeasured_stages'])}")

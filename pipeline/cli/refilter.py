@@ -69,7 +69,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
     from babelsieve.filters.apply import stats_rows, stats_table
     from babelsieve.filters.decisions import decide_arrays
     from babelsieve.filters.signals import get_tokenizer, stopword_counts
-    from babelsieve.pipeline.stages.filter import filter_settings_for, write_decided
+    from babelsieve.pipeline.stages.filter import filter_settings_for, stats_url, write_decided
 
     config = _load_config(output, opts)
     merged = {**(config.filter.overrides.get(language) or {}), **overrides}
@@ -78,7 +78,9 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
     base = RunLayout(output).manifests_dir("filter")
     manifests = [manifest_from_storage(output, storage.read_json(u, opts))
                  for u in storage.list_files(base, ".json", opts)]
-    manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
+    # a filter task may hold several languages (work-sized tasks): only this language's files are rewritten
+    manifests = [m for m in manifests if language in ((m.get("params") or {}).get("lang_scripts")
+                                                      or [(m.get("params") or {}).get("lang_script")])]
     if not manifests:
         raise click.ClickException(f"no filter-stage output for {language} in {output}")
     totals: dict[str, int] = {}
@@ -93,7 +95,9 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
         for m in manifests:
             task_id = m["task_id"]
             parts = []
-            for f in m["files"]:
+            mine = [f for f in m["files"] if f.get("lang_script") in (language, None)]
+            others = [f for f in m["files"] if f.get("lang_script") not in (language, None)]
+            for f in mine:
                 if f.get("kind") in ("documents", "removed"):
                     parts.append(read_table(f["path"], opts))
             table = pa.concat_tables([p.drop_columns(["removal_reason"]) if "removal_reason" in p.column_names else p
@@ -108,7 +112,7 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
             files = write_decided(storage.join(staging, "filter"), staging, task_id, language, table, reasons, opts)
             has_sizes = "minhash_cluster_size" in table.column_names
             sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
-            entry = write_table(storage.join(RunLayout(staging).stats_dir("filter"), f"{task_id}.parquet"),
+            entry = write_table(stats_url(staging, task_id, language),
                                 stats_table(stats_rows(task_id, language, reasons, sizes)), opts)
             files.append({**entry, "kind": "stats", "lang_script": language})
             removed: dict[str, int] = {}
@@ -117,10 +121,19 @@ def _refilter_locked(output: str, language: str, overrides: dict[str, Any], opts
                     removed[r] = removed.get(r, 0) + 1
                     totals[r] = totals.get(r, 0) + 1
             n_docs += len(reasons)
-            m["stats"] = {**m.get("stats", {}), "docs_in": len(reasons),
-                          "docs_out": len(reasons) - sum(removed.values()),
-                          "removed": dict(sorted(removed.items())), "refiltered": overrides}
-            staged.append((m, files))
+            old_stats = m.get("stats", {})
+            # the task's totals: its other languages' counts stay, this language's are replaced
+            other_removed: dict[str, int] = dict(old_stats.get("removed") or {})
+            for f in mine:
+                if f.get("kind") == "removed" and f.get("reason") in other_removed:
+                    other_removed[f["reason"]] -= int(f.get("rows") or 0)
+            for r, k in removed.items():
+                other_removed[r] = other_removed.get(r, 0) + k
+            languages = {**(old_stats.get("languages") or {}), language: len(reasons) - sum(removed.values())}
+            m["stats"] = {**old_stats, "docs_out": sum(languages.values()),
+                          "removed": {r: k for r, k in sorted(other_removed.items()) if k > 0},
+                          "languages": languages, "refiltered": overrides}
+            staged.append((m, others + files))
         for m, files in staged:
             _commit(output, config, m, files, staging, opts)
     finally:
@@ -138,6 +151,9 @@ def _commit(output: str, config: Any, manifest: dict[str, Any], staged: list[dic
     """Rename one task's staged files into place, publish its manifest, delete its files no longer listed."""
     files = []
     for f in staged:
+        if not f["path"].startswith(staging.rstrip("/") + "/"):  # another language's file of the task: kept
+            files.append(f)
+            continue
         final = storage.join(output, f["path"][len(staging.rstrip("/")) + 1:])
         fs, src = storage.filesystem(f["path"], opts)
         _, dst = storage.filesystem(final, opts)

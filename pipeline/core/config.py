@@ -285,6 +285,16 @@ class SlurmConfig(_Strict):
         return self
 
 
+class TasksConfig(_Strict):
+    """How the stages after extract group their input files into tasks (docs/scaling.md): by work, so
+    that task and file counts follow documents, not shards x languages. Changes file names, never rows."""
+
+    target_documents: int = Field(50_000, ge=1, description="Documents per task after extract (a task closes "
+                                                             "once it reaches this)")
+    target_bytes: int = Field(256 * 1024**2, ge=1, description="Input bytes per task after extract")
+    max_input_files: int = Field(1000, ge=2, description="Input files per task at most (fan-in)")
+
+
 class EngineConfig(_Strict):
     """Scheduling only: never changes what a task writes."""
 
@@ -326,6 +336,7 @@ class PipelineConfig(_Strict):
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     finalize: FinalizeConfig = Field(default_factory=FinalizeConfig)
     rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
     engine_options: EngineConfig = Field(default_factory=EngineConfig)
 
     @model_validator(mode="after")

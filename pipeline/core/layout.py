@@ -5,6 +5,7 @@ OUTPUT/
   <stage>/lang_script=<lang>/<task>.parquet    documents of a stage      RunLayout.stage_dir
   removed/<stage>/<reason>/<task>.parquet      removed documents         RunLayout.removed_dir
   _manifests/<stage>/<task>.json               proof a task is complete  RunLayout.manifest
+  _index/<stage>.json.gz                       a stage's manifests, one object  RunLayout.manifest_index
   _stats/<stage>/<task>.parquet                per-task statistics       RunLayout.stats_dir
   <stage>_work/                                intermediate files        RunLayout.work_dir
   _logs/<stage>-<ms>.jsonl                     one line per attempt      RunLayout.logs_dir
@@ -48,6 +49,10 @@ class RunLayout:
 
     def manifest(self, stage: str, task_id: str) -> str:
         return self._at("_manifests", stage, f"{task_id}.json")
+
+    def manifest_index(self, stage: str) -> str:
+        """Every completed manifest of a stage in one gzip JSON object (read with one request)."""
+        return self._at("_index", f"{stage}.json.gz")
 
     def logs_dir(self) -> str:
         return self._at("_logs")

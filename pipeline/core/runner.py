@@ -24,7 +24,7 @@ from babelsieve.pipeline.core.tasks import (
     ConfigMismatchError,
     FileSizes,
     check_manifest,
-    read_manifest,
+    load_manifests,
     retire_stale,
     retire_unplanned,
     run_marker,
@@ -158,9 +158,10 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
             retire_unplanned(config, stage, tasks)
             ss = StageSummary(stage_name, tasks=len(tasks))
             todo = []
-            sizes = FileSizes(config.storage_options, by_listing=True)
+            sizes = FileSizes(config.storage_options, by_listing=True, root=config.output)
+            existing = load_manifests(config, stage_name)  # one listing + the stage's index, not a GET per task
             for t in tasks:  # skip completed tasks on the driver: no worker start-up for a finished stage
-                m = read_manifest(config, t.stage, t.task_id)
+                m = existing.get(t.task_id)
                 if check_manifest(config, m, t, sizes):
                     assert m is not None
                     ss.add({"task_id": t.task_id, "status": "cached", "stats": m.get("stats", {})})
@@ -189,6 +190,8 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
             if log:
                 _append_log(config, stage_name, log)
             stage.finish(results)
+            if todo or ss.tasks:
+                load_manifests(config, stage_name, write_index=True)  # later stages and runs read it in one GET
             ss.seconds = time.perf_counter() - t0
             summary.stages.append(ss)
     finally:

@@ -67,6 +67,11 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
     return url_to_fs(url, **with_defaults(url, storage_options))
 
 
+def protocol_of(url: str) -> str:
+    """The URL's protocol (``file`` for a plain path)."""
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
 def _protocol(fs: fsspec.AbstractFileSystem) -> str:
     proto = fs.protocol
     return proto[0] if isinstance(proto, (tuple, list)) else proto
@@ -177,7 +182,12 @@ def publish_json(url: str, obj: Any, storage_options: dict[str, Any] | None = No
 
 
 def read_bytes(url: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    """The whole object at ``url``. On S3 one GET: s3fs would HEAD first (to split big objects into
+    concurrent ranged GETs), which doubles the requests for the many small files a run reads, and a
+    missing object would cost a HEAD and a LIST before the error."""
     fs, path = filesystem(url, storage_options)
+    if _protocol(fs) in ("s3", "s3a"):
+        return fs.cat_file(path, max_concurrency=1)
     return fs.cat_file(path)
 
 
@@ -202,15 +212,23 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
 def list_files(url: str, suffix: str = "", storage_options: dict[str, Any] | None = None) -> list[str]:
     """All files below ``url`` (recursively) ending in ``suffix``, as full URLs, sorted."""
     fs, path = filesystem(url, storage_options)
-    if not fs.exists(path):
-        return []
-    found = fs.find(path)
     proto = _protocol(fs)
+    if proto in ("file", "local") and not fs.exists(path):
+        return []
+    try:
+        found = fs.find(path)  # on S3 a missing prefix lists nothing: no HEAD first
+    except FileNotFoundError:
+        return []
     prefix = "" if proto in ("file", "local") else f"{proto}://"
     return sorted(prefix + f for f in found if f.endswith(suffix) and ".tmp-" not in f)
 
 
 def remove(url: str, storage_options: dict[str, Any] | None = None, recursive: bool = True) -> None:
+    """Delete ``url`` (with ``recursive``, everything below it); nothing there is not an error. One
+    DELETE for a single object on S3 (deleting a missing key succeeds there: no HEAD first)."""
     fs, path = filesystem(url, storage_options)
+    if not recursive and _protocol(fs) in ("s3", "s3a"):
+        fs.rm_file(path)
+        return
     if fs.exists(path):
         fs.rm(path, recursive=recursive)

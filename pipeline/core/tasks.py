@@ -18,12 +18,13 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -81,6 +82,69 @@ def files_digest(entries: list[dict[str, Any]]) -> str:
     Paths are left out on purpose: the task's relative input paths are part of its identity already."""
     blob = json.dumps([[e.get("sha256"), e.get("bytes"), e.get("rows")] for e in entries], separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def entry_language(entry: dict[str, Any]) -> str:
+    """The ``lang_script`` of a manifest file entry (``und`` when it has none)."""
+    return entry.get("lang_script") or "und"
+
+
+def plan_work_groups(entries: list[dict[str, Any]], target_documents: int, target_bytes: int,
+                     max_inputs: int) -> list[list[dict[str, Any]]]:
+    """Group upstream file entries into tasks by work: the shared planner of every stage after extract.
+
+    Entries (manifest file entries with ``path``, ``lang_script``, ``rows``, ``bytes``) are sorted by
+    (language, path) and packed in that order; a group closes once it holds ``target_documents`` rows
+    or ``target_bytes`` bytes or ``max_inputs`` files. So a big language is split into groups of about
+    the target, long-tail languages share a group, a file is never split, and a group's languages are a
+    contiguous run of the sorted language list. The grouping depends only on the set of entries (their
+    paths and recorded sizes): never on the engine, the workers or the order manifests were listed in,
+    so a rerun over the same upstream outputs plans the same tasks, and a run after added shards plans
+    the tasks a single run over all shards would (docs/runs.md)."""
+    groups: list[list[dict[str, Any]]] = []
+    cur: list[dict[str, Any]] = []
+    docs = nbytes = 0
+    for e in sorted(entries, key=lambda f: (entry_language(f), f["path"])):
+        cur.append(e)
+        docs += int(e.get("rows") or 0)
+        nbytes += int(e.get("bytes") or 0)
+        if docs >= target_documents or nbytes >= target_bytes or len(cur) >= max_inputs:
+            groups.append(cur)
+            cur, docs, nbytes = [], 0, 0
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+def work_sized_tasks(stage: str, entries: list[dict[str, Any]], config: PipelineConfig, files_per_entry: int = 1,
+                     params: dict[str, Any] | None = None, first_params: dict[str, Any] | None = None) -> list[Task]:
+    """Tasks of ``stage`` over ``entries`` grouped by :func:`plan_work_groups` with ``config.tasks``.
+
+    Task ``i`` (id ``%06d``) reads its group's paths in sorted (language, path) order; its params hold
+    ``lang_scripts`` (the language of each input, aligned with ``inputs``) plus ``params``; its
+    identity includes the recorded content of every input. ``files_per_entry`` > 1 when a task also
+    reads companion files per entry (the fan-in cap counts them); ``first_params`` go to task 0 only
+    (a stage-wide summary). Stages run the result with :func:`inputs_by_language`."""
+    tc = config.tasks
+    cap = max(1, tc.max_input_files // files_per_entry)
+    groups = plan_work_groups(entries, tc.target_documents, tc.target_bytes, cap)
+    return [Task(stage, f"{i:06d}", tuple(e["path"] for e in g),
+                 {"lang_scripts": [entry_language(e) for e in g], **(params or {}),
+                  **((first_params or {}) if i == 0 else {})}, files_digest(g))
+            for i, g in enumerate(groups)]
+
+
+def inputs_by_language(task: Task) -> list[tuple[str, list[str]]]:
+    """(language, input paths) of a :func:`work_sized_tasks` task, in input order (languages sorted).
+    A task of the one-file-per-task plans of earlier versions has ``lang_script`` instead."""
+    langs = task.params.get("lang_scripts") or [task.params.get("lang_script") or "und"] * len(task.inputs)
+    out: list[tuple[str, list[str]]] = []
+    for lang, path in zip(langs, task.inputs, strict=True):
+        if out and out[-1][0] == lang:
+            out[-1][1].append(path)
+        else:
+            out.append((lang, [path]))
+    return out
 
 
 def relative_path(output: str, path: str) -> str:
@@ -165,11 +229,92 @@ def manifest_url(config: PipelineConfig, stage: str, task_id: str) -> str:
 
 
 def read_manifest(config: PipelineConfig, stage: str, task_id: str) -> dict[str, Any] | None:
-    """The task's manifest with paths resolved below the output, or None."""
+    """The task's manifest with paths resolved below the output, or None (one GET: no HEAD first)."""
     url = manifest_url(config, stage, task_id)
-    if not storage.exists(url, config.storage_options):
+    try:
+        return manifest_from_storage(config.output, storage.read_json(url, config.storage_options))
+    except FileNotFoundError:
         return None
-    return manifest_from_storage(config.output, storage.read_json(url, config.storage_options))
+
+
+def index_url(config: PipelineConfig, stage: str) -> str:
+    """The stage's manifest index: every completed manifest of the stage in one object (gzip JSON)."""
+    return RunLayout(config.output).manifest_index(stage)
+
+
+def _stamp(entry: dict[str, Any]) -> str:
+    """What a listing says about one manifest object, enough to see that it was rewritten: the S3 ETag
+    (MD5 of the bytes of a single PUT), else size, modification time and inode (a rewrite is a rename
+    of a new file, so a new inode)."""
+    etag = entry.get("ETag") or entry.get("etag")
+    if etag:
+        return f"{entry.get('size')}:{str(etag).strip(chr(34))}"
+    return f"{entry.get('size')}:{entry.get('mtime')}:{entry.get('ino')}"
+
+
+def _list_stamps(config: PipelineConfig, stage: str) -> dict[str, str]:
+    """task_id -> stamp of every manifest of ``stage`` (one LIST per 1,000 manifests on S3)."""
+    base = RunLayout(config.output).manifests_dir(stage)
+    fs, path = storage.filesystem(base, config.storage_options)
+    try:
+        listing = fs.find(path, detail=True)
+    except (FileNotFoundError, OSError):
+        return {}
+    out = {}
+    for name, entry in listing.items():
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf.endswith(".json") and ".tmp-" not in leaf and entry.get("type") != "directory":
+            out[leaf[: -len(".json")]] = _stamp(entry)
+    return dict(sorted(out.items()))
+
+
+def _read_index(config: PipelineConfig, stage: str) -> dict[str, Any]:
+    try:
+        blob = storage.read_bytes(index_url(config, stage), config.storage_options)
+        data = json.loads(gzip.decompress(blob))
+    except (FileNotFoundError, OSError, ValueError, EOFError):
+        return {}  # no index (or an unreadable one): every manifest is read, and the next driver rewrites it
+    return data.get("manifests", {}) if isinstance(data, dict) and data.get("version") == 1 else {}
+
+
+def iter_manifests(config: PipelineConfig, stage: str,
+                   write_index: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(task_id, manifest with paths resolved) of every manifest of ``stage``, in task order, from one
+    listing and the stage's index instead of one read per manifest; one resolved manifest at a time.
+
+    The listing is the truth (a manifest is the proof of completion): a manifest in the index whose
+    stamp (:func:`_stamp`) still matches the listing is taken from the index; every other listed
+    manifest is read (one GET), and index entries without a listed manifest are ignored. So a task
+    that was rerun, retired or deleted by hand is never served from a stale index. With
+    ``write_index`` (the driver, which holds the output's lock) the index is rewritten at the end when
+    it was out of date: one PUT per stage instead of one GET per manifest for every later reader."""
+    stamps = _list_stamps(config, stage)
+    index = _read_index(config, stage)
+    stored: dict[str, Any] = {}
+    changed = set(index) != set(stamps)
+    for task_id, stamp in stamps.items():
+        hit = index.get(task_id)
+        if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("manifest"), dict):
+            raw = hit["manifest"]
+        else:
+            try:
+                raw = storage.read_json(manifest_url(config, stage, task_id), config.storage_options)
+            except FileNotFoundError:  # deleted since the listing
+                changed = True
+                continue
+            changed = True
+        if write_index:  # only the driver that rewrites the index keeps the stored form
+            stored[task_id] = {"stamp": stamp, "manifest": raw}
+        yield task_id, manifest_from_storage(config.output, raw)
+    if write_index and changed:
+        blob = json.dumps({"version": 1, "stage": stage, "manifests": stored}, sort_keys=True,
+                          separators=(",", ":")).encode()
+        storage.publish_bytes(index_url(config, stage), gzip.compress(blob, mtime=0), config.storage_options)
+
+
+def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False) -> dict[str, dict[str, Any]]:
+    """Every manifest of ``stage``: task_id -> manifest (paths resolved); see :func:`iter_manifests`."""
+    return dict(iter_manifests(config, stage, write_index))
 
 
 def publish_manifest(config: PipelineConfig, manifest: dict[str, Any]) -> None:
@@ -182,10 +327,12 @@ class FileSizes:
     """Sizes of published files, for verifying manifests. With ``by_listing`` (the driver checks many
     tasks) each directory is listed once -- one LIST instead of a HEAD per file on object storage."""
 
-    def __init__(self, storage_options: dict[str, Any] | None, by_listing: bool = False):
+    def __init__(self, storage_options: dict[str, Any] | None, by_listing: bool = False, root: str | None = None):
         self.storage_options = storage_options
         self.by_listing = by_listing
+        self.root = root.rstrip("/") + "/" if root else None
         self._dirs: dict[str, dict[str, int]] = {}
+        self._trees: dict[str, dict[str, int]] = {}
 
     def size(self, url: str) -> int | None:
         """Size of ``url`` in bytes, None when it does not exist."""
@@ -195,6 +342,22 @@ class FileSizes:
                 return int(fs.size(path))
             except (FileNotFoundError, OSError):
                 return None
+        if (self.root and url.startswith(self.root) and "/" in url[len(self.root):]
+                and storage.protocol_of(url) not in ("file", "local")):
+            # on an object store below the output root: list the whole top-level prefix (a stage's outputs,
+            # e.g. every extract/lang_script=*/ directory) in one paged listing, not one listing per
+            # directory (a request each). A local disk lists per directory: no requests to save, and
+            # the listing's details are held one directory at a time
+            top = url[: len(self.root) + url[len(self.root):].index("/")]
+            if top not in self._trees:
+                tfs, tpath = storage.filesystem(top, self.storage_options)
+                try:
+                    found = tfs.find(tpath, detail=True)
+                except (FileNotFoundError, OSError):
+                    found = {}
+                self._trees[top] = {k.rstrip("/"): int(v.get("size") or 0) for k, v in found.items()
+                                    if v.get("type") != "directory"}
+            return self._trees[top].get(path.rstrip("/"))
         parent = path.rsplit("/", 1)[0]
         if parent not in self._dirs:
             try:
@@ -272,20 +435,23 @@ def retire_unplanned(config: PipelineConfig, stage: Stage, tasks: list[Task]) ->
     if stage.plan_selects:
         return 0
     planned = {t.task_id for t in tasks}
-    base = RunLayout(config.output).manifests_dir(stage.name)
     n = 0
-    for url in storage.list_files(base, ".json", config.storage_options):
-        task_id = url.rsplit("/", 1)[1][: -len(".json")]
+    try:
+        existing = load_manifests(config, stage.name)
+    except storage.CorruptFileError:
+        existing = {}
+        for task_id in _list_stamps(config, stage.name):  # one of them is unreadable: go one by one
+            try:
+                existing[task_id] = read_manifest(config, stage.name, task_id) or {}
+            except (ValueError, OSError):
+                existing[task_id] = {}
+    for task_id, m in existing.items():
         if task_id in planned:
             continue
-        try:
-            m = manifest_from_storage(config.output, storage.read_json(url, config.storage_options))
-        except (ValueError, OSError):
-            m = None
         if isinstance(m, dict) and m.get("config_hash") not in (None, config.content_hash()):
             continue  # another config's task: check_manifest refuses the run elsewhere; never delete it
-        retire_files(config, m if isinstance(m, dict) else None, [])
-        storage.remove(url, config.storage_options, recursive=False)
+        retire_files(config, m if isinstance(m, dict) and m else None, [])
+        storage.remove(manifest_url(config, stage.name, task_id), config.storage_options, recursive=False)
         n += 1
     return n
 
@@ -358,11 +524,9 @@ def completed_files(config: PipelineConfig, stage: str, kind: str | None = None)
     from it (e.g. an extract task of another shard range whose file was deleted; that range's next
     run redoes it). Sizes come from one listing per directory.
     """
-    base = RunLayout(config.output).manifests_dir(stage)
     files = []
-    sizes = FileSizes(config.storage_options, by_listing=True)
-    for url in storage.list_files(base, ".json", config.storage_options):
-        m = manifest_from_storage(config.output, storage.read_json(url, config.storage_options))
+    sizes = FileSizes(config.storage_options, by_listing=True, root=config.output)
+    for _, m in iter_manifests(config, stage):  # one manifest at a time: only the file entries are kept
         if m.get("config_hash") != config.content_hash() or missing_files(config, m, sizes):
             continue
         for f in m.get("files", []):

@@ -106,7 +106,8 @@ def _input_bytes(task: Task) -> int | None:
 def _affinity_key(task: Task) -> str | None:
     """Tasks with the same key should run in the same worker: per-language stages (filter, dedup)
     load that language's tokenizer and caches once per process."""
-    key = task.params.get("lang_script") if task.params else None
+    params = task.params or {}
+    key = params.get("lang_script") or (params.get("lang_scripts") or [None])[0]  # work-sized: its first language
     return str(key) if key else None
 
 

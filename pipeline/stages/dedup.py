@@ -1,26 +1,31 @@
-"""Global MinHash deduplication per language as four ordinary task stages.
+"""Global MinHash deduplication per language as four ordinary task stages, with tasks sized by work.
 
-``dedup_signatures`` (one task per extract ``documents`` file, plus one per stored signature file of
-an earlier run listed in ``dedup.previous_signatures``)
+``dedup_signatures`` (extract ``documents`` files grouped into tasks by documents and bytes,
+:func:`~babelsieve.pipeline.core.tasks.work_sized_tasks`; plus one task per stored signature file of an
+earlier run listed in ``dedup.previous_signatures``)
     signatures of every document with >= n words -> ``dedup_work/signatures/lang_script=X/<task>.npy``
-    (kind ``signatures``, reusable by later runs) and, per band, a 64-bit band key; (key, doc id)
-    pairs are written partitioned by ``key % partitions`` ->
-    ``dedup_work/bands/lang_script=X/part=PPPPP/<task>.npy`` (kind ``bands``).
-``dedup_buckets`` (one task per (language, partition))
-    sorts the partition's (key, id) pairs; every run of equal keys is a band bucket; each member is
-    linked to the smallest id of its bucket (a star: n-1 edges, not n^2). Buckets holding only
-    documents of earlier runs are skipped. Unique edges ->
-    ``dedup_work/edges/lang_script=X/PPPPP.npy`` (kind ``edges``).
-``dedup_clusters`` (one task per language)
-    connected components over the language's edge files, streamed one partition at a time
-    (see :func:`connected_components`). Writes, per extract file with duplicates, the rows that
-    are in a cluster: (row, cluster id, cluster size) -> ``dedup_work/clusters/lang_script=X/<file>.npy``.
-``dedup_annotate`` (one task per extract ``documents`` file)
+    (one per (task, language); kind ``signatures``, reusable by later runs) and, per band, a 64-bit
+    band key; (language hash, key, doc id) triples of all the task's languages are written partitioned
+    by ``key % partitions`` -> ``dedup_work/bands/part=PPPPP/<task>.npy`` (kind ``bands``): one file
+    per (task, partition), not per (task, language, partition).
+``dedup_buckets`` (one task per partition)
+    sorts the partition's (language, key, id) triples; every run of equal (language, key) is a band
+    bucket (documents of different languages never share one); each member is linked to the
+    smallest id of its bucket (a star: n-1 edges, not n^2). Buckets holding only documents of earlier
+    runs are skipped. Unique edges, sorted by (language hash, u, v) ->
+    ``dedup_work/edges/PPPPP.npy`` (kind ``edges``; the entry records each language's row range).
+``dedup_clusters`` (languages grouped into tasks by their edge counts)
+    connected components over the group's edges, streamed one partition (edge file) at a time
+    (see :func:`connected_components`). Edges never join two languages, so one task can cluster
+    several. Writes, per annotate task (a range of extract files, planned as ``dedup_annotate`` plans
+    it) with duplicates, the rows that are in a cluster: (file index, row, cluster id, cluster size) ->
+    ``dedup_work/clusters/<task>-<annotate task>.npy``; so clusters files follow tasks, not extract files.
+``dedup_annotate`` (extract ``documents`` files grouped by work, as for signatures)
     keeps the document whose id is the cluster id (the smallest id of the cluster; documents of
     earlier runs have smaller ids, so they win and new near-duplicates of them are removed), sets
     ``minhash_cluster_size`` (1 for singletons), writes kept documents to
-    ``dedup/lang_script=X/<task>.parquet`` and the others to
-    ``removed/dedup/minhash_duplicate/<task>.parquet`` with ``removal_reason`` and
+    ``dedup/lang_script=X/<task>.parquet`` (one per (task, language)) and the others to
+    ``removed/dedup/minhash_duplicate/<task>-<lang>.parquet`` with ``removal_reason`` and
     ``minhash_cluster_id``.
 
 Document ids are int64: ``gen << 56 | file_index << 32 | row`` where ``file_index`` is the position
@@ -38,15 +43,26 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
-from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
+from babelsieve.pipeline.core.tasks import (
+    Stage,
+    Task,
+    TaskOutput,
+    completed_files,
+    entry_language,
+    files_digest,
+    plan_work_groups,
+    work_sized_tasks,
+)
 from babelsieve.pipeline.stages import documents_input
 
 GEN_SHIFT = 56
@@ -54,9 +70,10 @@ FILE_SHIFT = 32
 LOCAL_MASK = (1 << GEN_SHIFT) - 1
 MAX_FILES = 1 << (GEN_SHIFT - FILE_SHIFT)
 REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA).append(pa.field("minhash_cluster_id", pa.int64()))
-BAND_DTYPE = np.dtype([("key", "<u8"), ("id", "<i8")])
+BAND_DTYPE = np.dtype([("lang", "<u8"), ("key", "<u8"), ("id", "<i8")])
 EDGE_DTYPE = np.dtype([("u", "<i8"), ("v", "<i8")])
-CLUSTER_DTYPE = np.dtype([("row", "<i8"), ("cluster", "<i8"), ("size", "<i8")])
+LANG_EDGE_DTYPE = np.dtype([("lang", "<u8"), ("u", "<i8"), ("v", "<i8")])
+CLUSTER_DTYPE = np.dtype([("file", "<i8"), ("row", "<i8"), ("cluster", "<i8"), ("size", "<i8")])
 BATCH_DOCS = 2000
 
 
@@ -102,8 +119,21 @@ def extract_documents(config) -> list[dict[str, Any]]:
     return sorted(files, key=lambda f: f["path"])
 
 
+def annotate_groups(config, docs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The extract files of each ``dedup_annotate`` task (``docs`` sorted by path, i.e. by file index):
+    work-sized, with room in the fan-in cap for one clusters file per extract file. ``dedup_clusters``
+    writes one file per annotate task it has rows for, so it plans the same groups."""
+    tc = config.tasks
+    return plan_work_groups(docs, tc.target_documents, tc.target_bytes, max(1, tc.max_input_files // 2))
+
+
 def _file_task_id(file_index: int) -> str:
     return f"{file_index:06d}"
+
+
+def language_hash(lang: str) -> int:
+    """A language's 64-bit tag in band and edge files (xxh64 of its ``lang_script`` label)."""
+    return xxhash.xxh64_intdigest(lang.encode())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,11 +157,10 @@ class DedupSignaturesStage(Stage):
         gen = len(cfg.previous_signatures)
         if gen >= 64:
             raise ValueError("at most 63 previous_signatures directories")
-        tasks = [
-            Task(self.name, _file_task_id(i), (f["path"],),
-                 {"file_index": i, "gen": gen, "lang_script": f["lang_script"]}, files_digest([f]))
-            for i, f in enumerate(extract_documents(self.config))
-        ]
+        docs = extract_documents(self.config)
+        index = {f["path"]: i for i, f in enumerate(docs)}
+        tasks = [replace(t, params={**t.params, "file_indexes": [index[p] for p in t.inputs]})
+                 for t in work_sized_tasks(self.name, docs, self.config, params={"gen": gen})]
         for k, d in enumerate(cfg.previous_signatures):
             sig_files = storage.list_files(d, ".npy", self.storage_options)
             if not sig_files:
@@ -149,54 +178,73 @@ class DedupSignaturesStage(Stage):
     def run(self, task: Task) -> TaskOutput:
         c = self.config.dedup
         num_perm = c.num_buckets * c.hashes_per_bucket
-        lang = task.params["lang_script"]
         gen = task.params["gen"]
         files: list[dict[str, Any]] = []
+        parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # (language, ids with gen, signatures)
+        n_docs = 0
         if task.task_id.startswith("prev"):
+            lang = task.params["lang_script"]
             arr = load_npy(task.inputs[0], self.storage_options)
             if arr.dtype != sig_dtype(num_perm):
                 raise ValueError(
                     f"{task.inputs[0]}: stored signatures have dtype {arr.dtype}, this config needs "
                     f"{num_perm} hashes ({c.num_buckets}x{c.hashes_per_bucket})"
                 )
-            ids = (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT)
-            sigs = arr["sig"]
+            parts.append((lang, (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
             n_docs = len(arr)
         else:
-            table = read_table(task.inputs[0], self.storage_options, columns=["text"])
-            col = table.column("text")
-            n_docs = len(col)
-            mh = self._minhasher(lang)
-            rows_parts, sig_parts = [], []
-            for s in range(0, n_docs, BATCH_DOCS):
-                batch = [t or "" for t in col.slice(s, BATCH_DOCS).to_pylist()]
-                has, sg = mh.signatures(batch)
-                rows_parts.append(np.flatnonzero(has) + s)
-                sig_parts.append(sg)
-            rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.int64)
-            sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, num_perm), np.uint64)
-            local = doc_ids(0, task.params["file_index"], rows)
-            arr = np.empty(len(rows), dtype=sig_dtype(num_perm))
-            arr["id"] = local
-            arr["sig"] = sigs
-            url = self.layout.work_dir("dedup", "signatures", f"lang_script={lang}", f"{task.task_id}.npy")
-            entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
-            files.append(
-                {**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr), "source": task.inputs[0]}
-            )
-            ids = local | (np.int64(gen) << GEN_SHIFT)
-        files += self._write_bands(task, lang, ids, sigs)
-        return TaskOutput(files=files, stats={"documents": n_docs, "signatures": int(len(ids)), "lang_script": lang})
+            by_lang: dict[str, list[tuple[str, int]]] = defaultdict(list)
+            for lang, url, fidx in zip(task.params["lang_scripts"], task.inputs, task.params["file_indexes"],
+                                       strict=True):
+                by_lang[lang].append((url, fidx))
+            for lang in sorted(by_lang):
+                ids_l, sigs_l = [], []
+                for url, fidx in by_lang[lang]:
+                    n, rows, sigs = self._signatures(lang, url, num_perm)
+                    n_docs += n
+                    ids_l.append(doc_ids(0, fidx, rows))
+                    sigs_l.append(sigs)
+                arr = np.empty(sum(len(x) for x in ids_l), dtype=sig_dtype(num_perm))
+                arr["id"] = np.concatenate(ids_l)
+                arr["sig"] = np.concatenate(sigs_l)
+                url = self.layout.work_dir("dedup", "signatures", f"lang_script={lang}", f"{task.task_id}.npy")
+                entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
+                files.append({**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr),
+                              "sources": [u for u, _ in by_lang[lang]]})
+                parts.append((lang, arr["id"] | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
+        files += self._write_bands(task, parts)
+        return TaskOutput(files=files, stats={"documents": n_docs, "signatures": int(sum(len(p[1]) for p in parts)),
+                                              "languages": sorted({p[0] for p in parts})})
 
-    def _write_bands(self, task: Task, lang: str, ids: np.ndarray, sigs: np.ndarray) -> list[dict[str, Any]]:
+    def _signatures(self, lang: str, url: str, num_perm: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(documents, rows with a signature, signatures) of one extract file."""
+        col = read_table(url, self.storage_options, columns=["text"]).column("text")
+        n_docs = len(col)
+        mh = self._minhasher(lang)
+        rows_parts, sig_parts = [], []
+        for s in range(0, n_docs, BATCH_DOCS):
+            batch = [t or "" for t in col.slice(s, BATCH_DOCS).to_pylist()]
+            has, sg = mh.signatures(batch)
+            rows_parts.append(np.flatnonzero(has) + s)
+            sig_parts.append(sg)
+        rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.int64)
+        sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, num_perm), np.uint64)
+        return n_docs, rows, sigs
+
+    def _write_bands(self, task: Task, parts: list[tuple[str, np.ndarray, np.ndarray]]) -> list[dict[str, Any]]:
+        """One band file per partition for all the task's languages: (language hash, key, id)."""
         from babelsieve.dedup.minhash import band_keys
 
         c = self.config.dedup
-        if len(ids) == 0:
+        parts = [p for p in parts if len(p[1])]
+        if not parts:
             return []
-        keys = band_keys(sigs, c.num_buckets, c.hashes_per_bucket)  # (n, bands)
-        flat_keys = keys.ravel()
-        flat_ids = np.repeat(ids, c.num_buckets)
+        flat_keys = np.concatenate([band_keys(sigs, c.num_buckets, c.hashes_per_bucket).ravel()
+                                    for _, _, sigs in parts])
+        flat_ids = np.concatenate([np.repeat(ids, c.num_buckets) for _, ids, _ in parts])
+        flat_langs = np.concatenate([np.full(len(ids) * c.num_buckets, language_hash(lang), np.uint64)
+                                     for lang, ids, _ in parts])
+        names = {language_hash(lang): lang for lang, _, _ in parts}
         part = (flat_keys % np.uint64(c.partitions)).astype(np.int64)
         order = np.argsort(part, kind="stable")
         part_sorted = part[order]
@@ -208,11 +256,13 @@ class DedupSignaturesStage(Stage):
                 continue
             sel = order[s:e]
             arr = np.empty(e - s, dtype=BAND_DTYPE)
+            arr["lang"] = flat_langs[sel]
             arr["key"] = flat_keys[sel]
             arr["id"] = flat_ids[sel]
-            url = self.layout.work_dir("dedup", "bands", f"lang_script={lang}", f"part={p:05d}", f"{task.task_id}.npy")
+            url = self.layout.work_dir("dedup", "bands", f"part={p:05d}", f"{task.task_id}.npy")
             entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
-            out.append({**entry, "kind": "bands", "lang_script": lang, "partition": p, "rows": int(e - s)})
+            langs = sorted(names[h] for h in np.unique(arr["lang"]).tolist())
+            out.append({**entry, "kind": "bands", "partition": p, "rows": int(e - s), "languages": langs})
         return out
 
 
@@ -220,14 +270,20 @@ class DedupSignaturesStage(Stage):
 # stage 2: buckets -> edges
 
 
-def bucket_edges(keys: np.ndarray, ids: np.ndarray, min_new_id: int) -> np.ndarray:
+def bucket_edges(keys: np.ndarray, ids: np.ndarray, min_new_id: int, langs: np.ndarray | None = None) -> np.ndarray:
     """Edges (smallest id of the bucket, other member) for all band buckets with >= 2 members and
-    at least one document with id >= ``min_new_id``; unique, sorted, as EDGE_DTYPE."""
+    at least one document with id >= ``min_new_id``; unique, sorted, as EDGE_DTYPE. With ``langs``
+    (a language tag per entry) a bucket is a run of equal (language, key) and the edges carry the
+    language (LANG_EDGE_DTYPE, sorted by (language, u, v))."""
+    dtype = EDGE_DTYPE if langs is None else LANG_EDGE_DTYPE
     if len(keys) < 2:
-        return np.zeros(0, EDGE_DTYPE)
-    order = np.lexsort((ids, keys))
+        return np.zeros(0, dtype)
+    order = np.lexsort((ids, keys)) if langs is None else np.lexsort((ids, keys, langs))
     k, d = keys[order], ids[order]
     new_run = np.concatenate(([True], k[1:] != k[:-1]))
+    if langs is not None:
+        lg = langs[order]
+        new_run[1:] |= lg[1:] != lg[:-1]
     starts = np.flatnonzero(new_run)
     run_len = np.diff(np.append(starts, len(k)))
     run_max = d[np.append(starts[1:], len(k)) - 1]  # ids sorted inside a run: last is the max
@@ -236,9 +292,11 @@ def bucket_edges(keys: np.ndarray, ids: np.ndarray, min_new_id: int) -> np.ndarr
     member = good_run[run_of] & ~new_run
     u = d[starts[run_of[member]]]
     v = d[member]
-    edges = np.empty(len(u), EDGE_DTYPE)
+    edges = np.empty(len(u), dtype)
     edges["u"], edges["v"] = u, v
-    return np.unique(edges)  # sorts by (u, v)
+    if langs is not None:
+        edges["lang"] = lg[member]
+    return np.unique(edges)  # sorts by (lang,) u, v
 
 
 class DedupBucketsStage(Stage):
@@ -246,29 +304,37 @@ class DedupBucketsStage(Stage):
 
     def plan(self) -> list[Task]:
         # Inputs and their recorded content make the task's identity: a new or changed band file
-        # (shards added, a signature task rerun) reruns the bucket task.
-        groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        # (shards added, a signature task rerun) reruns the bucket task. One task per partition: its
+        # fan-in is the number of signature tasks (work-sized, so ~documents / tasks.target_documents).
+        groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for f in completed_files(self.config, "dedup_signatures", kind="bands"):
-            groups[(f["lang_script"], f["partition"])].append(f)
+            groups[f["partition"]].append(f)
         tasks = []
-        for (lang, p), entries in sorted(groups.items()):
+        for p, entries in sorted(groups.items()):
             entries = sorted(entries, key=lambda f: f["path"])
-            tasks.append(Task(self.name, f"{lang}-{p:05d}", tuple(f["path"] for f in entries),
-                              {"lang_script": lang, "partition": p}, files_digest(entries)))
+            langs = sorted({lang for f in entries for lang in f.get("languages") or [entry_language(f)]})
+            tasks.append(Task(self.name, f"{p:05d}", tuple(f["path"] for f in entries),
+                              {"partition": p, "languages": langs}, files_digest(entries)))
         return tasks
 
     def run(self, task: Task) -> TaskOutput:
-        lang, p = task.params["lang_script"], task.params["partition"]
+        p = task.params["partition"]
         parts = [load_npy(u, self.storage_options) for u in task.inputs]
         arr = np.concatenate(parts) if parts else np.zeros(0, BAND_DTYPE)
         min_new = len(self.config.dedup.previous_signatures) << GEN_SHIFT
-        edges = bucket_edges(arr["key"], arr["id"], min_new)
+        edges = bucket_edges(arr["key"], arr["id"], min_new, arr["lang"])
         files = []
         if len(edges):
-            url = self.layout.work_dir("dedup", "edges", f"lang_script={lang}", f"{p:05d}.npy")
+            names = {language_hash(lang): lang for lang in task.params["languages"]}
+            tags, starts, counts = np.unique(edges["lang"], return_index=True, return_counts=True)
+            ranges = {names[t]: [int(s), int(s + n)] for t, s, n in zip(tags.tolist(), starts.tolist(),
+                                                                        counts.tolist(), strict=True)}
+            url = self.layout.work_dir("dedup", "edges", f"{p:05d}.npy")
             entry = storage.publish_bytes(url, npy_bytes(edges), self.storage_options)
-            files.append({**entry, "kind": "edges", "lang_script": lang, "partition": p, "rows": len(edges)})
-        return TaskOutput(files=files, stats={"band_entries": len(arr), "edges": len(edges), "lang_script": lang})
+            files.append({**entry, "kind": "edges", "partition": p, "rows": len(edges),
+                          "language_rows": dict(sorted(ranges.items()))})
+        return TaskOutput(files=files, stats={"band_entries": len(arr), "edges": len(edges),
+                                              "languages": len(task.params["languages"])})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -360,60 +426,87 @@ class DedupClustersStage(Stage):
     name = "dedup_clusters"
 
     def plan(self) -> list[Task]:
-        by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for f in completed_files(self.config, "dedup_buckets", kind="edges"):
-            by_lang[f["lang_script"]].append(f)
+        edge_files = sorted(completed_files(self.config, "dedup_buckets", kind="edges"), key=lambda f: f["path"])
+        per_lang: dict[str, int] = defaultdict(int)
+        for f in edge_files:
+            for lang, (a, b) in (f.get("language_rows") or {}).items():
+                per_lang[lang] += b - a
+        # languages grouped by edges (a stand-in for clustered documents): long-tail languages share a
+        # task, a big language has its own; every task reads the edge files holding its languages
+        tc = self.config.tasks
+        groups = plan_work_groups([{"path": lang, "lang_script": lang, "rows": n} for lang, n in per_lang.items()],
+                                  tc.target_documents * self.config.dedup.num_buckets, 1 << 62, 1 << 30)
+        # the annotate tasks (groups of extract files by file index) each clustering task writes to: the groups
+        # overlapping the file indexes of its languages (extract files sort by language, then shard)
+        docs = extract_documents(self.config)
+        lang_range: dict[str, list[int]] = {}
+        for i, f in enumerate(docs):
+            r = lang_range.setdefault(entry_language(f), [i, i])
+            r[1] = i
+        starts, pos = [], 0
+        for g in annotate_groups(self.config, docs):
+            starts.append(pos)
+            pos += len(g)
         tasks = []
-        for lang, entries in sorted(by_lang.items()):
-            entries = sorted(entries, key=lambda f: f["path"])
-            tasks.append(Task(self.name, lang, tuple(f["path"] for f in entries), {"lang_script": lang},
-                              files_digest(entries)))
+        for i, g in enumerate(groups):
+            langs = [e["lang_script"] for e in g]
+            entries = [f for f in edge_files if set(langs) & set(f.get("language_rows") or {})]
+            ranges = [lang_range[lang] for lang in langs if lang in lang_range]
+            lo = min((r[0] for r in ranges), default=0)
+            hi = max((r[1] for r in ranges), default=-1)
+            bounds = starts + [pos]
+            ann = [[k, bounds[k], bounds[k + 1]] for k in range(len(starts)) if bounds[k] <= hi and bounds[k + 1] > lo]
+            tasks.append(Task(self.name, f"{i:06d}", tuple(f["path"] for f in entries),
+                              {"lang_scripts": langs, "annotate_groups": ann}, files_digest(entries)))
         return tasks
 
-    def _edges(self, urls):
+    def _edges(self, urls, tags: np.ndarray):
         for url in urls:
             e = load_npy(url, self.storage_options)
+            e = e[np.isin(e["lang"], tags)]
             yield e["u"], e["v"]
 
     def run(self, task: Task) -> TaskOutput:
-        lang = task.params["lang_script"]
+        langs = task.params["lang_scripts"]
+        tags = np.array([language_hash(lang) for lang in langs], np.uint64)
         # pass 1: the sorted set of ids that have at least one edge (streamed)
         nodes = np.zeros(0, np.int64)
-        for u, v in self._edges(task.inputs):
+        for u, v in self._edges(task.inputs, tags):
             nodes = _merge_unique(nodes, np.union1d(u, v))
-        # pass 2: components
-        parent = connected_components(self._edges(task.inputs), nodes)
+        # pass 2: components (edges never join two languages: one pass clusters all of the task's)
+        parent = connected_components(self._edges(task.inputs, tags), nodes)
         # cluster sizes: counts[r] = members of the component whose root (smallest node) is r
         counts = np.zeros(len(nodes), np.int32)
         np.add.at(counts, parent, 1)
-        # outputs: one file per extract file of this run that has clustered documents. Nodes are
-        # sorted ids (gen, file, row), so this run's nodes of one file are one contiguous slice;
+        # outputs: one file per annotate task (a range of extract files) that has clustered documents of this
+        # run. Nodes are sorted ids (gen, file, row), so an annotate task's nodes are one contiguous slice;
         # per-document arrays are only built per slice (memory: nodes + parent + counts).
         gen = len(self.config.dedup.previous_signatures)
         lo = int(np.searchsorted(nodes, np.int64(gen) << GEN_SHIFT))
         hi = int(np.searchsorted(nodes, np.int64(gen + 1) << GEN_SHIFT))  # gen <= 63
         files = []
         removed = 0
-        s = lo
-        while s < hi:
-            fidx = int((nodes[s] >> FILE_SHIFT) & (MAX_FILES - 1))
-            e = int(np.searchsorted(nodes, (np.int64(gen) << GEN_SHIFT) | (np.int64(fidx + 1) << FILE_SHIFT)))
-            e = min(max(e, s + 1), hi)
+        for group, first, end in task.params.get("annotate_groups", []):
+            s = max(lo, int(np.searchsorted(nodes, (np.int64(gen) << GEN_SHIFT) | (np.int64(first) << FILE_SHIFT))))
+            e = min(hi, int(np.searchsorted(nodes, (np.int64(gen) << GEN_SHIFT) | (np.int64(end) << FILE_SHIFT))))
+            if s >= e:
+                continue
             own = nodes[s:e]
             par = parent[s:e]
             arr = np.empty(e - s, CLUSTER_DTYPE)
+            arr["file"] = (own >> FILE_SHIFT) & (MAX_FILES - 1)
             arr["row"] = own & ((1 << FILE_SHIFT) - 1)
             arr["cluster"] = nodes[par]
             arr["size"] = counts[par]
             removed += int((arr["cluster"] != own).sum())
-            url = self.layout.work_dir("dedup", "clusters", f"lang_script={lang}", f"{_file_task_id(fidx)}.npy")
+            url = self.layout.work_dir("dedup", "clusters", f"{task.task_id}-{group:06d}.npy")
             entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
-            files.append({**entry, "kind": "clusters", "lang_script": lang, "file_index": fidx, "rows": len(arr)})
-            s = e
+            files.append({**entry, "kind": "clusters", "file_range": [int(arr["file"][0]), int(arr["file"][-1])],
+                          "rows": len(arr)})
         return TaskOutput(
             files=files,
             stats={
-                "lang_script": lang,
+                "languages": langs,
                 "clustered_documents": int(len(nodes)),
                 "clusters": int(np.count_nonzero(counts)),
                 "to_remove": removed,
@@ -433,52 +526,75 @@ class DedupAnnotateStage(Stage):
     name = "dedup_annotate"
 
     def plan(self) -> list[Task]:
-        clusters = {f["file_index"]: f for f in completed_files(self.config, "dedup_clusters", kind="clusters")}
-        tasks = []
-        for i, f in enumerate(extract_documents(self.config)):
-            entries = [f] + ([clusters[i]] if i in clusters else [])
-            tasks.append(Task(self.name, _file_task_id(i), tuple(e["path"] for e in entries),
-                              {"file_index": i, "lang_script": f["lang_script"]}, files_digest(entries)))
+        clusters = sorted(completed_files(self.config, "dedup_clusters", kind="clusters"), key=lambda f: f["path"])
+        docs = extract_documents(self.config)
+        tasks, pos = [], 0
+        for t, g in enumerate(annotate_groups(self.config, docs)):
+            idx = list(range(pos, pos + len(g)))
+            pos += len(g)
+            # the clusters files with rows of this task's extract files (by file index range)
+            cl = [c for c in clusters if c["file_range"][0] <= idx[-1] and c["file_range"][1] >= idx[0]]
+            tasks.append(Task(self.name, f"{t:06d}", tuple(f["path"] for f in g) + tuple(c["path"] for c in cl),
+                              {"lang_scripts": [entry_language(f) for f in g], "file_indexes": idx},
+                              files_digest(g + cl)))
         return tasks
 
-    def run(self, task: Task) -> TaskOutput:
-        lang = task.params["lang_script"]
-        table = read_table(task.inputs[0], self.storage_options)
+    def _annotate(self, url: str, fidx: int, cl: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """(table with minhash_cluster_size set, keep mask, cluster id per row) of one extract file, given
+        its rows of the clusters files."""
+        table = read_table(url, self.storage_options)
         table = table.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
         n = table.num_rows
         size = np.ones(n, np.int64)
         keep = np.ones(n, bool)
         cluster = np.full(n, -1, np.int64)
-        if len(task.inputs) > 1:
-            cl = load_npy(task.inputs[1], self.storage_options)
+        if len(cl):
             rows = cl["row"]
             if len(rows) and rows.max() >= n:
-                raise ValueError(f"{task.inputs[1]} refers to row {rows.max()} but {task.inputs[0]} has {n} rows")
+                raise ValueError(f"the clusters files refer to row {rows.max()} but {url} has {n} rows")
             gen = len(self.config.dedup.previous_signatures)
-            own = doc_ids(gen, task.params["file_index"], rows)
+            own = doc_ids(gen, fidx, rows)
             size[rows] = cl["size"]
             cluster[rows] = cl["cluster"]
             keep[rows] = cl["cluster"] == own
         table = table.set_column(
             DOCUMENT_SCHEMA.get_field_index("minhash_cluster_size"), "minhash_cluster_size", pa.array(size, pa.int64())
         )
-        kept = table.filter(pa.array(keep))
+        return table, keep, cluster
+
+    def run(self, task: Task) -> TaskOutput:
+        p = task.params
+        kept_by_lang: dict[str, list[pa.Table]] = defaultdict(list)
+        removed_by_lang: dict[str, list[pa.Table]] = defaultdict(list)
+        n = n_kept = in_clusters = 0
+        n_docs = len(p["file_indexes"])
+        parts = [load_npy(u, self.storage_options) for u in task.inputs[n_docs:]]
+        cl_all = np.concatenate(parts) if parts else np.zeros(0, CLUSTER_DTYPE)
+        for lang, url, fidx in zip(p["lang_scripts"], task.inputs[:n_docs], p["file_indexes"], strict=True):
+            table, keep, cluster = self._annotate(url, fidx, cl_all[cl_all["file"] == fidx])
+            n += table.num_rows
+            n_kept += int(keep.sum())
+            in_clusters += int((table.column("minhash_cluster_size").to_numpy() > 1).sum())
+            kept_by_lang[lang].append(table.filter(pa.array(keep)))
+            if (~keep).any():
+                rm = table.filter(pa.array(~keep))
+                rm = rm.append_column(REMOVED_EXTRA, pa.array(["minhash_duplicate"] * rm.num_rows, pa.string()))
+                removed_by_lang[lang].append(rm.append_column("minhash_cluster_id",
+                                                              pa.array(cluster[~keep], pa.int64())))
         files = []
-        if kept.num_rows:  # every document a duplicate of one kept elsewhere: no (empty) file
-            entry = write_table(language_dir(self.layout.stage_dir("dedup"), lang) + f"/{task.task_id}.parquet", kept,
-                                self.storage_options)
-            files.append({**entry, "kind": "documents", "lang_script": lang})
-        n_removed = int((~keep).sum())
-        if n_removed:
-            rm = table.filter(pa.array(~keep))
-            rm = rm.append_column(REMOVED_EXTRA, pa.array(["minhash_duplicate"] * n_removed, pa.string()))
-            rm = rm.append_column("minhash_cluster_id", pa.array(cluster[~keep], pa.int64()))
-            url = storage.join(self.layout.removed_dir("dedup", "minhash_duplicate"), f"{task.task_id}.parquet")
-            entry = write_table(url, rm, self.storage_options)
+        for lang in sorted(kept_by_lang):
+            kept = pa.concat_tables(kept_by_lang[lang])
+            if kept.num_rows:  # every document a duplicate of one kept elsewhere: no (empty) file
+                url = language_dir(self.layout.stage_dir("dedup"), lang) + f"/{task.task_id}.parquet"
+                entry = write_table(url, kept, self.storage_options)
+                files.append({**entry, "kind": "documents", "lang_script": lang})
+        n_removed = n - n_kept
+        for lang in sorted(removed_by_lang):
+            url = storage.join(self.layout.removed_dir("dedup", "minhash_duplicate"), f"{task.task_id}-{lang}.parquet")
+            entry = write_table(url, pa.concat_tables(removed_by_lang[lang]), self.storage_options)
             files.append({**entry, "kind": "removed", "reason": "minhash_duplicate", "lang_script": lang})
         return TaskOutput(
             files=files,
-            stats={"lang_script": lang, "documents": n, "kept": int(keep.sum()), "docs_in": n,
-                   "docs_out": int(keep.sum()), "removed": {"minhash_duplicate": n_removed},
-                   "in_clusters": int((size > 1).sum())},
+            stats={"languages": sorted(kept_by_lang), "documents": n, "kept": n_kept, "docs_in": n,
+                   "docs_out": n_kept, "removed": {"minhash_duplicate": n_removed}, "in_clusters": in_clusters},
         )

@@ -1,15 +1,17 @@
-"""Filter stage: FineWeb2's per-language quality filters, one task per language shard.
+"""Filter stage: FineWeb2's per-language quality filters, tasks sized by work.
 
 Input: the Parquet files of ``dedup_annotate`` (when ``dedup`` is in ``config.stages``) or else
-``extract``, one task per file (each file holds one ``lang_script``). For each document the stage
+``extract`` (each file holds one ``lang_script``), grouped into tasks by documents and bytes
+(:func:`~babelsieve.pipeline.tasks.work_sized_tasks`, ``config.tasks``); a task filters each of its
+languages on the concatenation of that language's inputs. For each document the stage
 computes the signal columns (``babelsieve.filters.signals``) and decides with the language's
 settings (language table + ``config.filter.overrides[lang]``), then writes:
 
 * kept:     ``<output>/filter/lang_script=<lang>/<task_id>.parquet`` (documents + ``sig_*`` columns;
   no file when the task keeps nothing)
-* removed:  ``<output>/removed/filter/<filter>/<rule>/<task_id>.parquet`` (same + ``removal_reason``,
+* removed:  ``<output>/removed/filter/<filter>/<rule>/<task_id>-<lang>.parquet`` (same + ``removal_reason``,
   e.g. ``gopher_rep:dup_line_frac`` lands in ``removed/filter/gopher_rep/dup_line_frac/``)
-* stats:    ``<output>/_stats/filter/<task_id>.parquet`` (``babelsieve.filters.apply.STATS_SCHEMA``:
+* stats:    ``<output>/_stats/filter/<task_id>-<lang>.parquet`` (``babelsieve.filters.apply.STATS_SCHEMA``:
   per language, per filter, per reason, per ``minhash_cluster_size``)
 
 Because the signals are stored, ``babelsieve refilter`` can re-threshold a language later without
@@ -18,8 +20,6 @@ recomputing them.
 
 from __future__ import annotations
 
-import hashlib
-import posixpath
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,14 @@ import pyarrow as pa
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import REMOVED_EXTRA, language_dir, read_table, write_table
 from babelsieve.pipeline.core.layout import RunLayout
-from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
+from babelsieve.pipeline.core.tasks import (
+    Stage,
+    Task,
+    TaskOutput,
+    completed_files,
+    inputs_by_language,
+    work_sized_tasks,
+)
 from babelsieve.pipeline.stages import documents_input
 
 
@@ -63,9 +70,15 @@ def _append_columns(table: pa.Table, arrays: dict[str, Any]) -> pa.Table:
     return table
 
 
-def removed_url(out_base: str, reason: str, task_id: str) -> str:
+def removed_url(out_base: str, reason: str, task_id: str, lang: str) -> str:
+    """One file per (task, language, reason): a task may hold several languages."""
     parts = [p.replace("/", "_") for p in reason.split(":")]
-    return storage.join(RunLayout(out_base).removed_dir("filter", *parts), f"{task_id}.parquet")
+    return storage.join(RunLayout(out_base).removed_dir("filter", *parts), f"{task_id}-{lang}.parquet")
+
+
+def stats_url(out_base: str, task_id: str, lang: str) -> str:
+    """The statistics file of one language of a filter task."""
+    return storage.join(RunLayout(out_base).stats_dir("filter"), f"{task_id}-{lang}.parquet")
 
 
 def write_decided(
@@ -84,7 +97,7 @@ def write_decided(
     with_reason = table.append_column(REMOVED_EXTRA, pa.array(reasons, type=pa.string()))
     for reason in sorted({r for r in reasons if r is not None}):
         part = with_reason.filter(pa.array([r == reason for r in reasons], type=pa.bool_()))
-        entry = write_table(removed_url(out_base, reason, task_id), part, storage_options)
+        entry = write_table(removed_url(out_base, reason, task_id, lang), part, storage_options)
         files.append({**entry, "kind": "removed", "lang_script": lang, "reason": reason})
     return files
 
@@ -94,24 +107,35 @@ class FilterStage(Stage):
 
     def plan(self) -> list[Task]:
         files = completed_files(self.config, documents_input(self.config, self.name), kind="documents")
-        tasks, seen = [], set()
-        for f in sorted(files, key=lambda f: (f.get("lang_script", ""), f["path"])):
-            lang = f.get("lang_script") or "und"
-            stem = posixpath.basename(f["path"]).rsplit(".", 1)[0]
-            tid = f"{lang}-{stem}"
-            if tid in seen:
-                tid = f"{tid}-{hashlib.sha1(f['path'].encode()).hexdigest()[:8]}"
-            seen.add(tid)
-            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang}, files_digest([f])))
-        return tasks
+        return work_sized_tasks(self.name, files, self.config)
 
     def run(self, task: Task) -> TaskOutput:
+        files: list[dict] = []
+        stats: dict[str, Any] = {"docs_in": 0, "docs_out": 0, "removed": {}, "languages": {}}
+        removed: dict[str, int] = {}
+        notes: list[str] = []
+        for lang, urls in inputs_by_language(task):
+            got, n_in, lang_removed, note = self._run_language(task, lang, urls)
+            files += got
+            stats["docs_in"] += n_in
+            stats["docs_out"] += n_in - sum(lang_removed.values())
+            stats["languages"][lang] = n_in - sum(lang_removed.values())
+            for r, k in lang_removed.items():
+                removed[r] = removed.get(r, 0) + k
+            if note and note not in notes:
+                notes.append(note)
+        stats["removed"] = dict(sorted(removed.items()))
+        if notes:
+            stats["notes"] = notes
+        return TaskOutput(files=files, stats=stats)
+
+    def _run_language(self, task: Task, lang: str, urls: list[str]) -> tuple[list[dict], int, dict[str, int], str]:
+        """Filter one language's inputs of the task (concatenated in input order): files, docs, removals, note."""
         from babelsieve.filters.apply import signals_for, stats_rows, stats_table
         from babelsieve.filters.decisions import decide_arrays
 
-        (url,) = task.inputs
-        lang = task.params.get("lang_script") or "und"
-        table = read_table(url, self.storage_options)
+        tables = [read_table(u, self.storage_options) for u in urls]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         settings, note = filter_settings_for(self.config, lang)
         texts = [t or "" for t in table.column("text").to_pylist()]
         arrays = signals_for(texts, settings)
@@ -122,21 +146,12 @@ class FilterStage(Stage):
         has_sizes = "minhash_cluster_size" in table.column_names
         sizes = table.column("minhash_cluster_size").to_pylist() if has_sizes else None
         rows = stats_rows(task.task_id, lang, reasons, sizes)
-        url = storage.join(self.layout.stats_dir("filter"), f"{task.task_id}.parquet")
-        entry = write_table(url, stats_table(rows), self.storage_options)
+        entry = write_table(stats_url(self.config.output, task.task_id, lang), stats_table(rows), self.storage_options)
         files.append({**entry, "kind": "stats", "lang_script": lang})
         removed: dict[str, int] = {}
         for r in reasons:
             if r is not None:
                 removed[r] = removed.get(r, 0) + 1
-        stats = {
-            "docs_in": len(texts),
-            "docs_out": len(texts) - sum(removed.values()),
-            "removed": dict(sorted(removed.items())),
-            "languages": {lang: len(texts) - sum(removed.values())},
-        }
-        if note:
-            stats["notes"] = [note]
-        return TaskOutput(files=files, stats=stats)
+        return files, len(texts), removed, note
 
 

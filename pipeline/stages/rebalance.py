@@ -1,7 +1,8 @@
 """Cross-language rebalancing: rehydration, then a target language mixture.
 
-Stage ``rebalance`` (group ``rebalance``), one task per input documents file (the output of the last
-configured stage among finalize, filter, dedup, extract).
+Stage ``rebalance`` (group ``rebalance``): the input documents files (the output of the last
+configured stage among finalize, filter, dedup, extract) grouped into tasks by work
+(:func:`~babelsieve.pipeline.tasks.work_sized_tasks`); one output file per (task, language).
 
 Every document gets an *expected* number of copies ``c = w(minhash_cluster_size) * r(language)``:
 
@@ -35,7 +36,14 @@ import xxhash
 from babelsieve.dedup.rehydration import expand, published_weights, weight_for, weights_from_distribution
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import final_columns, language_dir, read_table, write_table
-from babelsieve.pipeline.core.tasks import Stage, Task, TaskOutput, completed_files, files_digest
+from babelsieve.pipeline.core.tasks import (
+    Stage,
+    Task,
+    TaskOutput,
+    completed_files,
+    inputs_by_language,
+    work_sized_tasks,
+)
 from babelsieve.pipeline.stages import documents_input
 
 
@@ -166,32 +174,38 @@ class RebalanceStage(Stage):
                    "expected_documents": rehydrated[lang] * rates[lang]}
             for lang in sorted(sizes)
         }
-        return [
-            Task(self.name, f"{i:06d}", (f["path"],), {
-                "lang_script": f["lang_script"], "rate": rates[f["lang_script"]],
-                "weights": weights.get(f["lang_script"], {}), "languages": summary if i == 0 else {},
-            }, files_digest([f]))
-            for i, f in enumerate(files)
-        ]
+        langs = sorted({f["lang_script"] for f in files})
+        return work_sized_tasks(self.name, files, self.config, params={
+            "rates": {lang: rates[lang] for lang in langs},
+            "weights": {lang: weights.get(lang, {}) for lang in langs},
+        }, first_params={"languages": summary})
 
     # -- worker side -------------------------------------------------------------------------
     def run(self, task: Task) -> TaskOutput:
-        lang = task.params["lang_script"]
-        table = read_table(task.inputs[0], self.storage_options)
-        sizes = np.nan_to_num(
-            table.column("minhash_cluster_size").to_numpy(zero_copy_only=False).astype(float), nan=1.0
-        ).astype(np.int64)
-        w = weight_for(expand(task.params["weights"]), sizes)
-        u = uniform_hash(self.config.rebalance.seed, table.column("id").to_pylist(), table.column("url").to_pylist())
-        n = copies(w * float(task.params["rate"]), u)
-        out = final_columns(table.take(pa.array(np.repeat(np.arange(table.num_rows), n))),
-                            keep_signals=self.config.finalize.keep_signals)
-        files = []
-        if out.num_rows:  # a language sampled down to nothing: no (empty) file
-            url = language_dir(self.layout.stage_dir("rebalance"), lang) + f"/{task.task_id}.parquet"
-            files.append({**write_table(url, out, self.storage_options), "kind": "documents", "lang_script": lang})
+        files: list[dict[str, Any]] = []
+        before = rehydrated = after = 0
+        for lang, urls in inputs_by_language(task):
+            tables = [read_table(u, self.storage_options) for u in urls]
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+            sizes = np.nan_to_num(
+                table.column("minhash_cluster_size").to_numpy(zero_copy_only=False).astype(float), nan=1.0
+            ).astype(np.int64)
+            w = weight_for(expand(task.params["weights"].get(lang, {})), sizes)
+            u = uniform_hash(self.config.rebalance.seed, table.column("id").to_pylist(),
+                             table.column("url").to_pylist())
+            n = copies(w * float(task.params["rates"][lang]), u)
+            out = final_columns(table.take(pa.array(np.repeat(np.arange(table.num_rows), n))),
+                                keep_signals=self.config.finalize.keep_signals)
+            if out.num_rows:  # a language sampled down to nothing: no (empty) file
+                url = language_dir(self.layout.stage_dir("rebalance"), lang) + f"/{task.task_id}.parquet"
+                files.append({**write_table(url, out, self.storage_options), "kind": "documents",
+                              "lang_script": lang})
+            before += table.num_rows
+            rehydrated += int(w.sum())
+            after += int(n.sum())
         return TaskOutput(
             files=files,
-            stats={"lang_script": lang, "before": table.num_rows, "after_rehydration": int(w.sum()),
-                   "after": int(n.sum()), "per_language": task.params["languages"]},
+            stats={"languages": sorted({lang for lang, _ in inputs_by_language(task)}), "before": before,
+                   "after_rehydration": rehydrated, "after": after,
+                   "per_language": task.params.get("languages", {})},
         )

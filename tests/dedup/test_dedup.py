@@ -232,22 +232,29 @@ def _outputs(out: Path) -> dict[str, str]:
             for sub in ("dedup", "removed") for p in sorted((out / sub).rglob("*.parquet"))}
 
 
-def _write_run(tmp: Path, name: str, shards, **dedup):
-    cfg = PipelineConfig(output=str(tmp / name), dedup={"partitions": 4, **dedup})
+def _write_run(tmp: Path, name: str, shards, tasks=None, **dedup):
+    cfg = PipelineConfig(output=str(tmp / name), dedup={"partitions": 4, **dedup}, tasks=tasks or {})
     write_fake_extract(cfg, shards)
     return cfg
 
 
-def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
+@pytest.mark.parametrize("tasks", [{}, {"target_documents": 20, "max_input_files": 2}],
+                         ids=["one-task", "small-tasks"])
+def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path, tasks):
     eng, eng_truth, eng_bases = _corpus(1, 25, 30, "eng_Latn", 0)
     rus, rus_truth, _ = _corpus(2, 10, 10, "rus_Cyrl", 10_000)
     half = len(eng) // 2
     shards = {"00000": {"eng_Latn": eng[:half], "rus_Cyrl": rus}, "00001": {"eng_Latn": eng[half:]}}
     truth = {d["id"]: t for d, t in zip(eng + rus, eng_truth + rus_truth, strict=True)}
 
-    cfg = _write_run(tmp_path, "a", shards)
+    cfg = _write_run(tmp_path, "a", shards, tasks)
     res = run_stages(cfg, DEDUP_STAGES)
-    assert [len(res[s]) for s in DEDUP_STAGES][0] == 3 and len(res["dedup_clusters"]) == 2
+    # work-sized tasks: three extract files are one task by default; with 20-document tasks and at most
+    # two inputs, every file (> 20 documents each) is a task; one task per partition; one clustering task
+    # for both languages (~170 edges, under 20 x 14)
+    n_tasks = 1 if not tasks else 3
+    assert len(res["dedup_signatures"]) == n_tasks and len(res["dedup_annotate"]) == n_tasks
+    assert len(res["dedup_buckets"]) == 4 and len(res["dedup_clusters"]) == 1
     out = tmp_path / "a"
     kept = pq.read_table(sorted((out / "dedup").rglob("*.parquet"))).to_pylist() if False else [
         r for p in sorted((out / "dedup").rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
@@ -284,7 +291,7 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     assert all(r["lang_script"] == r["language"] + "_" + r["language_script"] for r in kept)
 
     # same inputs, tasks executed in reverse order, another output: byte-identical documents
-    cfg_b = _write_run(tmp_path, "b", shards)
+    cfg_b = _write_run(tmp_path, "b", shards, tasks)
     run_stages(cfg_b, DEDUP_STAGES, reverse=True)
     assert _outputs(out) == _outputs(tmp_path / "b")
 
@@ -295,11 +302,13 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path):
     shutil.rmtree(out / "extract")
     rng = random.Random(99)
     new, new_truth, _ = _corpus(3, 0, 15, "eng_Latn", 50_000, bases=eng_bases[:10], rng=rng)
-    cfg_c = _write_run(tmp_path, "c", {"00000": {"eng_Latn": new}},
+    cfg_c = _write_run(tmp_path, "c", {"00000": {"eng_Latn": new}}, tasks,
                        previous_signatures=[str(out / "dedup_work" / "signatures")])
     res_c = run_stages(cfg_c, DEDUP_STAGES)
     prev_tasks = [r for r in res_c["dedup_signatures"] if r["task_id"].startswith("prev")]
-    assert len(prev_tasks) == 3 and all(not r["files"] or r["files"][0]["kind"] == "bands" for r in prev_tasks)
+    # one stored signature file per (signature task, language) of run a
+    assert len(prev_tasks) == (2 if not tasks else 3)
+    assert all(not r["files"] or r["files"][0]["kind"] == "bands" for r in prev_tasks)
     outc = tmp_path / "c"
     kept_c = [r for p in (outc / "dedup").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
     removed_c = [r for p in (outc / "removed").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import logging
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SLOWDOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -49,6 +50,8 @@ class FlakyS3Proxy:
         self.outage_throttled = 0
         self.requests = 0
         self.throttled = 0
+        self.by_method: Counter[str] = Counter()  # requests per HTTP method (LIST is a GET), for benchmarks
+        self.log: list[tuple[str, str]] = []  # (method, path) of every request, in arrival order
         self.lock = threading.Lock()
         proxy = self
 
@@ -76,6 +79,9 @@ class FlakyS3Proxy:
                 body = self._body()
                 with proxy.lock:
                     proxy.requests += 1
+                    listing = self.command == "GET" and ("list-type=" in self.path or "?prefix=" in self.path)
+                    proxy.by_method["LIST" if listing else self.command] += 1
+                    proxy.log.append(("LIST" if listing else self.command, self.path))
                     throttle = proxy.every > 0 and proxy.requests % proxy.every == 0
                     if (proxy.outage and self.command == "GET" and proxy.outage[0] in self.path
                             and proxy.outage_throttled < proxy.outage[1]):

@@ -54,9 +54,9 @@ def test_plan_numbers_are_the_manifests_scaled(sample):
     longest = max(mm["seconds"] for mm in ms)
     assert x["wall_hours"] == pytest.approx(max(secs * 100 / 10, longest) / 3600)
     assert x["bytes_read"] == warc_bytes * 100 and x["bytes_written"] == out_bytes * 100
-    assert x["s3_head"] == 600
+    assert x["s3_head"] == 0  # the driver lists manifests and reads the stage's index: no HEAD per task
     assert x["s3_put"] == 100 * sum(1 + len(m["files"]) for m in ms)  # one PUT per (small) file + manifest
-    assert x["s3_get"] == 300  # each shard is < 50 MiB: one GET
+    assert x["s3_get"] == 300 + 300  # each shard is < 50 MiB: one GET; + the worker's manifest check per task
 
     mem = p["dedup_memory_projection"]
     assert mem["largest_language"] == "und" and mem["largest_language_docs"] == docs_out * 100
@@ -96,7 +96,14 @@ def test_fixed_task_stages_and_dedup_memory_on_all_stages(tmp_path):
     f = 100
     by = {x["stage"]: x for x in p["projection"]}
     measured = {x["stage"]: x for x in p["measured"]}
-    assert by["extract"]["tasks"] == 300 and by["dedup_signatures"]["tasks"] == 300
+    assert by["extract"]["tasks"] == 300
+    # work-sized: max(sample tasks, documents / 50,000, input files / 1,000) at full scale, not 100x the sample's
+    sig = measured["dedup_signatures"]
+    n_inputs = sum(len(m["inputs"]) for m in read_manifests(out) if m["stage"] == "dedup_signatures")
+    assert by["dedup_signatures"]["tasks"] == max(sig["tasks"], math.ceil((sig["docs_in"] or 0) * f / 50_000),
+                                                  math.ceil(n_inputs * f / 1000), 1)
+    assert by["dedup_signatures"]["scales_with_shards"] and by["dedup_signatures"]["scaling"].startswith("per work")
+    assert not by["dedup_buckets"]["scales_with_shards"]
     assert by["dedup_buckets"]["tasks"] == 2 and by["dedup_buckets"]["scaling"] == "fixed task count"
     # 2 tasks on 8 workers: wall = core-seconds / 2, at least the longest task scaled by f
     b = measured["dedup_buckets"]
@@ -136,6 +143,7 @@ def test_task_count_scaling_follows_the_inputs_named_in_manifests(tmp_path):
     p = project(out, shards=20, workers=4)
     by = {x["stage"]: x for x in p["projection"]}
     assert by["extract"]["tasks"] == 20
-    assert by["dedup_signatures"]["scaling"] == "per upstream task"
-    assert by["dedup_signatures"]["tasks"] == len(ex_files) * 10
+    # a work-sized stage: at full scale (20 shards) its input files fit the sample's task count
+    assert by["dedup_signatures"]["scaling"].startswith("per work")
+    assert by["dedup_signatures"]["tasks"] == len(ex_files)
     assert by["dedup_buckets"]["scaling"] == "fixed task count" and by["dedup_buckets"]["tasks"] == 2

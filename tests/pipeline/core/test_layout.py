@@ -8,7 +8,8 @@ from babelsieve.pipeline.core.layout import RunLayout
 
 from support.data import REPO
 
-RESERVED = ("_manifests", "_run.json", "_summary.json", "_lock.json", "_logs", "_stats", "_refilter", "_faults")
+RESERVED = ("_manifests", "_index", "_run.json", "_summary.json", "_lock.json", "_logs", "_stats", "_refilter",
+            "_faults")
 
 
 def test_paths_below_a_local_root_and_a_url():

@@ -68,9 +68,11 @@ def test_filter_and_finalize_stages(config):
     _fake_extract(config, "deu_Latn", docs)
     _fake_extract(config, "rus_Cyrl", _docs("rus_Cyrl", 20))
     res = _run_stage(config, "filter")
-    assert len(res) == 2 and all(r["status"] == "done" for r in res)
-    de = next(r for r in res if r["task_id"].startswith("deu_Latn"))
-    assert de["stats"]["docs_in"] == 60
+    # work-sized tasks: both languages (80 documents) are one task, with files per (task, language)
+    assert len(res) == 1 and all(r["status"] == "done" for r in res)
+    assert res[0]["stats"]["docs_in"] == 80 and set(res[0]["stats"]["languages"]) == {"deu_Latn", "rus_Cyrl"}
+    de = {**res[0], "files": [f for f in res[0]["files"] if f["lang_script"] == "deu_Latn"]}
+    de["stats"] = {"docs_out": res[0]["stats"]["languages"]["deu_Latn"]}
     kinds = {f["kind"] for f in de["files"]}
     assert kinds == {"documents", "removed", "stats"}
     assert all("lang_script" in f and "kind" in f for r in res for f in r["files"])
@@ -93,8 +95,8 @@ def test_filter_and_finalize_stages(config):
     assert all(r["status"] == "cached" for r in _run_stage(config, "filter"))
     # finalize reads the kept documents
     fin = _run_stage(config, "finalize")
-    assert len(fin) == 2
-    out = pq.read_table(next(f["path"] for r in fin for f in r["files"] if r["task_id"].startswith("deu")))
+    assert len(fin) == 1
+    out = pq.read_table(next(f["path"] for r in fin for f in r["files"] if f["lang_script"] == "deu_Latn"))
     assert out.num_rows == kept.num_rows
     assert [f["kind"] for r in fin for f in r["files"]] == ["documents", "documents"]
 
@@ -105,8 +107,12 @@ def test_refilter_rethresholds_without_recomputing(config):
     from babelsieve.pipeline.cli.refilter import refilter, refilter_command
 
     _fake_extract(config, "deu_Latn", _docs("deu_Latn", 80))
+    _fake_extract(config, "rus_Cyrl", _docs("rus_Cyrl", 20))  # same filter task (work-sized): left alone
     _run_stage(config, "filter")
-    before = completed_files(config, "filter", kind="documents")
+    rus_files = sorted((f["path"], f["sha256"]) for f in completed_files(config, "filter")
+                       if f["lang_script"] == "rus_Cyrl")
+    assert rus_files
+    before = [f for f in completed_files(config, "filter", kind="documents") if f["lang_script"] == "deu_Latn"]
     n_before = sum(f["rows"] for f in before)
     # everything off but the stopword rule with an impossible minimum: everything removed
     summary = refilter(config.output, "deu_Latn", {"gopher_repetition": False, "fineweb_quality": False,
@@ -115,21 +121,26 @@ def test_refilter_rethresholds_without_recomputing(config):
                                                    "max_bullet_lines_ratio": 0, "max_ellipsis_lines_ratio": 0,
                                                    "max_non_alpha_words_ratio": 0, "min_stop_words": 10_000})
     assert summary["kept"] == 0 and summary["removed"] == {"gopher_qual:gopher_enough_stop_words": 80}
-    assert sum(f["rows"] for f in completed_files(config, "filter", kind="documents")) == 0
+    assert sum(f["rows"] for f in completed_files(config, "filter", kind="documents")
+               if f["lang_script"] == "deu_Latn") == 0
     # the CLI: loosen everything -> all kept; files and stats rewritten
     r = CliRunner().invoke(refilter_command, [config.output, "--language", "deu_Latn",
                                               "--set", "gopher_repetition=false", "--set", "fineweb_quality=false",
                                               "--set", "gopher_quality=false"])
     assert r.exit_code == 0, r.output
-    after = completed_files(config, "filter", kind="documents")
+    after = [f for f in completed_files(config, "filter", kind="documents") if f["lang_script"] == "deu_Latn"]
     assert sum(f["rows"] for f in after) == 80 > n_before
-    assert completed_files(config, "filter", kind="removed") == []
-    st = pq.read_table(completed_files(config, "filter", kind="stats")[0]["path"]).to_pylist()
+    assert [f for f in completed_files(config, "filter", kind="removed") if f["lang_script"] == "deu_Latn"] == []
+    st = pq.read_table(next(f["path"] for f in completed_files(config, "filter", kind="stats")
+                            if f["lang_script"] == "deu_Latn")).to_pylist()
     assert next(x for x in st if x["level"] == "total")["removed"] == 0
     # a changed stopword list recomputes only that signal
     s = refilter(config.output, "deu_Latn", {"gopher_repetition": False, "fineweb_quality": False,
                                              "stopwords": ["zzzz", "qqqq"]})
     assert s["removed"].get("gopher_qual:gopher_enough_stop_words", 0) > 0
+    # the other language of the task: same files, same bytes, still listed
+    assert sorted((f["path"], f["sha256"]) for f in completed_files(config, "filter")
+                  if f["lang_script"] == "rus_Cyrl") == rus_files
     # bad input: unknown setting, unknown language
     r = CliRunner().invoke(refilter_command, [config.output, "-l", "deu_Latn", "--set", "no_such=1"])
     assert r.exit_code != 0 and "unknown setting" in r.output
@@ -143,7 +154,7 @@ def test_filter_stage_language_missing_from_table(config):
     _fake_extract(config, "eng_Latn", docs)
     _fake_extract(config, "weird", docs, task_id="00001")
     res = _run_stage(config, "filter")
-    assert len(res) == 2 and all(r["status"] == "done" for r in res)
+    assert len(res) == 1 and all(r["status"] == "done" for r in res)  # one work-sized task, two languages
     notes = [n for r in res for n in r["stats"].get("notes", [])]
     assert any("no FineWeb2 config" in n for n in notes) and any("malformed" in n for n in notes)
-    assert all(r["stats"]["docs_in"] == 10 for r in res)
+    assert res[0]["stats"]["docs_in"] == 20

@@ -46,7 +46,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def run_out(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("readers") / "out"
-    r = _run("run", "--output", str(out), "--no-progress", "--workers", "2")
+    # small work-sized tasks (~20 documents): several tasks per stage, some holding several languages
+    r = _run("run", "--output", str(out), "--no-progress", "--workers", "2", "--set", "tasks.target_documents=20")
     assert r.returncode == 0, r.stderr
     return out
 
@@ -128,17 +129,16 @@ def test_no_zero_row_parquet_file_anywhere(run_out):
 
 
 def test_a_language_removed_at_a_stage_has_no_file_and_its_manifest_says_zero(run_out):
-    # The sample run removes every document of some languages at filter (few, short pages): those
-    # tasks publish no documents file, their stats say 0, and finalize plans nothing for them.
+    # The sample run removes every document of some languages at filter (few, short pages): their tasks
+    # publish no documents file for them, their stats say 0, and finalize plans nothing for them.
     vanished = []
     for m in (run_out / "_manifests" / "filter").glob("*.json"):
         man = json.loads(m.read_text())
-        lang = man["params"]["lang_script"]
-        if man["stats"]["docs_out"] == 0:
-            vanished.append(lang)
-            assert man["stats"]["languages"] == {lang: 0}
-            assert not [f for f in man["files"] if f["kind"] == "documents"]
-            assert [f for f in man["files"] if f["kind"] == "removed"]
+        for lang, kept in man["stats"]["languages"].items():
+            if kept == 0:
+                vanished.append(lang)
+                assert not [f for f in man["files"] if f["kind"] == "documents" and f["lang_script"] == lang]
+                assert [f for f in man["files"] if f["kind"] == "removed" and f["lang_script"] == lang]
     assert vanished, "the sample run was expected to lose at least one language at the filter stage"
     finalized = _manifest_langs(run_out, "finalize")
     for lang in vanished:
@@ -167,7 +167,7 @@ def _finalize_one(run_out: Path, dest: Path, keep_signals: bool) -> pa.Table:
     cfg = load_config(None, output=str(dest), sets=[f"finalize.keep_signals={str(keep_signals).lower()}"])
     src = sorted((run_out / "filter").rglob("*.parquet"))[0]
     lang = src.parent.name.split("=", 1)[1]
-    out = FinalizeStage(cfg).run(Task("finalize", f"{lang}-x", (str(src),), {"lang_script": lang}))
+    out = FinalizeStage(cfg).run(Task("finalize", f"{lang}-x", (str(src),), {"lang_scripts": [lang]}))
     (entry,) = out.files
     return pq.read_table(entry["path"])
 
@@ -191,12 +191,12 @@ def test_rebalance_writes_the_final_schema_and_no_file_for_a_language_sampled_aw
     src = sorted((run_out / "filter").rglob("*.parquet"))[0]  # has sig_* columns
     lang = src.parent.name.split("=", 1)[1]
     stage = RebalanceStage(cfg)
-    full = stage.run(Task("rebalance", "000000", (str(src),), {"lang_script": lang, "rate": 1.0, "weights": {},
-                                                                 "languages": {}}))
+    full = stage.run(Task("rebalance", "000000", (str(src),), {"lang_scripts": [lang], "rates": {lang: 1.0},
+                                                                 "weights": {lang: {}}, "languages": {}}))
     (entry,) = full.files
     assert pq.read_schema(entry["path"]).remove_metadata().equals(FINAL_SCHEMA)
-    none = stage.run(Task("rebalance", "000001", (str(src),), {"lang_script": lang, "rate": 0.0, "weights": {},
-                                                                 "languages": {}}))
+    none = stage.run(Task("rebalance", "000001", (str(src),), {"lang_scripts": [lang], "rates": {lang: 0.0},
+                                                                 "weights": {lang: {}}, "languages": {}}))
     assert none.files == [] and none.stats["after"] == 0
     assert [p.name for p in (tmp_path / "rb" / "rebalance").rglob("*.parquet")] == ["000000.parquet"]
 
@@ -313,7 +313,7 @@ def test_tools_work_when_refilter_removes_a_whole_language(run_out, tmp_path, hf
     from babelsieve.pipeline.stages.finalize import FinalizeStage
 
     cfg = _load_config(str(out), {})
-    assert lang not in {t.params["lang_script"] for t in FinalizeStage(cfg).plan()}
+    assert lang not in {x for t in FinalizeStage(cfg).plan() for x in t.params["lang_scripts"]}
     # And it comes back: refilter reads a task that has only removed files.
     r = _run("refilter", str(out), "--language", lang, "--set", "min_doc_words=1")
     assert r.returncode == 0, r.stderr
@@ -368,7 +368,7 @@ def test_export_of_an_older_output_conforms_it(run_out, tmp_path, hf_env):
     out = _copy_output(run_out, tmp_path / "old")
     man_path = sorted((out / "_manifests" / "finalize").glob("*.json"))[0]
     man = json.loads(man_path.read_text())
-    (entry,) = man["files"]
+    entry = man["files"][0]  # a work-sized task: one file per language it holds
     data_path = out / entry["path"]  # manifest paths are relative to the output root
     old = pq.read_table(data_path)
     old = old.append_column("sig_n_words", pa.array([7] * old.num_rows, pa.int64()))
