@@ -50,27 +50,6 @@ def clean(tmp_path_factory, inputs):
     return {"files": files, "rows": len(all_rows(out)), "stages": cfg.stages, "summary": summary.to_dict()}
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, logging_level="warning")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def spark_context(inputs, tmp_path_factory):
-    pytest.importorskip("pyspark")
-    from babelsieve.pipeline.engines.spark_engine import SparkEngine
-
-    engine = SparkEngine(make_config(inputs, str(tmp_path_factory.mktemp("unused")), engine="spark"))
-    sc = engine._context()  # local[2,3]: 2 threads, 3 attempts per task
-    assert sc.master == "local[2,3]"
-    yield sc
-    engine.close()
-
-
 def _run(engine_name, inputs, out, env=None):
     cfg = make_config(inputs, str(out), engine=engine_name)
     with task_env(env):  # the same set-then-restore the workers use for forwarded variables
