@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_s3_task_retry import outage, reference, s3, s3_extract, urls  # noqa: F401 (fixtures)
+from test_s3_task_retry import outage, reference, s3_extract, urls  # noqa: F401 (fixtures)
 
 from babelsieve.pipeline.engines import get_engine
 from babelsieve.pipeline.engines.local import LocalEngine
