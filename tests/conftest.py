@@ -110,7 +110,7 @@ def make_warc(records: list[tuple[str, bytes, str]]) -> bytes:
 
 # --------------------------------------------------------------------------------------------
 # External systems the `infra` tests start, one definition each. Module scope on purpose: a Ray
-# session or SparkContext left alive for the whole session would be silently reused by the engines
+# instance or SparkContext left alive for the whole test run would be silently reused by the engines
 # of later modules, which start their own with their own config (e.g. Spark's task attempts).
 # --------------------------------------------------------------------------------------------
 S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
