@@ -2,7 +2,7 @@
 
 The sample (``pipeline/data/sample.warc.gz``, 414 responses) is uploaded to a moto server; the run
 reads it from ``s3://`` and writes its output to ``s3://`` through a pass-through proxy
-(``tests/s3_helpers.FlakyS3Proxy``) that counts requests by method and answers every k-th request
+(``babelsieve.testing.s3_server.FlakyS3Proxy``) that counts requests by method and answers every k-th request
 ``503 SlowDown`` (``--throttle-every 50`` = 2 %). Local engine, default stages, no network. Prints
 one JSON line: requests (total, by method), throttled, seconds, the retry mode.
 
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # s3_helpers: moto server and the counting proxy
 
 
 def main() -> int:
@@ -35,10 +34,10 @@ def main() -> int:
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(creds)
     import boto3
-    from s3_helpers import FlakyS3Proxy, MotoS3
 
     from babelsieve.pipeline.core.config import load_config
     from babelsieve.pipeline.core.runner import run_pipeline
+    from babelsieve.testing.s3_server import FlakyS3Proxy, MotoS3
 
     server = MotoS3()
     client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")

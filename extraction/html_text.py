@@ -31,6 +31,9 @@ _BOMS = [
     (codecs.BOM_UTF16_BE, "utf-16"),
 ]
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
+# Bytes with at least this many valid non-ASCII UTF-8 characters per invalid sequence are UTF-8 with
+# a few broken bytes, whatever their label says (see the module docstring).
+_UTF8_VALID_PER_INVALID = 100
 
 
 class ExtractionTimeout(BaseException):
@@ -69,6 +72,16 @@ def is_html(content_type: str) -> bool:
     return ct in HTML_CONTENT_TYPES
 
 
+def _mostly_utf8(body: bytes) -> str | None:
+    """``body`` decoded as UTF-8 with replacement if it is UTF-8 but for at most 1 invalid sequence per
+    ``_UTF8_VALID_PER_INVALID`` valid non-ASCII characters (each invalid sequence decodes to one U+FFFD
+    that was not in the bytes), else None."""
+    text = body.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd") - body.count("\ufffd".encode())
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return text if invalid > 0 and non_ascii - invalid >= _UTF8_VALID_PER_INVALID * invalid else None
+
+
 def decode_html(body: bytes, content_type: str = "", rejected: list[str] | None = None) -> tuple[str, str]:
     """Decode an HTML payload; return (text, codec used).
 
@@ -89,7 +102,9 @@ def decode_html(body: bytes, content_type: str = "", rejected: list[str] | None 
         try:
             return body.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            pass
+            text = _mostly_utf8(body)
+            if text is not None:
+                return text, "utf-8"
     if declared and declared != "utf-8":
         return body.decode(declared, errors="replace"), declared
     if declared == "utf-8" or body.isascii():

@@ -61,3 +61,53 @@ def airflow_venv() -> Path:
 def _install(venv: Path) -> None:
     r = subprocess.run(["bash", str(INSTALL_AIRFLOW), str(venv)], capture_output=True, text=True)
     assert r.returncode == 0, f"{INSTALL_AIRFLOW} failed:\n{r.stderr[-4000:]}"
+
+
+# --------------------------------------------------------------------------------------------
+# External systems the `infra` tests start, one definition each. Module scope on purpose: a Ray
+# instance or SparkContext left alive for the whole test run would be silently reused by the engines
+# of later modules, which start their own with their own config (e.g. Spark's task attempts).
+# --------------------------------------------------------------------------------------------
+S3_CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server with test credentials in the environment, for one module."""
+    from babelsieve.testing.s3_server import MotoS3
+
+    saved = {k: os.environ.get(k) for k in S3_CREDS}
+    os.environ.update(S3_CREDS)
+    server = MotoS3()
+    yield server
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray (2 CPUs, no dashboard) for one module; the Ray engine runs its tasks in it."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def spark_context(inputs, tmp_path_factory):
+    """The Spark engine's own local SparkContext (``local[2,3]``) for one module; needs the module's ``inputs``."""
+    pytest.importorskip("pyspark")
+    from babelsieve.pipeline.engines.spark_engine import SparkEngine
+
+    from support.engines import make_config
+
+    engine = SparkEngine(make_config(inputs, str(tmp_path_factory.mktemp("unused")), engine="spark"))
+    sc = engine._context()  # local[2,3]: 2 threads, 3 attempts per task
+    assert sc.master == "local[2,3]"
+    yield sc
+    engine.close()

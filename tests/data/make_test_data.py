@@ -34,6 +34,14 @@ BUNDLED_SAMPLE = HERE.parents[1] / "pipeline" / "data" / "sample.warc.gz"
 PAGES_BUDGET = 2_000_000  # bytes of pages.warc.gz
 TRUNCATED_TAIL_BUDGET = 120_000  # complete records kept before the cut record
 UDHR_LINES_PER_LABEL = 20
+# The documents on which bench_e2e.py's kept/removed decisions differ from datatrove's (benchmarks/README.md);
+# tests/pipeline/cli/test_bench_disagreements.py explains each one.
+BENCH_DISAGREEMENTS = [
+    "<urn:uuid:7eb1edac-636f-4f35-a5ce-ba7f35c21b9f>",  # UDHR in Plains Cree syllabics (und_Cans)
+    "<urn:uuid:d44017f2-af5d-46b7-acaf-a4c2d7e26416>",  # UDHR in Bosnian, Latin script (hrv_Latn)
+    "<urn:uuid:e6ca998a-dc39-4527-8509-5babf7f5eecf>",  # radiomaryja.pl: UTF-8 but one bad byte (pol_Latn)
+    "<urn:uuid:ec4f23ea-be27-4719-9701-094e8fd467f4>",  # avaz.ba: Bosnian news (hrv_Latn)
+]
 # Copied whole (small): real Common Crawl excerpts and third-party WARCs with known quirks.
 WHOLE_FILES = [
     "cc/CC-MAIN-2020-34-excerpt.warc.gz",
@@ -137,6 +145,16 @@ def make_pages(data: Path, out: Path) -> set[str]:
     return keep
 
 
+def make_bench_disagreements(data: Path, out: Path) -> None:
+    """The warcinfo and the request/response/metadata records of the BENCH_DISAGREEMENTS pages, original order."""
+    members = gzip_members((data / "sample-multilingual.warc.gz").read_bytes())
+    owner = owners(members)
+    kept = [members[0]] + [m for m, o in zip(members[1:], owner[1:], strict=True) if o in BENCH_DISAGREEMENTS]
+    assert sum(warc_headers(m).get("warc-type") == "response" for m in kept) == len(BENCH_DISAGREEMENTS)
+    out.write_bytes(b"".join(kept))
+    print(f"{out.name}: {len(BENCH_DISAGREEMENTS)} pages, {out.stat().st_size:,} bytes", file=sys.stderr)
+
+
 def make_groundtruth(data: Path, out: Path, responses: set[str]) -> None:
     """Ground truth of the pages in the bundled sample and in pages.warc.gz, original line order."""
     lines = [x for x in (data / "sample-multilingual.groundtruth.jsonl").read_text(encoding="utf-8").splitlines()
@@ -214,6 +232,7 @@ def main() -> None:
     pages = make_pages(a.data, a.out / "pages.warc.gz")
     make_groundtruth(a.data, a.out / "sample.groundtruth.jsonl.gz", pages | bundled_responses())
     make_truncated(a.data, a.out / "sample-truncated.warc.gz")
+    make_bench_disagreements(a.data, a.out / "bench-disagreements.warc.gz")
     make_udhr(a.data, a.out / "lid-dev-udhr.jsonl.gz")
     make_fineweb2_configs(a.fineweb2, a.out / "fineweb2-configs.json.gz")
     make_rehydration(a.fineweb2, a.out / "fineweb2-rehydration.json.gz")

@@ -32,6 +32,26 @@ def test_utf8_page_mislabelled_as_latin1_is_read_as_utf8():
     assert RU in text and enc == "utf-8"
 
 
+PL = "Kolejne organizacje sprzeciwiają się skandalicznym i bezpodstawnym atakom. Zażółć gęślą jaźń. "
+
+
+def test_utf8_page_with_one_broken_byte_under_a_legacy_label_is_read_as_utf8():
+    """The radiomaryja.pl page of the benchmark (test_bench_disagreements.py): UTF-8 with one bad byte,
+    labelled mac_latin2. Following the label turned every Polish letter into mojibake."""
+    body = f"<p>{PL * 20}</p>".encode() + b"<p>bad \xc3( byte</p>"
+    text, enc = decode_html(body, "text/html; charset=mac_latin2")
+    assert enc == "utf-8" and PL * 20 in text and text.count("\ufffd") == 1
+
+
+def test_legacy_text_that_is_valid_utf8_here_and_there_keeps_its_label():
+    """Negative control: cp1251 Russian with one pair that happens to be valid UTF-8 ("Рџ" = D0 9F = "П")
+    breaks UTF-8 at nearly every other letter, far more than 1 per 100 valid characters."""
+    body = f"<p>Рџ {RU * 5}</p>".encode("cp1251")
+    assert body.decode("utf-8", errors="replace").count("П") == 1
+    text, enc = decode_html(body, "text/html; charset=windows-1251")
+    assert enc == "cp1251" and RU * 5 in text
+
+
 def test_detection_when_nothing_is_declared():
     body = ("<p>" + "日本語のテキストです。" * 30 + "</p>").encode("shift_jis")
     text, _ = decode_html(body, "text/html")

@@ -49,10 +49,12 @@ def test_known_text_of_known_pages_is_in_the_output(run_dir):
             checked += 1
             found += snippet in (by_url.get(row["url"]) or "")
     assert checked > 50
-    # Pinned, not a floor: the text is deterministic. The 18 misses are trafilatura's own (favour
+    # Pinned, not a floor: the text is deterministic. The 15 misses are trafilatura's own (favour
     # precision drops those passages; the fast path equals the plain call on every page:
-    # test_fast_extraction.py), e.g. soft-hyphenated phrases and comment threads.
-    assert (found, checked) == (156, 174), f"{found}/{checked} must-contain snippets found"
+    # test_fast_extraction.py), e.g. soft-hyphenated phrases and comment threads. 156 until the
+    # radiomaryja.pl page (UTF-8 with one broken byte, labelled mac_latin2) was read as UTF-8, not as
+    # mojibake: its 3 Polish snippets (test_bench_disagreements.py).
+    assert (found, checked) == (159, 174), f"{found}/{checked} must-contain snippets found"
     # One known page, one known sentence (a trafilatura evaluation page).
     page = by_url["https://creeny.wordpress.com/2020/01/24/nebelsuppe-6/"]
     assert "Glücksmomente finden sich" in page

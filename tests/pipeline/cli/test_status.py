@@ -123,44 +123,37 @@ def test_status_of_a_directory_without_a_run(tmp_path):
 
 
 @pytest.mark.infra
-def test_status_report_and_logs_on_s3(failed_run, tmp_path):
+def test_status_report_and_logs_on_s3(s3, failed_run, tmp_path):
     """A real S3 API (moto server): status, logs and report read and write s3:// through s3fs."""
     import s3fs
-    from moto import server as moto_server
 
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        opts = {"key": "test", "secret": "test", "endpoint_url": endpoint}
-        fs = s3fs.S3FileSystem(**opts)
-        fs.mkdir("bs-status")
-        out, _ = failed_run
-        root = "s3://bs-status/out"
-        for p in out.rglob("*"):
-            if p.is_file():
-                data = p.read_bytes()
-                if p.suffix == ".json" and "_manifests" in p.parts:
-                    data = data.replace(str(out).encode(), root.encode())
-                fs.pipe_file(f"bs-status/out/{p.relative_to(out)}", data)
-        flags = ["--storage-option=key=test", "--storage-option=secret=test",
-                 f"--storage-option=endpoint_url={endpoint}"]
-        env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "COLUMNS": "200"}
-        r = subprocess.run([BABELSIEVE, "status", root, "--json", *flags], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-        ex = _stage(json.loads(r.stdout), "extract")
-        assert (ex["planned"], ex["done"], ex["failed"], ex["pending"]) == (3, 2, 1, 0)
-        r = subprocess.run([BABELSIEVE, "logs", root, "--failed", "--json", *flags], capture_output=True, text=True,
-                           env=env)
-        assert r.returncode == 0, r.stderr
-        assert [json.loads(x)["task_id"] for x in r.stdout.splitlines()] == ["00001"]
-        r = subprocess.run([BABELSIEVE, "report", root, *flags], capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr
-        html = fs.cat_file("bs-status/out/report/index.html").decode()
-        assert "data:image/png;base64," in html
-        assert fs.cat_file("bs-status/out/report/languages.png").startswith(b"\x89PNG")
-        assert fs.exists("bs-status/out/README.md")
-        assert "00001" in html  # the failed attempt from the task logs
-    finally:
-        server.stop()
+    endpoint = s3.endpoint
+    opts = {"key": "test", "secret": "test", "endpoint_url": endpoint}
+    fs = s3fs.S3FileSystem(**opts)
+    fs.mkdir("bs-status")
+    out, _ = failed_run
+    root = "s3://bs-status/out"
+    for p in out.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            if p.suffix == ".json" and "_manifests" in p.parts:
+                data = data.replace(str(out).encode(), root.encode())
+            fs.pipe_file(f"bs-status/out/{p.relative_to(out)}", data)
+    flags = ["--storage-option=key=test", "--storage-option=secret=test",
+             f"--storage-option=endpoint_url={endpoint}"]
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "COLUMNS": "200"}
+    r = subprocess.run([BABELSIEVE, "status", root, "--json", *flags], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    ex = _stage(json.loads(r.stdout), "extract")
+    assert (ex["planned"], ex["done"], ex["failed"], ex["pending"]) == (3, 2, 1, 0)
+    r = subprocess.run([BABELSIEVE, "logs", root, "--failed", "--json", *flags], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["task_id"] for x in r.stdout.splitlines()] == ["00001"]
+    r = subprocess.run([BABELSIEVE, "report", root, *flags], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    html = fs.cat_file("bs-status/out/report/index.html").decode()
+    assert "data:image/png;base64," in html
+    assert fs.cat_file("bs-status/out/report/languages.png").startswith(b"\x89PNG")
+    assert fs.exists("bs-status/out/README.md")
+    assert "00001" in html  # the failed attempt from the task logs

@@ -210,24 +210,15 @@ def test_a_run_whose_lock_is_removed_under_it_stops_with_exit_1(tmp_path, shards
 
 
 @pytest.fixture(scope="module")
-def s3():
-    from support.s3 import MotoS3
-
-    saved = {k: os.environ.get(k) for k in CREDS}
-    os.environ.update(CREDS)
-    server = MotoS3()
+def s3(s3):
+    """conftest's moto server, with the bucket "out"."""
     import boto3
 
-    boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1").create_bucket(Bucket="out")
-    yield server
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1").create_bucket(Bucket="out")
+    return s3
 
 
+@pytest.mark.infra  # starts moto's S3 server
 def test_s3_conditional_create_is_exclusive(s3):
     """The S3 lock primitive: a conditional PUT (If-None-Match: *) that moto's server honours."""
     from babelsieve.pipeline.core import storage

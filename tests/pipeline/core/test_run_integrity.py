@@ -117,26 +117,6 @@ def reference(tmp_path_factory, inputs):
     return {"out": out, "files": files, "kept": ann.docs_out}
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, logging_level="warning")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def spark_context(inputs, tmp_path_factory):
-    pytest.importorskip("pyspark")
-    from babelsieve.pipeline.engines.spark_engine import SparkEngine
-
-    engine = SparkEngine(make_config(inputs, str(tmp_path_factory.mktemp("unused")), engine="spark"))
-    sc = engine._context()
-    yield sc
-    engine.close()
-
-
 def _engine_fixture(request, engine):
     if engine == "ray":
         request.getfixturevalue("ray_session")
@@ -313,23 +293,9 @@ def test_refilter_under_a_file_size_limit_leaves_the_previous_files(reference, t
 # --------------------------------------------------------------------------------------------
 # The same on the S3 API: an output synced to a bucket resumes there, and heals there
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def s3():
-    from support.s3 import MotoS3
-
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in creds}
-    os.environ.update(creds)
-    server = MotoS3()
-    yield server
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
+@pytest.mark.infra  # starts moto's S3 server
 def test_output_synced_to_a_bucket_resumes_and_heals_there(s3, inputs, reference, tmp_path):
     import boto3
 

@@ -25,29 +25,15 @@ from babelsieve.pipeline.core.inputs import _listing_prefix, expand_inputs, stor
 from babelsieve.pipeline.core.runner import run_pipeline
 from babelsieve.pipeline.core.tasks import Task, execute_task
 from babelsieve.pipeline.engines.worker import is_transient
+from babelsieve.testing.s3_server import FlakyS3Proxy
 
 from support.engines import FAST_SETS, InProcessEngine, all_rows, data_files, make_config, make_inputs
-from support.s3 import FlakyS3Proxy, MotoS3
 
 BABELSIEVE = str(Path(sys.executable).with_name("babelsieve"))
 DUMP = "CC-MAIN-2024-10"
 SEGMENT = f"crawl-data/{DUMP}/segments/1707947473347.0/warc"
 LISTING = f"s3://commoncrawl/crawl-data/{DUMP}/warc.paths.gz"
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="module")
-def s3():
-    saved = {k: os.environ.get(k) for k in CREDS}
-    os.environ.update(CREDS)
-    server = MotoS3()
-    yield server
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -12,34 +12,17 @@ server and a proxy in this process), real worker processes.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.runner import run_pipeline
 from babelsieve.pipeline.engines.local import LocalEngine
 from babelsieve.pipeline.engines.worker import is_transient
+from babelsieve.testing.s3_server import FlakyS3Proxy
 
 from support.engines import data_files, make_config, make_inputs
-from support.s3 import FlakyS3Proxy, MotoS3
 
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 BOTOCORE_ATTEMPTS = 2
-
-
-@pytest.fixture(scope="module")
-def s3():
-    saved = {k: os.environ.get(k) for k in CREDS}
-    os.environ.update(CREDS)
-    server = MotoS3()
-    yield server
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -143,6 +143,7 @@ def _spark_submit() -> str:
     return exe
 
 
+@pytest.mark.infra  # a real spark-submit (a JVM)
 def test_submit_sh_passes_secrets_by_a_private_file_to_a_real_spark_submit(tmp_path):
     """A real spark-submit on local[1], behind a recorder that saves the argv it is given (what ps
     shows) and the properties file's mode and contents, then runs it unchanged."""

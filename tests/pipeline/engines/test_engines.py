@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_s3_task_retry import outage, reference, s3, s3_extract, urls  # noqa: F401 (fixtures)
+from test_s3_task_retry import outage, reference, s3_extract, urls  # noqa: F401 (fixtures)
 
 from babelsieve.pipeline.core.runner import run_pipeline
 from babelsieve.pipeline.core.tasks import TaskFailedError
@@ -48,27 +48,6 @@ def clean(tmp_path_factory, inputs):
     files = data_files(out)
     assert any(f.startswith("extract/") for f in files)
     return {"files": files, "rows": len(all_rows(out)), "stages": cfg.stages, "summary": summary.to_dict()}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, logging_level="warning")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def spark_context(inputs, tmp_path_factory):
-    pytest.importorskip("pyspark")
-    from babelsieve.pipeline.engines.spark_engine import SparkEngine
-
-    engine = SparkEngine(make_config(inputs, str(tmp_path_factory.mktemp("unused")), engine="spark"))
-    sc = engine._context()  # local[2,3]: 2 threads, 3 attempts per task
-    assert sc.master == "local[2,3]"
-    yield sc
-    engine.close()
 
 
 def _run(engine_name, inputs, out, env=None):
@@ -163,7 +142,7 @@ def test_tasks_run_on_the_worker_main_thread(ray_session, spark_context):
 # never compares per-language routing, filters and rebalancing across engines. This one does: the
 # dry-run config as shipped (langid auto, url_filter on) plus rebalance with FineWeb2's rehydration
 # weights and a temperature mixture, on the bundled sample cut into three shards.
-# The classify stage runs too, with a quality classifier trained here (tests/test_classify.py's sets).
+# The classify stage runs too, with a quality classifier trained here (tests/support/classifiers.py's sets).
 MULTILINGUAL_SETS = ["langid.backend=auto", "extract.url_filter=true", "rebalance.enabled=true",
                      "rebalance.rehydration=fineweb2", "rebalance.temperature_alpha=0.5"]
 ALL_STAGES = ["extract", "dedup", "filter", "classify", "finalize", "rebalance"]
@@ -437,7 +416,7 @@ def test_run_task_marks_transient_failures(tmp_path, monkeypatch):
 @pytest.mark.infra
 @pytest.mark.parametrize("engine_name", ["ray", "spark"])
 def test_s3_outage_beyond_client_retries_is_recovered_by_the_engine_task_retry(engine_name, request, tmp_path):
-    from support.s3 import FlakyS3Proxy
+    from babelsieve.testing.s3_server import FlakyS3Proxy
 
     request.getfixturevalue("ray_session" if engine_name == "ray" else "spark_context")
     s3_server, s3_urls = request.getfixturevalue("s3"), request.getfixturevalue("urls")

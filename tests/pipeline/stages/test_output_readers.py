@@ -320,44 +320,36 @@ def test_tools_work_when_refilter_removes_a_whole_language(run_out, tmp_path, hf
     assert _manifest_langs(out, "filter").get(lang, 0) >= langs[lang]
 
 
-def test_export_from_and_to_s3(run_out, tmp_path, hf_env, monkeypatch):
+@pytest.mark.infra  # starts moto's S3 server
+def test_export_from_and_to_s3(s3, run_out, tmp_path, hf_env):
     """Source on S3 (moto's server: a real S3 API over HTTP) whose manifests name the local run it was
     copied from: export re-roots them at the given OUTPUT. DEST on S3 too, with the same options."""
     import boto3
     import datasets
 
-    from support.s3 import MotoS3
+    client = boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="runs")
+    # What export reads: the run record, the finalize manifests and files.
+    for p in [run_out / "_run.json", *(run_out / "_manifests" / "finalize").glob("*.json"),
+              *(run_out / "finalize").rglob("*.parquet")]:
+        client.put_object(Bucket="runs", Key=f"out/{p.relative_to(run_out)}", Body=p.read_bytes())
+    opts = ["--storage-option", f"endpoint_url={s3.endpoint}", "--storage-option", "key=testing",
+            "--storage-option", "secret=testing"]
+    r = _run("export", "s3://runs/out", str(tmp_path / "hub"), *opts)
+    assert r.returncode == 0, r.stderr
+    langs = _manifest_langs(run_out, "finalize")
+    lang = max(langs, key=lambda lab: (langs[lab], lab))
+    assert datasets.load_dataset(str(tmp_path / "hub"), lang, split="train").num_rows == langs[lang]
+    from babelsieve.pipeline.cli.export import export
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
-    server = MotoS3()
-    try:
-        client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="runs")
-        # What export reads: the run record, the finalize manifests and files.
-        for p in [run_out / "_run.json", *(run_out / "_manifests" / "finalize").glob("*.json"),
-                  *(run_out / "finalize").rglob("*.parquet")]:
-            client.put_object(Bucket="runs", Key=f"out/{p.relative_to(run_out)}", Body=p.read_bytes())
-        opts = ["--storage-option", f"endpoint_url={server.endpoint}", "--storage-option", "key=testing",
-                "--storage-option", "secret=testing"]
-        r = _run("export", "s3://runs/out", str(tmp_path / "hub"), *opts)
-        assert r.returncode == 0, r.stderr
-        langs = _manifest_langs(run_out, "finalize")
-        lang = max(langs, key=lambda lab: (langs[lab], lab))
-        assert datasets.load_dataset(str(tmp_path / "hub"), lang, split="train").num_rows == langs[lang]
-        from babelsieve.pipeline.cli.export import export
-
-        s3 = {"endpoint_url": server.endpoint, "key": "testing", "secret": "testing"}
-        export("s3://runs/out", "s3://runs/hub", storage_options=s3)
-        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="runs", Prefix="hub/")["Contents"])
-        assert keys == ["hub/README.md"] + sorted(f"hub/data/{lab}/train/000_00000.parquet" for lab in langs)
-        local = {p.relative_to(tmp_path / "hub").as_posix(): p.read_bytes()
-                 for p in (tmp_path / "hub").rglob("*.parquet")}
-        for key in keys[1:]:
-            assert client.get_object(Bucket="runs", Key=key)["Body"].read() == local[key.removeprefix("hub/")]
-    finally:
-        server.stop()
+    export("s3://runs/out", "s3://runs/hub",
+           storage_options={"endpoint_url": s3.endpoint, "key": "testing", "secret": "testing"})
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="runs", Prefix="hub/")["Contents"])
+    assert keys == ["hub/README.md"] + sorted(f"hub/data/{lab}/train/000_00000.parquet" for lab in langs)
+    local = {p.relative_to(tmp_path / "hub").as_posix(): p.read_bytes()
+             for p in (tmp_path / "hub").rglob("*.parquet")}
+    for key in keys[1:]:
+        assert client.get_object(Bucket="runs", Key=key)["Body"].read() == local[key.removeprefix("hub/")]
 
 
 def test_export_of_an_older_output_conforms_it(run_out, tmp_path, hf_env):
