@@ -30,6 +30,8 @@ _STAGES = "babelsieve.pipeline.stages"
 STAGE_ORDER: tuple[StageSpec, ...] = (
     StageSpec("extract", "extract", f"{_STAGES}.extract:ExtractStage", True),
     StageSpec("dedup_signatures", "dedup", f"{_STAGES}.dedup:DedupSignaturesStage", False),
+    StageSpec("dedup_merge", "dedup", f"{_STAGES}.dedup:DedupMergeStage", False),
+    StageSpec("dedup_merge_2", "dedup", f"{_STAGES}.dedup:DedupMerge2Stage", False),
     StageSpec("dedup_buckets", "dedup", f"{_STAGES}.dedup:DedupBucketsStage", False),
     StageSpec("dedup_clusters", "dedup", f"{_STAGES}.dedup:DedupClustersStage", False),
     StageSpec("dedup_annotate", "dedup", f"{_STAGES}.dedup:DedupAnnotateStage", True),

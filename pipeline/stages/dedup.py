@@ -1,4 +1,4 @@
-"""Global MinHash deduplication per language as four ordinary task stages, with tasks sized by work.
+"""Global MinHash deduplication per language as ordinary task stages, with tasks sized by work.
 
 ``dedup_signatures`` (extract ``documents`` files grouped into tasks by documents and bytes,
 :func:`~babelsieve.pipeline.core.tasks.work_sized_tasks`; plus one task per stored signature file of an
@@ -8,12 +8,19 @@ earlier run listed in ``dedup.previous_signatures``)
     band key; (language hash, key, doc id) triples of all the task's languages are written partitioned
     by ``key % partitions`` -> ``dedup_work/bands/part=PPPPP/<task>.npy`` (kind ``bands``): one file
     per (task, partition), not per (task, language, partition).
+``dedup_merge``, ``dedup_merge_2`` (no task unless a partition has more than ``tasks.max_input_files``
+band files)
+    bound the fan-in of ``dedup_buckets``: a partition's band files (sorted by path) are cut into chunks of
+    ``max_input_files``, each concatenated into one file ``dedup_work/bands_merged/part=PPPPP/L1-<i>.npy``
+    (kind ``bands``, recording the digest of the band files below it); level 2 does the same to level 1's
+    files if there are still too many (:func:`merge_tree`).
 ``dedup_buckets`` (one task per partition)
-    sorts the partition's (language, key, id) triples; every run of equal (language, key) is a band
-    bucket (documents of different languages never share one); each member is linked to the
-    smallest id of its bucket (a star: n-1 edges, not n^2). Buckets holding only documents of earlier
-    runs are skipped. Unique edges, sorted by (language hash, u, v) ->
-    ``dedup_work/edges/PPPPP.npy`` (kind ``edges``; the entry records each language's row range).
+    reads the partition's band files, or the top of its merge tree, and sorts the partition's (language,
+    key, id) triples; every run of equal (language, key) is a band bucket (documents of different
+    languages never share one); each member is linked to the smallest id of its bucket (a star: n-1
+    edges, not n^2). Buckets holding only documents of earlier runs are skipped. Unique edges, sorted
+    by (language hash, u, v) -> ``dedup_work/edges/PPPPP.npy`` (kind ``edges``; the entry records each
+    language's row range).
 ``dedup_clusters`` (languages grouped into tasks by their edge counts)
     connected components over the group's edges, streamed one partition (edge file) at a time
     (see :func:`connected_components`). Edges never join two languages, so one task can cluster
@@ -43,9 +50,9 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +60,7 @@ import xxhash
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import (
     Stage,
     Task,
@@ -267,6 +275,146 @@ class DedupSignaturesStage(Stage):
 
 
 # ------------------------------------------------------------------------------------------------
+# stage 1b: merge levels (bounded fan-in of dedup_buckets)
+
+MERGE_STAGES = ("dedup_merge", "dedup_merge_2")  # level k is MERGE_STAGES[k - 1]
+
+
+@dataclass(frozen=True)
+class MergeNode:
+    """One merged band file of a partition's merge tree: the concatenation of its children (band file
+    entries or nodes of the level below), in order."""
+
+    partition: int
+    level: int
+    index: int
+    children: tuple[Any, ...]  # band file entries (dicts) or MergeNode
+
+    @property
+    def leaves(self) -> list[dict[str, Any]]:
+        """The band file entries below this node, in order."""
+        return [leaf for c in self.children for leaf in (c.leaves if isinstance(c, MergeNode) else [c])]
+
+    @property
+    def task_id(self) -> str:
+        return f"{self.partition:05d}-{self.index:06d}"
+
+    def path(self, layout: RunLayout) -> str:
+        return layout.work_dir("dedup", "bands_merged", f"part={self.partition:05d}",
+                               f"L{self.level}-{self.index:06d}.npy")
+
+
+def merge_tree(entries: list[dict[str, Any]], partition: int, cap: int, levels: int = len(MERGE_STAGES)) -> list[Any]:
+    """What ``dedup_buckets`` reads for one partition: band file entries, or merge nodes over them.
+
+    While more than ``cap`` items remain (and a merge level is left), the items (sorted by path at
+    level 1, in order above) are cut into consecutive chunks of ``cap``; a chunk of two or more becomes
+    one node of the next level, a lone last item passes through unmerged. So the tree depends only on
+    the set of band files, and a bucket task reads at most ``cap`` files up to ``cap ** (levels + 1)``
+    band files per partition (10^9 at the default 1,000)."""
+    items: list[Any] = sorted(entries, key=lambda f: f["path"])
+    for level in range(1, levels + 1):
+        if len(items) <= cap:
+            break
+        chunks = [items[i:i + cap] for i in range(0, len(items), cap)]
+        items = [MergeNode(partition, level, i, tuple(c)) if len(c) > 1 else c[0] for i, c in enumerate(chunks)]
+    return items
+
+
+def band_languages(entries: list[dict[str, Any]]) -> list[str]:
+    """The sorted languages of band file entries (a bucket task maps language hashes back to names)."""
+    return sorted({lang for f in entries for lang in f.get("languages") or [entry_language(f)]})
+
+
+def merge_trees(config) -> dict[int, list[Any]]:
+    """partition -> :func:`merge_tree` of its completed band files."""
+    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for f in completed_files(config, "dedup_signatures", kind="bands"):
+        groups[f["partition"]].append(f)
+    cap = config.tasks.max_input_files
+    return {p: merge_tree(entries, p, cap) for p, entries in sorted(groups.items())}
+
+
+def tree_nodes(items: list[Any], level: int) -> list[MergeNode]:
+    """The nodes of ``level`` in a merge tree, in order."""
+    out: list[MergeNode] = []
+    for it in items:
+        if isinstance(it, MergeNode):
+            out += [it] if it.level == level else tree_nodes(list(it.children), level)
+    return out
+
+
+def merged_files(config, below_level: int) -> dict[str, dict[str, Any]]:
+    """path -> entry of the merged band files of the merge levels below ``below_level`` (completed tasks)."""
+    out: dict[str, dict[str, Any]] = {}
+    for stage in MERGE_STAGES[: below_level - 1]:
+        out.update({f["path"]: f for f in completed_files(config, stage, kind="bands")})
+    return out
+
+
+def resolve_inputs(items: list[Any], merged: dict[str, dict[str, Any]], layout: RunLayout) -> list[dict[str, Any]]:
+    """The files to read for ``items``: a node's merged file when one was made from exactly the node's
+    band files (by their recorded content), else its children's files. So a consumer is always correct;
+    only a merge that failed or has not run yet makes it read more files."""
+    out: list[dict[str, Any]] = []
+    for it in items:
+        if not isinstance(it, MergeNode):
+            out.append(it)
+            continue
+        entry = merged.get(it.path(layout))
+        if entry is not None and entry.get("leaves_digest") == files_digest(it.leaves):
+            out.append(entry)
+        else:
+            out += resolve_inputs(list(it.children), merged, layout)
+    return out
+
+
+class DedupMergeStage(Stage):
+    """Level 1 of the merge of band files: plans no task unless a partition has more than
+    ``tasks.max_input_files`` band files (:func:`merge_tree`)."""
+
+    name = "dedup_merge"
+    level: ClassVar[int] = 1
+
+    def plan(self) -> list[Task]:
+        merged = merged_files(self.config, self.level)
+        tasks = []
+        for items in merge_trees(self.config).values():
+            for node in tree_nodes(items, self.level):
+                entries = resolve_inputs(list(node.children), merged, self.layout)
+                leaves = node.leaves
+                tasks.append(Task(self.name, node.task_id, tuple(f["path"] for f in entries),
+                                  {"partition": node.partition, "level": self.level, "index": node.index,
+                                   "languages": band_languages(leaves), "leaves": len(leaves),
+                                   "leaves_digest": files_digest(leaves)},
+                                  files_digest(entries)))
+        return tasks
+
+    def run(self, task: Task) -> TaskOutput:
+        """Concatenate the inputs in order: buckets sort the entries, so their edges do not depend on
+        how band files are grouped (same multiset of triples -> same bytes)."""
+        p = task.params
+        parts = [load_npy(u, self.storage_options) for u in task.inputs]
+        for u, a in zip(task.inputs, parts, strict=True):
+            if a.dtype != BAND_DTYPE:
+                raise ValueError(f"{u}: not a band file (dtype {a.dtype})")
+        arr = np.concatenate(parts) if parts else np.zeros(0, BAND_DTYPE)
+        node = MergeNode(p["partition"], p["level"], p["index"], ())
+        entry = storage.publish_bytes(node.path(self.layout), npy_bytes(arr), self.storage_options)
+        return TaskOutput(files=[{**entry, "kind": "bands", "partition": p["partition"], "rows": len(arr),
+                                  "languages": p["languages"], "level": p["level"], "leaves": p["leaves"],
+                                  "leaves_digest": p["leaves_digest"]}],
+                          stats={"band_entries": len(arr), "inputs": len(task.inputs), "level": p["level"]})
+
+
+class DedupMerge2Stage(DedupMergeStage):
+    """Level 2: merges level-1 files where a partition still has more than ``tasks.max_input_files``."""
+
+    name = "dedup_merge_2"
+    level: ClassVar[int] = 2
+
+
+# ------------------------------------------------------------------------------------------------
 # stage 2: buckets -> edges
 
 
@@ -304,15 +452,14 @@ class DedupBucketsStage(Stage):
 
     def plan(self) -> list[Task]:
         # Inputs and their recorded content make the task's identity: a new or changed band file
-        # (shards added, a signature task rerun) reruns the bucket task. One task per partition: its
-        # fan-in is the number of signature tasks (work-sized, so ~documents / tasks.target_documents).
-        groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for f in completed_files(self.config, "dedup_signatures", kind="bands"):
-            groups[f["partition"]].append(f)
+        # (shards added, a signature task rerun) reruns the bucket task. One task per partition: it reads
+        # the partition's band files, or the merged files of its merge tree once there are more than
+        # tasks.max_input_files of them (unchanged inputs and identity when there are not).
+        merged = merged_files(self.config, len(MERGE_STAGES) + 1)
         tasks = []
-        for p, entries in sorted(groups.items()):
-            entries = sorted(entries, key=lambda f: f["path"])
-            langs = sorted({lang for f in entries for lang in f.get("languages") or [entry_language(f)]})
+        for p, items in merge_trees(self.config).items():
+            entries = resolve_inputs(items, merged, self.layout)
+            langs = band_languages(entries)
             tasks.append(Task(self.name, f"{p:05d}", tuple(f["path"] for f in entries),
                               {"partition": p, "languages": langs}, files_digest(entries)))
         return tasks

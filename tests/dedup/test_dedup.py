@@ -255,6 +255,8 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path, tasks):
     n_tasks = 1 if not tasks else 3
     assert len(res["dedup_signatures"]) == n_tasks and len(res["dedup_annotate"]) == n_tasks
     assert len(res["dedup_buckets"]) == 4 and len(res["dedup_clusters"]) == 1
+    # with at most two inputs, each partition's 3 band files are one merged pair and one passing through
+    assert len(res["dedup_merge"]) == (0 if not tasks else 4) and not res["dedup_merge_2"]
     out = tmp_path / "a"
     kept = pq.read_table(sorted((out / "dedup").rglob("*.parquet"))).to_pylist() if False else [
         r for p in sorted((out / "dedup").rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]

@@ -9,7 +9,7 @@ from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
 from babelsieve.pipeline.core.documents import language_dir, table_from_rows, write_table
 from babelsieve.pipeline.core.tasks import MANIFEST_VERSION, execute_task, manifest_url
-from babelsieve.pipeline.stages import stage_class
+from babelsieve.pipeline.stages import STAGE_GROUPS, stage_class
 
 
 def write_fake_extract(config: PipelineConfig, shards: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
@@ -25,7 +25,7 @@ def write_fake_extract(config: PipelineConfig, shards: dict[str, dict[str, list[
         storage.publish_json(manifest_url(config, "extract", task_id), manifest)
 
 
-DEDUP_STAGES = ["dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate"]
+DEDUP_STAGES = STAGE_GROUPS["dedup"]  # with the merge levels (no task unless a partition has > max_input_files)
 
 
 def run_stages(config: PipelineConfig, stages: list[str], reverse: bool = False) -> dict[str, list[dict[str, Any]]]:

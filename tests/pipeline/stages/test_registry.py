@@ -22,7 +22,8 @@ def test_every_registered_stage_loads_and_is_named_as_registered():
 
 def test_groups_follow_the_pipeline_order():
     assert list(STAGE_GROUPS) == ["extract", "dedup", "filter", "classify", "finalize", "rebalance"]
-    assert STAGE_GROUPS["dedup"] == ["dedup_signatures", "dedup_buckets", "dedup_clusters", "dedup_annotate"]
+    assert STAGE_GROUPS["dedup"] == ["dedup_signatures", "dedup_merge", "dedup_merge_2", "dedup_buckets",
+                                     "dedup_clusters", "dedup_annotate"]
 
 
 @pytest.mark.parametrize(("stages", "stage", "reads"), [
