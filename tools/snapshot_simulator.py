@@ -347,6 +347,26 @@ def _pieces_by_language(lang_files: list[np.ndarray], target: int, cap: int) -> 
     return out
 
 
+WORK_STAGES = STAGES[:2] + ["dedup_merge", "dedup_merge_2"] + STAGES[2:]  # the work-sized model's stages
+
+
+def merge_levels(n_files: int, cap: int, levels: int = 2) -> tuple[list[tuple[int, int, int]], int]:
+    """The merge tree of one partition with ``n_files`` band files, as
+    :func:`babelsieve.pipeline.stages.dedup.merge_tree` builds it: per level (merged files, input files
+    they read, largest fan-in), and the number of files the bucket task then reads."""
+    out: list[tuple[int, int, int]] = []
+    items = n_files
+    for _ in range(levels):
+        if items <= cap:
+            out.append((0, 0, 0))
+            continue
+        full, rest = divmod(items, cap)
+        nodes = full + (1 if rest >= 2 else 0)  # a lone last file passes through unmerged
+        out.append((nodes, items - (1 if rest == 1 else 0), cap))
+        items = full + (1 if rest else 0)
+    return out, items
+
+
 def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = WorkTargets()) -> list[dict[str, Any]]:
     """Tasks, files, fan-in and S3 requests per stage with tasks sized by work (this branch's planners).
 
@@ -356,7 +376,9 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     S3 requests of the planners: one LIST page per 1,000 upstream manifests and one GET of the
     upstream stage's index (its manifests in one object), one LIST page per 1,000 upstream files
     (``FileSizes`` lists a stage's top directory once), the stage's own manifests listed twice (retire,
-    skip check) with its index read; workers: one GET per input and one GET of the task's manifest."""
+    skip check) with its index read; workers: one GET per input and one GET of the task's manifest.
+    ``dedup_merge``/``dedup_merge_2`` and the bucket fan-in follow :func:`merge_levels` on a partition's
+    ~band files / P band files; their planners also read the band files' (and lower levels') manifests."""
     P, B = params.partitions, params.num_buckets
     n = stats.shards
     D, C = targets.documents, targets.max_inputs
@@ -383,14 +405,24 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     flt_pieces_n = float(sum(len(p) for p in flt_pieces))
     fin_pieces_n = float(sum(len(p) for p in fin_pieces))
     flt_removed = float(sum(np.minimum(p, params.filter_removed_reasons).sum() for p in flt_pieces))
+    # merge levels: every partition holds ~band_files / P band files (a signature task of thousands of documents
+    # writes to every partition); the bucket task reads the top of the partition's merge tree
+    merge, bucket_fanin = merge_levels(round(band_files / P), C)
 
     rows: dict[str, dict[str, Any]] = {
         "extract": {"tasks": n, "files": F + removed_x, "fanin": (1, 1), "upstream": None, "inputs": n},
         "dedup_signatures": {"tasks": G, "files": float(sig["languages"].sum()) + band_files,
                              "fanin": (float(sig["files"].max()), float(np.percentile(sig["files"], 99))),
                              "upstream": "extract", "inputs": F},
-        "dedup_buckets": {"tasks": float(P), "files": float(P), "fanin": (G, G), "upstream": "dedup_signatures",
-                          "inputs": band_files},
+        "dedup_merge": {"tasks": float(merge[0][0] * P), "files": float(merge[0][0] * P),
+                        "fanin": (float(merge[0][2]),) * 2, "upstream": "dedup_signatures",
+                        "inputs": float(merge[0][1] * P)},
+        "dedup_merge_2": {"tasks": float(merge[1][0] * P), "files": float(merge[1][0] * P),
+                          "fanin": (float(merge[1][2]),) * 2, "upstream": "dedup_merge",
+                          "inputs": float(merge[1][1] * P), "also": ["dedup_signatures"]},
+        "dedup_buckets": {"tasks": float(P), "files": float(P), "fanin": (float(bucket_fanin),) * 2,
+                          "upstream": "dedup_signatures", "inputs": float(bucket_fanin * P),
+                          "also": ["dedup_merge", "dedup_merge_2"]},
         # one clusters file per (clustering task, annotate task) with rows: at most the annotate tasks plus one
         # more per clustering task (its language range may start inside an annotate task's files)
         "dedup_clusters": {"tasks": float(len(clu["files"])), "files": clusters_files, "fanin": (float(P), float(P)),
@@ -410,7 +442,7 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
                       "upstream": "finalize", "inputs": fin_pieces_n},
     }
     out = []
-    for name in STAGES:
+    for name in WORK_STAGES:
         r = rows[name]
         tasks, files = float(r["tasks"]), float(r["files"])
         # own manifests: listed by retire_unplanned and by the skip check (one page each when empty),
@@ -426,10 +458,14 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
             if name == "dedup_annotate":  # also the clusters' manifests and files
                 lst += float(_pages(rows["dedup_clusters"]["tasks"])) + float(_pages(rows["dedup_clusters"]["files"]))
                 get += 1.0
+            for also in r.get("also", []):  # the merge levels' planners also read the band files' manifests
+                lst += float(_pages(rows[also]["tasks"])) + float(_pages(rows[also]["files"]))
+                get += 1.0
         if name == "rebalance":  # the planner reads every input's cluster sizes (2 GETs: footer, column)
             get += 2 * float(r["inputs"])
         planning = {"get": get, "head": head, "list": lst}
-        worker = {"head": 0.0, "get": float(r["inputs"]) + tasks, "put": files + tasks + 1}
+        # the index is written once by a stage with tasks (a stage that plans none writes nothing)
+        worker = {"head": 0.0, "get": float(r["inputs"]) + tasks, "put": files + tasks + (1 if tasks else 0)}
         total = planning["get"] + planning["head"] + planning["list"] + sum(worker.values())
         out.append({
             "stage": name, "tasks": round(tasks), "files": round(files), "fanin_max": round(r["fanin"][0]),

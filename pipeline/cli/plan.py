@@ -39,7 +39,8 @@ ASSUMPTIONS = [
     "Stages after extract whose tasks are sized by work (dedup_signatures, dedup_annotate, filter, finalize, "
     "rebalance; config `tasks`) get max(documents in / tasks.target_documents, input files / tasks.max_input_files) "
     "tasks at full scale (at least the sample's count): they scale with the shards through the documents, not with "
-    "shards x languages. dedup_buckets keeps one task per hash partition (its fan-in grows with the shards); "
+    "shards x languages. dedup_buckets keeps one task per hash partition (reading at most "
+    "tasks.max_input_files files: the dedup_merge levels, not projected here, merge band files past that); "
     "dedup_clusters one task per group of languages.",
     "For other stages: a stage scales its task count by f when each of its tasks reads the output of one task of "
     "a scaling stage "
