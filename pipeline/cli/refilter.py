@@ -269,7 +269,9 @@ def rethreshold(output: str, language: str, overrides: dict[str, Any],
         base = RunLayout(output).manifests_dir("classify")
         manifests = [manifest_from_storage(output, storage.read_json(u, opts))
                      for u in storage.list_files(base, ".json", opts)]
-        manifests = [m for m in manifests if (m.get("params") or {}).get("lang_script") == language]
+        # a classify task may hold several languages (work-sized tasks): only this language's rows are re-decided
+        # and only its files rewritten; the task's other languages keep their files byte for byte
+        manifests = [m for m in manifests if language in _task_languages(m)]
         if not manifests:
             raise ValueError(f"no classify-stage output for {language} in {output}")
         staging = storage.join(RunLayout(output).refilter_dir(), f"staging-{uuid.uuid4().hex}")
@@ -278,7 +280,11 @@ def rethreshold(output: str, language: str, overrides: dict[str, Any],
         n_docs = 0
         try:
             for m in manifests:
-                parts = [read_table(f["path"], opts) for f in m["files"] if f.get("kind") in ("documents", "removed")]
+                mine = [f for f in m["files"] if f.get("lang_script") == language]
+                others = [f for f in m["files"] if f.get("lang_script") != language]
+                parts = [read_table(f["path"], opts) for f in mine if f.get("kind") in ("documents", "removed")]
+                if not parts:  # the language's inputs of this task had no rows: nothing to re-decide
+                    continue
                 parts = [p.drop_columns([cls.REMOVED_EXTRA.name]) if cls.REMOVED_EXTRA.name in p.column_names else p
                          for p in parts]
                 table = pa.concat_tables(parts, promote_options="default")
@@ -288,12 +294,15 @@ def rethreshold(output: str, language: str, overrides: dict[str, Any],
                 reasons = cls.decide(table, classifiers, language)
                 files = cls.write_decided(storage.join(staging, "classify"), staging, m["task_id"], language, table,
                                           reasons, classifiers, opts)
-                st = cls.task_stats(table.num_rows, reasons, language)
-                for r, k in st["removed"].items():
+                removed = cls.language_stats(table.num_rows, reasons)
+                for r, k in removed.items():
                     totals[r] = totals.get(r, 0) + k
                 n_docs += table.num_rows
-                m["stats"] = {**m.get("stats", {}), **st, "refiltered": overrides}
-                staged.append((m, files))
+                m["stats"] = {**m.get("stats", {}), **_restated(m, language, table.num_rows, removed),
+                              "refiltered": overrides}
+                order = {lang: i for i, lang in enumerate(dict.fromkeys(_task_languages(m)))}
+                # the task's files stay grouped by language in the task's order (a stable sort)
+                staged.append((m, sorted(others + files, key=lambda f: order.get(f.get("lang_script"), len(order)))))
             for m, files in staged:
                 _commit(output, config, m, files, staging, opts, stage="classify")
         finally:
@@ -306,3 +315,36 @@ def rethreshold(output: str, language: str, overrides: dict[str, Any],
     old = storage.read_bytes(audit, opts).decode() if storage.exists(audit, opts) else ""
     storage.publish_bytes(audit, (old + json.dumps(summary) + "\n").encode(), opts)
     return summary
+
+
+def _task_languages(manifest: dict[str, Any]) -> list[str]:
+    """The languages a classify task read: ``lang_scripts`` of a work-sized task (aligned with its inputs),
+    ``lang_script`` of a one-file task of earlier versions, else the languages of its file entries."""
+    params = manifest.get("params") or {}
+    if params.get("lang_scripts"):
+        return list(params["lang_scripts"])
+    if params.get("lang_script"):
+        return [params["lang_script"]]
+    return [f["lang_script"] for f in manifest.get("files", []) if f.get("lang_script")]
+
+
+def _restated(manifest: dict[str, Any], language: str, n: int, removed: dict[str, int]) -> dict[str, Any]:
+    """A classify task's manifest statistics with ``language``'s part replaced by ``n`` documents and
+    ``removed`` (per reason); its other languages' parts are taken from their file entries as recorded."""
+    from babelsieve.pipeline.stages.classify import combine_stats
+
+    per_language: dict[str, tuple[int, dict[str, int]]] = {}
+    for f in manifest.get("files", []):
+        lang = f.get("lang_script")
+        if lang is None or lang == language or f.get("kind") not in ("documents", "removed"):
+            continue
+        docs, rem = per_language.setdefault(lang, (0, {}))
+        rows = int(f.get("rows") or 0)
+        if f.get("kind") == "removed":
+            rem[f["reason"]] = rem.get(f["reason"], 0) + rows
+        per_language[lang] = (docs + rows, rem)
+    # a language of the task without any row has no file entry: it stays, with 0 documents
+    for lang in (manifest.get("stats") or {}).get("languages") or {}:
+        per_language.setdefault(lang, (0, {}))
+    per_language[language] = (n, removed)
+    return combine_stats({lang: (docs, dict(sorted(rem.items()))) for lang, (docs, rem) in per_language.items()})

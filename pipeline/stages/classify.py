@@ -1,22 +1,28 @@
 """Classify stage: learned quality scores (fastText classifiers) per language, then decisions.
 
 Input: the kept documents of the configured stage before it (by default ``filter``; the stage goes where
-``classify`` stands in ``config.stages``), one task per file (each file holds one ``lang_script``). Each
-classifier of ``config.classify.classifiers`` that covers the file's language scores every document: the
+``classify`` stands in ``config.stages``), grouped into tasks by documents and bytes like every stage after
+extract (:func:`~babelsieve.pipeline.core.tasks.work_sized_tasks`, ``config.tasks``): a big language is split
+into several tasks, long-tail languages share one. A task classifies each of its languages on the
+concatenation of that language's inputs (in input order). Each classifier of ``config.classify.classifiers``
+that covers the language scores every document: the
 probability fastText gives its positive ``label`` (float32, bit-identical to the fastText binding's
 ``predict(text, k=-1)``: :mod:`babelsieve.langid.fasttext_inference`), on the text prepared as
-:func:`prepare_texts` says. It writes:
+:func:`prepare_texts` says. It writes, per (task, language):
 
 * kept:    ``<output>/classify/lang_script=<lang>/<task_id>.parquet``: the documents plus one
   ``quality_<name>`` column (float32) per classifier, and ``quality_<name>_bucket`` (int32: how many of
   ``buckets`` are <= the score) when it has buckets; null where a classifier does not cover the language.
   Every task writes every classifier's columns, so all languages share one schema.
-* removed: ``<output>/removed/classify/<name>/<task_id>.parquet``: documents scoring below the
+* removed: ``<output>/removed/classify/<name>/<task_id>-<lang>.parquet``: documents scoring below the
   classifier's threshold (``thresholds[lang]``, else ``threshold``), with ``removal_reason``
   ``<name>:below_threshold``. A document below several thresholds is removed by the first classifier
   of the list.
-* stats:   ``<output>/_stats/classify/<task_id>.parquet`` (:data:`STATS_SCHEMA`): per language and
+* stats:   ``<output>/_stats/classify/<task_id>-<lang>.parquet`` (:data:`STATS_SCHEMA`): per language and
   classifier, a 20-bin score histogram and the documents of each bucket, with how many were kept.
+
+A task's identity holds the sha256 of every model scoring one of its languages, so a replaced model re-scores
+exactly the tasks it covers.
 
 Signals, then decisions: the scores are stored, so ``babelsieve refilter OUTPUT -l LANG --set
 classify.<name>.threshold=X`` (or ``.buckets=[...]``) re-decides from them without loading the model
@@ -25,9 +31,7 @@ classify.<name>.threshold=X`` (or ``.buckets=[...]``) re-decides from them witho
 
 from __future__ import annotations
 
-import hashlib
 import os
-import posixpath
 from typing import Any
 
 import numpy as np
@@ -42,7 +46,8 @@ from babelsieve.pipeline.core.tasks import (
     Task,
     TaskOutput,
     completed_files,
-    files_digest,
+    inputs_by_language,
+    work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
 
@@ -273,10 +278,21 @@ def stats_table(task_id: str, lang: str, table: pa.Table, reasons: list[str | No
     return pa.Table.from_pylist(rows, schema=STATS_SCHEMA)
 
 
+def removed_url(out_base: str, name: str, task_id: str, lang: str) -> str:
+    """Removed documents of one (task, language) by classifier ``name``: a task may hold several languages."""
+    return storage.join(RunLayout(out_base).removed_dir("classify", name), f"{task_id}-{lang}.parquet")
+
+
+def stats_url(out_base: str, task_id: str, lang: str) -> str:
+    """The statistics file of one language of a classify task."""
+    return storage.join(RunLayout(out_base).stats_dir("classify"), f"{task_id}-{lang}.parquet")
+
+
 def write_decided(stage_out: str, out_base: str, task_id: str, lang: str, table: pa.Table,
                   reasons: list[str | None], classifiers: list[ClassifierConfig],
                   storage_options: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Write one task's kept documents, removed ones (per classifier) and statistics; manifest entries."""
+    """Write one (task, language)'s kept documents, removed ones (per classifier) and statistics; manifest
+    entries (a part without rows gets no file)."""
     files = []
     if REMOVED_EXTRA.name in table.column_names:
         table = table.drop_columns([REMOVED_EXTRA.name])
@@ -290,24 +306,38 @@ def write_decided(stage_out: str, out_base: str, task_id: str, lang: str, table:
         if reason not in reasons:
             continue
         part = with_reason.filter(pa.array([r == reason for r in reasons], type=pa.bool_()))
-        url = storage.join(RunLayout(out_base).removed_dir("classify", c.name), f"{task_id}.parquet")
-        files.append({**write_table(url, part, storage_options), "kind": "removed", "lang_script": lang,
-                      "reason": reason})
+        files.append({**write_table(removed_url(out_base, c.name, task_id, lang), part, storage_options),
+                      "kind": "removed", "lang_script": lang, "reason": reason})
     st = stats_table(task_id, lang, table, reasons, classifiers)
     if st.num_rows:
-        url = storage.join(RunLayout(out_base).stats_dir("classify"), f"{task_id}.parquet")
-        entry = write_table(url, st, storage_options)
+        entry = write_table(stats_url(out_base, task_id, lang), st, storage_options)
         files.append({**entry, "kind": "stats", "lang_script": lang})
     return files
 
 
-def task_stats(n: int, reasons: list[str | None], lang: str) -> dict[str, Any]:
+def language_stats(n: int, reasons: list[str | None]) -> dict[str, int]:
+    """Removals per reason of one (task, language), sorted by reason."""
     removed: dict[str, int] = {}
     for r in reasons:
         if r is not None:
             removed[r] = removed.get(r, 0) + 1
-    kept = n - sum(removed.values())
-    return {"docs_in": n, "docs_out": kept, "removed": dict(sorted(removed.items())), "languages": {lang: kept}}
+    return dict(sorted(removed.items()))
+
+
+def combine_stats(per_language: dict[str, tuple[int, dict[str, int]]]) -> dict[str, Any]:
+    """A task's manifest statistics from ``{lang: (documents, removed per reason)}``: documents in and out,
+    removals per reason and kept documents per language (languages sorted)."""
+    removed: dict[str, int] = {}
+    languages: dict[str, int] = {}
+    n_in = 0
+    for lang in sorted(per_language):
+        n, rem = per_language[lang]
+        n_in += n
+        languages[lang] = n - sum(rem.values())
+        for r, k in rem.items():
+            removed[r] = removed.get(r, 0) + k
+    return {"docs_in": n_in, "docs_out": sum(languages.values()), "removed": dict(sorted(removed.items())),
+            "languages": languages}
 
 
 class ClassifyStage(Stage):
@@ -315,25 +345,32 @@ class ClassifyStage(Stage):
 
     def plan(self) -> list[Task]:
         files = completed_files(self.config, documents_input(self.config, self.name), kind="documents")
-        # the model files' sha256 are part of each task's identity: a replaced model rescores
+        # the model files' sha256 are part of each task's identity: a replaced model re-scores the tasks
+        # holding a language it covers (and only those)
         digests = resolve_models(self.config) if files else {}
-        tasks, seen = [], set()
-        for f in sorted(files, key=lambda f: (f.get("lang_script", ""), f["path"])):
-            lang = f.get("lang_script") or "und"
-            stem = posixpath.basename(f["path"]).rsplit(".", 1)[0]
-            tid = stem if stem.startswith(lang) else f"{lang}-{stem}"
-            if tid in seen:
-                tid = f"{tid}-{hashlib.sha1(f['path'].encode()).hexdigest()[:8]}"
-            seen.add(tid)
-            models = {c.name: digests[c.name] for c in self.config.classify.classifiers if c.applies_to(lang)}
-            tasks.append(Task(self.name, tid, (f["path"],), {"lang_script": lang, "models": models},
-                              files_digest([f])))
+        tasks = []
+        for t in work_sized_tasks(self.name, files, self.config):
+            langs = set(t.params["lang_scripts"])
+            models = {c.name: digests[c.name] for c in self.config.classify.classifiers
+                      if any(c.applies_to(lang) for lang in sorted(langs))}
+            tasks.append(Task(t.stage, t.task_id, t.inputs, {**t.params, "models": models}, t.input_digest))
         return tasks
 
     def run(self, task: Task) -> TaskOutput:
-        (url,) = task.inputs
-        lang = task.params.get("lang_script") or "und"
-        table = read_table(url, self.storage_options)
+        files: list[dict[str, Any]] = []
+        per_language: dict[str, tuple[int, dict[str, int]]] = {}
+        for lang, urls in inputs_by_language(task):
+            got, n, removed = self._run_language(task, lang, urls)
+            files += got
+            per_language[lang] = (n, removed)
+        return TaskOutput(files=files, stats=combine_stats(per_language))
+
+    def _run_language(self, task: Task, lang: str, urls: list[str]) -> tuple[list[dict[str, Any]], int,
+                                                                           dict[str, int]]:
+        """Score and decide one language's inputs of the task (concatenated in input order): files written,
+        documents, removals per reason."""
+        tables = [read_table(u, self.storage_options) for u in urls]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         classifiers = self.config.classify.classifiers
         texts = table.column("text").to_pylist()
         for i, c in enumerate(classifiers):
@@ -351,4 +388,4 @@ class ClassifyStage(Stage):
         reasons = decide(table, classifiers, lang)
         files = write_decided(self.layout.stage_dir("classify"), self.config.output, task.task_id, lang, table,
                               reasons, classifiers, self.storage_options)
-        return TaskOutput(files=files, stats=task_stats(table.num_rows, reasons, lang))
+        return files, table.num_rows, language_stats(table.num_rows, reasons)

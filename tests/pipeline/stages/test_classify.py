@@ -79,9 +79,10 @@ def _run_stage(config: PipelineConfig, name: str) -> list[dict]:
     return [execute_task(t.to_dict(), config.model_dump_json()) for t in stage.plan()]
 
 
-def _config(out: Path, classifiers: list[dict], stages=("extract", "classify", "finalize")) -> PipelineConfig:
+def _config(out: Path, classifiers: list[dict], stages=("extract", "classify", "finalize"),
+            tasks: dict | None = None) -> PipelineConfig:
     cfg = PipelineConfig.model_validate({"output": str(out), "stages": list(stages),
-                                         "classify": {"classifiers": classifiers}})
+                                         "classify": {"classifiers": classifiers}, "tasks": tasks or {}})
     storage.publish_json(storage.join(cfg.output, "_run.json"),
                          {"config_hash": cfg.content_hash(), "config": cfg.model_dump(mode="json")})
     return cfg
@@ -115,7 +116,9 @@ def test_stage_scores_every_document_as_fasttext_thresholds_and_buckets(models, 
     for lang, docs in by_lang.items():
         _fake_extract(cfg, lang, docs)
     res = _run_stage(cfg, "classify")
-    assert len(res) == 3 and all(r["status"] == "done" for r in res)
+    # tasks sized by work: the three languages (~270 documents) share one task at the default target
+    assert len(res) == 1 and all(r["status"] == "done" for r in res)
+    assert res[0]["stats"]["languages"].keys() == by_lang.keys()
     kept = _all_rows(completed_files(cfg, "classify", kind="documents"))
     removed_files = completed_files(cfg, "classify", kind="removed")
     removed = _all_rows(removed_files)
@@ -184,6 +187,202 @@ def test_stage_scores_every_document_as_fasttext_thresholds_and_buckets(models, 
     assert q.filter(lang_script="deu_Latn", bucket=0)["kept_share"].item() == 0.0
     html = render(stats, [], None, cfg.output)  # the report's HTML (plots left out: matplotlib is slow)
     assert "Quality classifiers: kept share per bucket" in html and "score histogram per language" in html
+
+
+# ------------------------------------------------------------------ tasks sized by work (several languages a task)
+SHARED_TARGET = 150  # documents per classify task: deu (2 files) + por's first file, then por's second + spa
+
+
+def _two_shards_per_language(cfg: PipelineConfig, models) -> dict[str, list[dict]]:
+    """Each language's documents cut into two extract files (as two shards would write them)."""
+    by_lang = _docs_by_lang(models)
+    for lang, docs in by_lang.items():
+        half = len(docs) // 2
+        _fake_extract(cfg, lang, docs[:half], "00000")
+        _fake_extract(cfg, lang, docs[half:], "00001")
+    return by_lang
+
+
+def _expected_decisions(models, by_lang: dict[str, list[dict]]) -> dict[str, tuple]:
+    """id -> (language, web score, deu_ova score or None, removal reason or None), computed with fastText's
+    binding and :func:`_two_classifiers`' thresholds: what any plan must give, document by document."""
+    from babelsieve.pipeline.stages.classify import prepare_texts
+
+    out = {}
+    for lang, docs in by_lang.items():
+        texts = [d["text"] for d in docs]
+        web = binding_scores(models["softmax"], prepare_texts(texts))
+        ova = (binding_scores(models["ova"], prepare_texts(texts, 300, True, "remove", True)) if lang == "deu_Latn"
+               else [None] * len(docs))
+        for d, w, o in zip(docs, web, ova, strict=True):
+            reason = None
+            if w < np.float32(0.9 if lang == "por_Latn" else 0.5):
+                reason = "web:below_threshold"
+            elif o is not None and o < np.float32(0.5):
+                reason = "deu_ova:below_threshold"
+            out[d["id"]] = (lang, float(w), None if o is None else float(o), reason)
+    return out
+
+
+def _decisions(cfg: PipelineConfig) -> dict[str, tuple]:
+    """id -> (language, web score, deu_ova score, removal reason) as the classify outputs hold them."""
+    kept = _all_rows(completed_files(cfg, "classify", kind="documents")).to_pylist()
+    removed = _all_rows(completed_files(cfg, "classify", kind="removed")).to_pylist()
+    out = {}
+    for r in kept + removed:
+        assert r["id"] not in out  # every document once
+        out[r["id"]] = (r["lang_script"], r["quality_web"], r["quality_deu_ova"], r.get("removal_reason"))
+    return out
+
+
+def _summed_stats(cfg: PipelineConfig) -> dict[tuple, tuple[int, int]]:
+    """The classify statistics summed over tasks: (language, classifier, what, bin) -> (documents, kept)."""
+    out: dict[tuple, tuple[int, int]] = {}
+    for r in _all_rows(completed_files(cfg, "classify", kind="stats")).to_pylist():
+        key = (r["lang_script"], r["classifier"], r["what"], r["bin"])
+        d, k = out.get(key, (0, 0))
+        out[key] = (d + r["documents"], k + r["kept"])
+    return out
+
+
+def _tree_digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix == ".parquet"}
+
+
+def test_languages_sharing_a_task_get_the_scores_and_decisions_of_one_task_per_file(models, tmp_path):
+    """Tasks sized by work: with a high ``tasks.target_documents`` several languages share a classify task
+    and Portuguese is split across two tasks, yet every document's scores, buckets and decision, the
+    statistics and the report equal those of one task per input file (the plan before tasks were sized by
+    work, ``target_documents: 1``) and of fastText's binding."""
+    from babelsieve.pipeline.report.stats import collect_run_stats
+
+    per_file = _config(tmp_path / "per_file", _two_classifiers(models), tasks={"target_documents": 1})
+    shared = _config(tmp_path / "shared", _two_classifiers(models), tasks={"target_documents": SHARED_TARGET})
+    by_lang = _two_shards_per_language(per_file, models)
+    _two_shards_per_language(shared, models)
+    n_files = 2 * len(by_lang)
+    res_file, res_shared = _run_stage(per_file, "classify"), _run_stage(shared, "classify")
+    assert len(res_file) == n_files  # one task per input file at target 1
+    # at the target: two tasks for six files, each holding two languages (por in both), one file per language
+    assert [sorted(r["stats"]["languages"]) for r in res_shared] == [["deu_Latn", "por_Latn"],
+                                                                      ["por_Latn", "spa_Latn"]]
+    out = Path(shared.output)
+    assert sorted(str(p.relative_to(out)) for p in out.glob("classify/*/*.parquet")) == [
+        "classify/lang_script=deu_Latn/000000.parquet", "classify/lang_script=por_Latn/000000.parquet",
+        "classify/lang_script=por_Latn/000001.parquet", "classify/lang_script=spa_Latn/000001.parquet"]
+    stats_files = sorted(p.name for p in out.glob("_stats/classify/*.parquet"))
+    assert stats_files == ["000000-deu_Latn.parquet", "000000-por_Latn.parquet", "000001-por_Latn.parquet",
+                           "000001-spa_Latn.parquet"]
+    assert all(p.stem.rsplit("-", 1)[1] in by_lang for p in out.glob("removed/classify/*/*.parquet"))
+    # the task count follows the target: <= the input files, fewer as the target grows
+    for target, want in ((1, n_files), (SHARED_TARGET, 2), (10**6, 1)):
+        cfg = _config(tmp_path / f"plan{target}", _two_classifiers(models), tasks={"target_documents": target})
+        _two_shards_per_language(cfg, models)
+        tasks = stage_class("classify")(cfg).plan()
+        assert len(tasks) == want, target
+        assert all(len(set(t.params["lang_scripts"])) >= 1 and len(t.params["lang_scripts"]) == len(t.inputs)
+                   for t in tasks)
+    # the same decisions, document by document, as one task per file and as the binding
+    want = _expected_decisions(models, by_lang)
+    got_file, got_shared = _decisions(per_file), _decisions(shared)
+    assert got_shared == got_file == want
+    assert {r for *_, r in want.values()} == {None, "web:below_threshold", "deu_ova:below_threshold"}
+    assert _summed_stats(shared) == _summed_stats(per_file)
+    assert [r["stats"]["docs_in"] for r in res_shared] == [
+        sum(f["rows"] for f in completed_files(shared, "extract") if f["path"] in t.inputs)
+        for t in stage_class("classify")(shared).plan()]
+    assert sum(r["stats"]["docs_out"] for r in res_shared) == sum(r["stats"]["docs_out"] for r in res_file)
+    # the report's quality tables are the same
+    q_file, q_shared = collect_run_stats(per_file.output), collect_run_stats(shared.output)
+    for name in ("quality_scores", "quality_buckets"):
+        assert q_shared[name].equals(q_file[name]), name
+
+
+def test_shared_task_rerun_is_cached_and_a_deleted_file_heals(models, tmp_path):
+    cfg = _config(tmp_path / "out", _two_classifiers(models), tasks={"target_documents": SHARED_TARGET})
+    _two_shards_per_language(cfg, models)
+    assert [r["status"] for r in _run_stage(cfg, "classify")] == ["done", "done"]
+    out = Path(cfg.output)
+    before = _tree_digests(out)
+    assert [r["status"] for r in _run_stage(cfg, "classify")] == ["cached", "cached"]
+    # one language's file of a shared task is lost: that task (only) runs again and writes the same bytes
+    (out / "classify/lang_script=deu_Latn/000000.parquet").unlink()
+    assert [r["status"] for r in _run_stage(cfg, "classify")] == ["done", "cached"]
+    assert _tree_digests(out) == before
+    # a replaced model re-scores the tasks holding a language it covers: deu_ova scores deu_Latn (task 0) only
+    ova = tmp_path / "ova.bin"
+    ova.write_bytes(models["ova"].read_bytes())
+    clf = _two_classifiers(models)
+    clf[1]["model"] = str(ova)
+    cfg = _config(tmp_path / "model", clf, tasks={"target_documents": SHARED_TARGET})
+    _two_shards_per_language(cfg, models)
+    assert [r["status"] for r in _run_stage(cfg, "classify")] == ["done", "done"]
+    ova.write_bytes(models["softmax"].read_bytes())  # another model (it has the label too) at the same path
+    assert [r["status"] for r in _run_stage(cfg, "classify")] == ["done", "cached"]
+
+
+def test_refilter_one_language_of_shared_tasks_leaves_the_others_byte_identical(models, tmp_path):
+    """Portuguese shares a task with German and another with Spanish: re-thresholding it rewrites only its
+    files (German's and Spanish's are byte-identical), re-decides its rows from the stored scores, keeps the
+    manifests' statistics of the other languages, and the next run keeps every classify task."""
+    from babelsieve.pipeline.cli.refilter import refilter_command
+    from babelsieve.pipeline.core.tasks import load_manifests
+    from babelsieve.pipeline.report.stats import collect_run_stats
+
+    model = tmp_path / "copy.bin"
+    model.write_bytes(models["softmax"].read_bytes())
+    clf = _two_classifiers(models)
+    clf[0]["model"] = str(model)
+    cfg = _config(tmp_path / "out", clf, tasks={"target_documents": SHARED_TARGET})
+    by_lang = _two_shards_per_language(cfg, models)
+    _run_stage(cfg, "classify")
+    out = Path(cfg.output)
+    before = _tree_digests(out)
+    first = _decisions(cfg)
+    old_stats = {t: m["stats"] for t, m in load_manifests(cfg, "classify").items()}
+    model.unlink()  # no re-scoring: the model is gone
+    r = CliRunner().invoke(refilter_command, [cfg.output, "-l", "por_Latn", "--set", "classify.web.threshold=0.3"])
+    assert r.exit_code == 0, r.output
+    after = _tree_digests(out)
+    others = {k: v for k, v in before.items() if "por_Latn" not in k}
+    assert others and {k: after.get(k) for k in others} == others  # German and Spanish: byte for byte
+    assert any(after.get(k) != v for k, v in before.items() if "por_Latn" in k)
+    got = _decisions(cfg)
+    assert got.keys() == first.keys()
+    for doc_id, (lang, web, ova, reason) in got.items():
+        assert (web, ova) == first[doc_id][1:3]  # stored scores carried over
+        if lang != "por_Latn":
+            assert reason == first[doc_id][3]
+        else:
+            assert reason == (None if web >= np.float32(0.3) else "web:below_threshold")
+    assert sum(v[3] is None for v in got.values()) > sum(v[3] is None for v in first.values())
+    # the manifests: each file still listed (the readers see every language), statistics re-stated for por only
+    manifests = load_manifests(cfg, "classify")
+    listed = {str(Path(f["path"]).relative_to(out)) for m in manifests.values() for f in m["files"]}
+    assert listed == {k for k in after if not k.startswith("extract/")}
+    por_kept = {k: v for k, v in got.items() if v[0] == "por_Latn" and v[3] is None}
+    for task_id, m in manifests.items():
+        st, old = m["stats"], old_stats[task_id]
+        assert st["docs_in"] == old["docs_in"]
+        assert {k: v for k, v in st["languages"].items() if k != "por_Latn"} == {
+            k: v for k, v in old["languages"].items() if k != "por_Latn"}
+        assert st["docs_out"] == sum(st["languages"].values())
+        assert sum(st["removed"].values()) == st["docs_in"] - st["docs_out"]
+    assert sum(m["stats"]["languages"]["por_Latn"] for m in manifests.values()) == len(por_kept)
+    # the report reads it: per-language documents unchanged, Portuguese's kept share up
+    q = collect_run_stats(cfg.output)["quality_buckets"].filter(classifier="web")
+    assert q.filter(lang_script="por_Latn")["documents"].sum() == len(by_lang["por_Latn"])
+    assert q.filter(lang_script="por_Latn")["kept"].sum() == len(por_kept)
+    # the next run (its plan hashes the model, so it is put back): every classify task is current, nothing rewritten
+    model.write_bytes(models["softmax"].read_bytes())
+    assert [r["status"] for r in _run_stage(cfg, "classify")] == ["cached", "cached"]
+    assert _tree_digests(out) == after
+    # a language the run does not have
+    r = CliRunner().invoke(refilter_command, [cfg.output, "-l", "fra_Latn", "--set", "classify.web.threshold=0.3"])
+    assert r.exit_code != 0 and "no classify-stage output for fra_Latn" in r.output
 
 
 def test_classify_goes_where_it_stands_in_the_stages(models, tmp_path):
