@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.documents import InputPiece, language_pieces
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.stages import stage_class
 
@@ -129,21 +130,35 @@ def work_sized_tasks(stage: str, entries: list[dict[str, Any]], config: Pipeline
     cap = max(1, tc.max_input_files // files_per_entry)
     groups = plan_work_groups(entries, tc.target_documents, tc.target_bytes, cap)
     return [Task(stage, f"{i:06d}", tuple(e["path"] for e in g),
-                 {"lang_scripts": [entry_language(e) for e in g], **(params or {}),
+                 {"lang_scripts": [entry_language(e) for e in g], **piece_params(g), **(params or {}),
                   **((first_params or {}) if i == 0 else {})}, files_digest(g))
             for i, g in enumerate(groups)]
 
 
-def inputs_by_language(task: Task) -> list[tuple[str, list[str]]]:
-    """(language, input paths) of a :func:`work_sized_tasks` task, in input order (languages sorted).
+def piece_params(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``row_groups`` (aligned with the inputs; None = the whole file) when any entry is one language
+    of a multi-language file (:func:`~babelsieve.pipeline.core.documents.language_pieces`)."""
+    rgs = [e.get("row_groups") for e in entries]
+    return {"row_groups": rgs} if any(r is not None for r in rgs) else {}
+
+
+def task_pieces(task: Task, inputs: tuple[str, ...] | None = None) -> list[InputPiece]:
+    """The task's inputs as pieces (path, row groups), aligned with ``inputs`` (default: all of them)."""
+    paths = task.inputs if inputs is None else inputs
+    rgs = task.params.get("row_groups") or [None] * len(paths)
+    return [InputPiece(p, tuple(r) if r is not None else None) for p, r in zip(paths, rgs[: len(paths)], strict=True)]
+
+
+def inputs_by_language(task: Task) -> list[tuple[str, list[InputPiece]]]:
+    """(language, input pieces) of a :func:`work_sized_tasks` task, in input order (languages sorted).
     A task of the one-file-per-task plans of earlier versions has ``lang_script`` instead."""
     langs = task.params.get("lang_scripts") or [task.params.get("lang_script") or "und"] * len(task.inputs)
-    out: list[tuple[str, list[str]]] = []
-    for lang, path in zip(langs, task.inputs, strict=True):
+    out: list[tuple[str, list[InputPiece]]] = []
+    for lang, piece in zip(langs, task_pieces(task), strict=True):
         if out and out[-1][0] == lang:
-            out[-1][1].append(path)
+            out[-1][1].append(piece)
         else:
-            out.append((lang, [path]))
+            out.append((lang, [piece]))
     return out
 
 
@@ -519,7 +534,9 @@ def execute_task(task_dict: dict[str, Any], config_json: str,
 def completed_files(config: PipelineConfig, stage: str, kind: str | None = None) -> list[dict[str, Any]]:
     """All files published by completed tasks of ``stage`` (from manifests), in task order.
 
-    ``kind`` filters on the manifest entry's ``kind`` field (e.g. "documents", "removed"). A manifest
+    ``kind`` filters on the manifest entry's ``kind`` field (e.g. "documents", "removed"). A file that
+    holds several languages is given as one entry per language (``row_groups``, ``rows`` and ``bytes``
+    of that language). A manifest
     whose files are not all there with their recorded sizes is left out: no later task is planned
     from it (e.g. an extract task of another shard range whose file was deleted; that range's next
     run redoes it). Sizes come from one listing per directory.
@@ -531,7 +548,7 @@ def completed_files(config: PipelineConfig, stage: str, kind: str | None = None)
             continue
         for f in m.get("files", []):
             if kind is None or f.get("kind") == kind:
-                files.append(f)
+                files.extend(language_pieces(f))  # a multi-language file: one entry per language
     return files
 
 

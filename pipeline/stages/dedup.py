@@ -24,12 +24,14 @@ earlier run listed in ``dedup.previous_signatures``)
     keeps the document whose id is the cluster id (the smallest id of the cluster; documents of
     earlier runs have smaller ids, so they win and new near-duplicates of them are removed), sets
     ``minhash_cluster_size`` (1 for singletons), writes kept documents to
-    ``dedup/lang_script=X/<task>.parquet`` (one per (task, language)) and the others to
+    ``dedup/<task>.parquet`` (one file per task, each language in its own row groups, listed in the
+    manifest entry's ``language_row_groups``) and the others to
     ``removed/dedup/minhash_duplicate/<task>-<lang>.parquet`` with ``removal_reason`` and
     ``minhash_cluster_id``.
 
 Document ids are int64: ``gen << 56 | file_index << 32 | row`` where ``file_index`` is the position
-of the extract file in the sorted list of all extract ``documents`` files and ``gen`` is
+of the extract piece (one language of one file) in the list of all extract ``documents`` pieces sorted
+by (language, path) and ``gen`` is
 ``k`` for the k-th ``previous_signatures`` directory and ``len(previous_signatures)`` for this run.
 Stored signatures keep ``gen = 0`` (they are re-based when reused).
 
@@ -52,7 +54,14 @@ import pyarrow as pa
 import xxhash
 
 from babelsieve.pipeline.core import storage
-from babelsieve.pipeline.core.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.documents import (
+    DOCUMENT_SCHEMA,
+    REMOVED_EXTRA,
+    InputPiece,
+    PieceReader,
+    write_language_parts,
+    write_table,
+)
 from babelsieve.pipeline.core.tasks import (
     Stage,
     Task,
@@ -60,7 +69,9 @@ from babelsieve.pipeline.core.tasks import (
     completed_files,
     entry_language,
     files_digest,
+    piece_params,
     plan_work_groups,
+    task_pieces,
     work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
@@ -113,14 +124,19 @@ def _lang_from_path(url: str) -> str:
 
 
 def extract_documents(config) -> list[dict[str, Any]]:
-    """The document files dedup reads (extract's, or a stage placed before dedup), sorted by path (this
-    order defines file indexes)."""
+    """The document pieces dedup reads (extract's, or a stage placed before dedup: one entry per
+    language of each file), sorted by (language, path) -- the order of the work-sized planner; this
+    order defines file indexes."""
     files = completed_files(config, documents_input(config, "dedup_signatures"), kind="documents")
-    return sorted(files, key=lambda f: f["path"])
+    return sorted(files, key=lambda f: (entry_language(f), f["path"]))
+
+
+def _piece_key(path: str, row_groups: Any) -> tuple[str, tuple[int, ...] | None]:
+    return path, tuple(row_groups) if row_groups is not None else None
 
 
 def annotate_groups(config, docs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The extract files of each ``dedup_annotate`` task (``docs`` sorted by path, i.e. by file index):
+    """The extract pieces of each ``dedup_annotate`` task (``docs`` in file index order):
     work-sized, with room in the fan-in cap for one clusters file per extract file. ``dedup_clusters``
     writes one file per annotate task it has rows for, so it plans the same groups."""
     tc = config.tasks
@@ -158,8 +174,9 @@ class DedupSignaturesStage(Stage):
         if gen >= 64:
             raise ValueError("at most 63 previous_signatures directories")
         docs = extract_documents(self.config)
-        index = {f["path"]: i for i, f in enumerate(docs)}
-        tasks = [replace(t, params={**t.params, "file_indexes": [index[p] for p in t.inputs]})
+        index = {_piece_key(f["path"], f.get("row_groups")): i for i, f in enumerate(docs)}
+        tasks = [replace(t, params={**t.params, "file_indexes": [index[_piece_key(p.path, p.row_groups)]
+                                                                 for p in task_pieces(t)]})
                  for t in work_sized_tasks(self.name, docs, self.config, params={"gen": gen})]
         for k, d in enumerate(cfg.previous_signatures):
             sig_files = storage.list_files(d, ".npy", self.storage_options)
@@ -193,14 +210,16 @@ class DedupSignaturesStage(Stage):
             parts.append((lang, (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
             n_docs = len(arr)
         else:
-            by_lang: dict[str, list[tuple[str, int]]] = defaultdict(list)
-            for lang, url, fidx in zip(task.params["lang_scripts"], task.inputs, task.params["file_indexes"],
-                                       strict=True):
-                by_lang[lang].append((url, fidx))
+            by_lang: dict[str, list[tuple[InputPiece, int]]] = defaultdict(list)
+            pieces = task_pieces(task)
+            for lang, piece, fidx in zip(task.params["lang_scripts"], pieces, task.params["file_indexes"],
+                                         strict=True):
+                by_lang[lang].append((piece, fidx))
+            reader = PieceReader(pieces, self.storage_options, columns=["text"])
             for lang in sorted(by_lang):
                 ids_l, sigs_l = [], []
-                for url, fidx in by_lang[lang]:
-                    n, rows, sigs = self._signatures(lang, url, num_perm)
+                for piece, fidx in by_lang[lang]:
+                    n, rows, sigs = self._signatures(lang, reader.read(piece), num_perm)
                     n_docs += n
                     ids_l.append(doc_ids(0, fidx, rows))
                     sigs_l.append(sigs)
@@ -210,15 +229,15 @@ class DedupSignaturesStage(Stage):
                 url = self.layout.work_dir("dedup", "signatures", f"lang_script={lang}", f"{task.task_id}.npy")
                 entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
                 files.append({**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr),
-                              "sources": [u for u, _ in by_lang[lang]]})
+                              "sources": sorted({p.path for p, _ in by_lang[lang]})})
                 parts.append((lang, arr["id"] | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
         files += self._write_bands(task, parts)
         return TaskOutput(files=files, stats={"documents": n_docs, "signatures": int(sum(len(p[1]) for p in parts)),
                                               "languages": sorted({p[0] for p in parts})})
 
-    def _signatures(self, lang: str, url: str, num_perm: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """(documents, rows with a signature, signatures) of one extract file."""
-        col = read_table(url, self.storage_options, columns=["text"]).column("text")
+    def _signatures(self, lang: str, table: pa.Table, num_perm: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(documents, rows with a signature, signatures) of one extract piece (its ``text`` column)."""
+        col = table.column("text")
         n_docs = len(col)
         mh = self._minhasher(lang)
         rows_parts, sig_parts = [], []
@@ -535,14 +554,14 @@ class DedupAnnotateStage(Stage):
             # the clusters files with rows of this task's extract files (by file index range)
             cl = [c for c in clusters if c["file_range"][0] <= idx[-1] and c["file_range"][1] >= idx[0]]
             tasks.append(Task(self.name, f"{t:06d}", tuple(f["path"] for f in g) + tuple(c["path"] for c in cl),
-                              {"lang_scripts": [entry_language(f) for f in g], "file_indexes": idx},
-                              files_digest(g + cl)))
+                              {"lang_scripts": [entry_language(f) for f in g], **piece_params(g),
+                               "file_indexes": idx}, files_digest(g + cl)))
         return tasks
 
-    def _annotate(self, url: str, fidx: int, cl: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """(table with minhash_cluster_size set, keep mask, cluster id per row) of one extract file, given
+    def _annotate(self, table: pa.Table, url: str, fidx: int,
+                  cl: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """(table with minhash_cluster_size set, keep mask, cluster id per row) of one extract piece, given
         its rows of the clusters files."""
-        table = read_table(url, self.storage_options)
         table = table.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
         n = table.num_rows
         size = np.ones(n, np.int64)
@@ -570,8 +589,11 @@ class DedupAnnotateStage(Stage):
         n_docs = len(p["file_indexes"])
         parts = [load_npy(u, self.storage_options) for u in task.inputs[n_docs:]]
         cl_all = np.concatenate(parts) if parts else np.zeros(0, CLUSTER_DTYPE)
-        for lang, url, fidx in zip(p["lang_scripts"], task.inputs[:n_docs], p["file_indexes"], strict=True):
-            table, keep, cluster = self._annotate(url, fidx, cl_all[cl_all["file"] == fidx])
+        pieces = task_pieces(task, task.inputs[:n_docs])
+        reader = PieceReader(pieces, self.storage_options)
+        for lang, piece, fidx in zip(p["lang_scripts"], pieces, p["file_indexes"], strict=True):
+            table, keep, cluster = self._annotate(reader.read(piece), piece.path, fidx,
+                                                  cl_all[cl_all["file"] == fidx])
             n += table.num_rows
             n_kept += int(keep.sum())
             in_clusters += int((table.column("minhash_cluster_size").to_numpy() > 1).sum())
@@ -582,12 +604,12 @@ class DedupAnnotateStage(Stage):
                 removed_by_lang[lang].append(rm.append_column("minhash_cluster_id",
                                                               pa.array(cluster[~keep], pa.int64())))
         files = []
-        for lang in sorted(kept_by_lang):
-            kept = pa.concat_tables(kept_by_lang[lang])
-            if kept.num_rows:  # every document a duplicate of one kept elsewhere: no (empty) file
-                url = language_dir(self.layout.stage_dir("dedup"), lang) + f"/{task.task_id}.parquet"
-                entry = write_table(url, kept, self.storage_options)
-                files.append({**entry, "kind": "documents", "lang_script": lang})
+        # one file for the task's languages (a row group run each); a language whose every document is
+        # a duplicate of one kept elsewhere has no rows in it
+        parts = [(lang, pa.concat_tables(kept_by_lang[lang])) for lang in sorted(kept_by_lang)]
+        if any(t.num_rows for _, t in parts):
+            url = storage.join(self.layout.stage_dir("dedup"), f"{task.task_id}.parquet")
+            files.append({**write_language_parts(url, parts, self.storage_options), "kind": "documents"})
         n_removed = n - n_kept
         for lang in sorted(removed_by_lang):
             url = storage.join(self.layout.removed_dir("dedup", "minhash_duplicate"), f"{task.task_id}-{lang}.parquet")
