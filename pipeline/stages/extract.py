@@ -4,8 +4,8 @@ WARC records -> HTTP 200 HTML responses -> URL filter -> charset decoding -> tra
 (favour precision) -> language ID -> per-language minimum score -> one Parquet file per shard,
 ``extract/<task_id>.parquet``, sorted by ``lang_script`` with each language in its own row groups
 (the manifest entry lists them: later stages plan and read per language, with no file per language).
-Removed documents (URL filter, language score) are kept under ``removed/extract/<reason>/``; records that are not documents (requests, non-HTML, errors)
-are counted with their reason in the task's statistics.
+Removed documents (URL filter, language score) are kept under ``removed/extract/<reason>/``;
+records that are not documents (requests, non-HTML, errors) are counted with their reason in the task's statistics.
 """
 
 from __future__ import annotations
