@@ -161,8 +161,7 @@ class PieceReader:
         if piece.row_groups is None:
             return read_table(piece.path, self._storage_options, self._columns)
         if self._uses[piece.path] > 1:
-            data = _fetch(piece.path, self._storage_options)
-            pf = pq.ParquetFile(io.BytesIO(data))
+            pf = _parquet_file(piece.path, io.BytesIO(_fetch(piece.path, self._storage_options)))
             for p in self._pieces:
                 if p.path == piece.path and p != piece:
                     self._ready[p] = _row_groups(pf, p, self._columns)
@@ -170,8 +169,8 @@ class PieceReader:
         fs, path = storage.filesystem(piece.path, self._storage_options)
         try:
             with fs.open(path, "rb") as f:
-                return _row_groups(pq.ParquetFile(f), piece, self._columns)
-        except (pa.ArrowInvalid, OSError) as e:
+                return _row_groups(_parquet_file(piece.path, f), piece, self._columns)
+        except OSError as e:
             raise ValueError(f"unreadable Parquet file {piece.path}: {e}") from e
 
     def concat(self, pieces: list[InputPiece]) -> pa.Table:
@@ -184,6 +183,13 @@ def _fetch(url: str, storage_options: dict[str, Any] | None) -> bytes:
     try:
         return storage.read_bytes(url, storage_options)
     except OSError as e:
+        raise ValueError(f"unreadable Parquet file {url}: {e}") from e
+
+
+def _parquet_file(url: str, source: Any) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(source)
+    except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"unreadable Parquet file {url}: {e}") from e
 
 

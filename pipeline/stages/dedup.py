@@ -3,8 +3,8 @@
 ``dedup_signatures`` (extract ``documents`` files grouped into tasks by documents and bytes,
 :func:`~babelsieve.pipeline.core.tasks.work_sized_tasks`; plus one task per stored signature file of an
 earlier run listed in ``dedup.previous_signatures``)
-    signatures of every document with >= n words -> ``dedup_work/signatures/lang_script=X/<task>.npy``
-    (one per (task, language); kind ``signatures``, reusable by later runs) and, per band, a 64-bit
+    signatures of every document with >= n words -> ``dedup_work/signatures/<task>.npz`` (one per task,
+    an array per language; kind ``signatures``, reusable by later runs) and, per band, a 64-bit
     band key; (language hash, key, doc id) triples of all the task's languages are written partitioned
     by ``key % partitions`` -> ``dedup_work/bands/part=PPPPP/<task>.npy`` (kind ``bands``): one file
     per (task, partition), not per (task, language, partition).
@@ -44,6 +44,7 @@ clustered document at the peak). Per-document outputs are built one extract file
 from __future__ import annotations
 
 import io
+import zipfile
 from collections import defaultdict
 from dataclasses import replace
 from functools import lru_cache
@@ -96,6 +97,25 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Arrays by name as an uncompressed ``.npz`` (what ``np.load`` reads) with fixed zip timestamps, so
+    equal arrays give equal bytes (``np.savez`` stamps the current time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), npy_bytes(arrays[name]))
+    return buf.getvalue()
+
+
+def load_npz(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    data = storage.read_bytes(url, storage_options)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {name: z[name] for name in sorted(z.files)}
+    except (ValueError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"unreadable dedup file {url}: {e}") from e
 
 
 def load_npy(url: str, storage_options: dict[str, Any] | None = None) -> np.ndarray:
@@ -179,13 +199,14 @@ class DedupSignaturesStage(Stage):
                                                                  for p in task_pieces(t)]})
                  for t in work_sized_tasks(self.name, docs, self.config, params={"gen": gen})]
         for k, d in enumerate(cfg.previous_signatures):
-            sig_files = storage.list_files(d, ".npy", self.storage_options)
+            # one .npz per signature task (an array per language); .npy per (task, language) of earlier versions
+            sig_files = sorted(storage.list_files(d, ".npz", self.storage_options)
+                               + storage.list_files(d, ".npy", self.storage_options))
             if not sig_files:
-                raise ValueError(f"dedup.previous_signatures: no signature files (*.npy) below {d}")
+                raise ValueError(f"dedup.previous_signatures: no signature files (*.npz, *.npy) below {d}")
             for j, url in enumerate(sig_files):
-                tasks.append(
-                    Task(self.name, f"prev{k:02d}-{j:06d}", (url,), {"gen": k, "lang_script": _lang_from_path(url)})
-                )
+                params = {"gen": k} if url.endswith(".npz") else {"gen": k, "lang_script": _lang_from_path(url)}
+                tasks.append(Task(self.name, f"prev{k:02d}-{j:06d}", (url,), params))
         return tasks
 
     def _minhasher(self, lang: str):
@@ -200,15 +221,17 @@ class DedupSignaturesStage(Stage):
         parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # (language, ids with gen, signatures)
         n_docs = 0
         if task.task_id.startswith("prev"):
-            lang = task.params["lang_script"]
-            arr = load_npy(task.inputs[0], self.storage_options)
-            if arr.dtype != sig_dtype(num_perm):
-                raise ValueError(
-                    f"{task.inputs[0]}: stored signatures have dtype {arr.dtype}, this config needs "
-                    f"{num_perm} hashes ({c.num_buckets}x{c.hashes_per_bucket})"
-                )
-            parts.append((lang, (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
-            n_docs = len(arr)
+            url = task.inputs[0]
+            stored = (load_npz(url, self.storage_options) if url.endswith(".npz")
+                      else {task.params["lang_script"]: load_npy(url, self.storage_options)})
+            for lang, arr in stored.items():
+                if arr.dtype != sig_dtype(num_perm):
+                    raise ValueError(
+                        f"{url}: stored signatures have dtype {arr.dtype}, this config needs "
+                        f"{num_perm} hashes ({c.num_buckets}x{c.hashes_per_bucket})"
+                    )
+                parts.append((lang, (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
+                n_docs += len(arr)
         else:
             by_lang: dict[str, list[tuple[InputPiece, int]]] = defaultdict(list)
             pieces = task_pieces(task)
@@ -216,6 +239,7 @@ class DedupSignaturesStage(Stage):
                                          strict=True):
                 by_lang[lang].append((piece, fidx))
             reader = PieceReader(pieces, self.storage_options, columns=["text"])
+            stored_sigs: dict[str, np.ndarray] = {}
             for lang in sorted(by_lang):
                 ids_l, sigs_l = [], []
                 for piece, fidx in by_lang[lang]:
@@ -226,11 +250,14 @@ class DedupSignaturesStage(Stage):
                 arr = np.empty(sum(len(x) for x in ids_l), dtype=sig_dtype(num_perm))
                 arr["id"] = np.concatenate(ids_l)
                 arr["sig"] = np.concatenate(sigs_l)
-                url = self.layout.work_dir("dedup", "signatures", f"lang_script={lang}", f"{task.task_id}.npy")
-                entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
-                files.append({**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr),
-                              "sources": sorted({p.path for p, _ in by_lang[lang]})})
+                stored_sigs[lang] = arr
                 parts.append((lang, arr["id"] | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
+            # one file for the task's languages (an array each), kept for dedup.previous_signatures of later runs
+            url = self.layout.work_dir("dedup", "signatures", f"{task.task_id}.npz")
+            entry = storage.publish_bytes(url, npz_bytes(stored_sigs), self.storage_options)
+            files.append({**entry, "kind": "signatures", "rows": int(sum(len(a) for a in stored_sigs.values())),
+                          "language_signatures": {lang: len(a) for lang, a in stored_sigs.items()},
+                          "sources": sorted({p.path for p in pieces})})
         files += self._write_bands(task, parts)
         return TaskOutput(files=files, stats={"documents": n_docs, "signatures": int(sum(len(p[1]) for p in parts)),
                                               "languages": sorted({p[0] for p in parts})})
