@@ -29,9 +29,10 @@ earlier run listed in ``dedup.previous_signatures``)
     ``removed/dedup/minhash_duplicate/<task>-<lang>.parquet`` with ``removal_reason`` and
     ``minhash_cluster_id``.
 
-Document ids are int64: ``gen << 56 | file_index << 32 | row`` where ``file_index`` is the position
+Document ids are int64: ``gen << 56 | file_index << 24 | row`` where ``file_index`` is the position
 of the extract piece (one language of one file) in the list of all extract ``documents`` pieces sorted
-by (language, path) and ``gen`` is
+by (language, path) -- 32 bits: a 90,000-shard snapshot has ~21 million pieces, more than 24 bits hold --
+``row`` its row in the piece (< 2^24: a piece is one language of one shard or task) and ``gen`` is
 ``k`` for the k-th ``previous_signatures`` directory and ``len(previous_signatures)`` for this run.
 Stored signatures keep ``gen = 0`` (they are re-based when reused).
 
@@ -78,7 +79,7 @@ from babelsieve.pipeline.core.tasks import (
 from babelsieve.pipeline.stages import documents_input
 
 GEN_SHIFT = 56
-FILE_SHIFT = 32
+FILE_SHIFT = 24
 LOCAL_MASK = (1 << GEN_SHIFT) - 1
 MAX_FILES = 1 << (GEN_SHIFT - FILE_SHIFT)
 REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA).append(pa.field("minhash_cluster_id", pa.int64()))
@@ -132,7 +133,9 @@ def sig_dtype(num_perm: int) -> np.dtype:
 
 def doc_ids(gen: int, file_index: int, rows: np.ndarray) -> np.ndarray:
     if file_index >= MAX_FILES:
-        raise ValueError(f"too many extract files for 24-bit file indexes ({file_index})")
+        raise ValueError(f"too many extract pieces for 32-bit file indexes ({file_index})")
+    if len(rows) and int(rows.max()) >= 1 << FILE_SHIFT:
+        raise ValueError(f"an extract piece with more than {1 << FILE_SHIFT} rows (row {int(rows.max())})")
     return (np.int64(gen) << GEN_SHIFT) | (np.int64(file_index) << FILE_SHIFT) | rows.astype(np.int64)
 
 
