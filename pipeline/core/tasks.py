@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -283,9 +284,34 @@ def _list_stamps(config: PipelineConfig, stage: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+# The index this process wrote or read last, per URL (only one driver writes an output's indexes: it
+# holds the output's lock), so the next stage's planner does not GET what the driver just PUT. Only a
+# cache: every entry is still checked against a fresh listing (iter_manifests). Keyed by process, so a
+# forked worker never trusts its parent's copy; small indexes only (large ones are streamed).
+_INDEX_CACHE: dict[str, tuple[int, bytes]] = {}
+_INDEX_CACHE_MAX_BYTES = 64 << 20
+
+
+def _index_bytes(config: PipelineConfig, stage: str) -> bytes:
+    url = index_url(config, stage)
+    hit = _INDEX_CACHE.get(url)
+    if hit is not None and hit[0] == os.getpid():
+        return hit[1]
+    blob = storage.read_bytes(url, config.storage_options)
+    _remember_index(url, blob)
+    return blob
+
+
+def _remember_index(url: str, blob: bytes) -> None:
+    if len(blob) <= _INDEX_CACHE_MAX_BYTES:
+        _INDEX_CACHE[url] = (os.getpid(), blob)
+    else:
+        _INDEX_CACHE.pop(url, None)
+
+
 def _read_index(config: PipelineConfig, stage: str) -> dict[str, Any]:
     try:
-        blob = storage.read_bytes(index_url(config, stage), config.storage_options)
+        blob = _index_bytes(config, stage)
         data = json.loads(gzip.decompress(blob))
     except (FileNotFoundError, OSError, ValueError, EOFError):
         return {}  # no index (or an unreadable one): every manifest is read, and the next driver rewrites it
@@ -304,7 +330,7 @@ def iter_manifests(config: PipelineConfig, stage: str,
     ``write_index`` (the driver, which holds the output's lock) the index is rewritten at the end when
     it was out of date: one PUT per stage instead of one GET per manifest for every later reader."""
     stamps = _list_stamps(config, stage)
-    index = _read_index(config, stage)
+    index = _read_index(config, stage) if stamps else {}  # no manifest listed: nothing to take from an index
     stored: dict[str, Any] = {}
     changed = set(index) != set(stamps)
     for task_id, stamp in stamps.items():
@@ -324,7 +350,9 @@ def iter_manifests(config: PipelineConfig, stage: str,
     if write_index and changed:
         blob = json.dumps({"version": 1, "stage": stage, "manifests": stored}, sort_keys=True,
                           separators=(",", ":")).encode()
-        storage.publish_bytes(index_url(config, stage), gzip.compress(blob, mtime=0), config.storage_options)
+        packed = gzip.compress(blob, mtime=0)
+        storage.publish_bytes(index_url(config, stage), packed, config.storage_options)
+        _remember_index(index_url(config, stage), packed)
 
 
 def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False) -> dict[str, dict[str, Any]]:
