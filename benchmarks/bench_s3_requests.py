@@ -1,7 +1,7 @@
 """S3 requests and time of one run on the bundled sample WARC against moto's S3 server (real HTTP).
 
-The sample (``pipeline/data/sample.warc.gz``, 414 responses) is uploaded to a moto server; the run
-reads it from ``s3://`` and writes its output to ``s3://`` through a pass-through proxy
+The bundled sample (``pipeline/data/sample.warc.gz``, 52 responses; ``--warc`` another file) is uploaded to a
+moto server; the run reads it from ``s3://`` and writes its output to ``s3://`` through a pass-through proxy
 (``babelsieve.testing.s3_server.FlakyS3Proxy``) that counts requests by method and answers every k-th request
 ``503 SlowDown`` (``--throttle-every 50`` = 2 %). Local engine, default stages, no network. Prints
 one JSON line: requests (total, by method), throttled, seconds, the retry mode.
@@ -30,6 +30,7 @@ def main() -> int:
                     help="botocore retry mode (default: babelsieve's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--log", help="write every request (method, path) to this file")
+    ap.add_argument("--warc", default=str(ROOT / "pipeline/data/sample.warc.gz"), help="the WARC file to run on")
     args = ap.parse_args()
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(creds)
@@ -43,7 +44,7 @@ def main() -> int:
     client = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1")
     client.create_bucket(Bucket="inputs")
     client.create_bucket(Bucket="output")
-    client.put_object(Bucket="inputs", Key="sample.warc.gz", Body=(ROOT / "pipeline/data/sample.warc.gz").read_bytes())
+    client.put_object(Bucket="inputs", Key="sample.warc.gz", Body=Path(args.warc).read_bytes())
     proxy = FlakyS3Proxy(server.port, every=args.throttle_every)
     opts = {"endpoint_url": proxy.endpoint, "key": "testing", "secret": "testing"}
     if args.retry_mode:

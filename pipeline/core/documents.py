@@ -18,8 +18,9 @@ without a row group.
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -84,6 +85,122 @@ def write_table(url: str, table: pa.Table, storage_options: dict[str, Any] | Non
     entry = storage.publish_bytes(url, table_to_parquet_bytes(table), storage_options)
     entry["rows"] = table.num_rows
     return entry
+
+
+def write_language_parts(url: str, parts: list[tuple[str, pa.Table]],
+                         storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Publish the languages of one task as one Parquet file: each language's rows in its own row
+    groups, languages in the given (sorted) order; return the manifest entry with ``language_row_groups`` =
+    ``[[lang_script, first_row_group, row_group_count, rows, compressed_bytes], ...]``.
+
+    One file per task instead of one per (task, language): at snapshot scale a shard holds ~230
+    languages, and a file per language is a PUT, a GET and a listing entry each. A reader of one
+    language reads only its row groups (:class:`PieceReader`)."""
+    parts = [(lang, t) for lang, t in parts if t.num_rows]
+    if not parts:
+        raise ValueError(f"refusing to write a Parquet file without rows: {url}")
+    schema = parts[0][1].schema.remove_metadata()
+    buf = io.BytesIO()
+    options = {k: v for k, v in _PARQUET_OPTIONS.items() if k != "row_group_size"}
+    with pq.ParquetWriter(buf, schema, **options) as writer:
+        for _, table in parts:
+            writer.write_table(table.replace_schema_metadata(None).cast(schema),
+                               row_group_size=_PARQUET_OPTIONS["row_group_size"])
+    data = buf.getvalue()
+    md = pq.ParquetFile(io.BytesIO(data)).metadata
+    languages, rg = [], 0
+    for lang, table in parts:
+        first, rows = rg, 0
+        while rows < table.num_rows:  # the writer splits a language into groups of row_group_size
+            rows += md.row_group(rg).num_rows
+            rg += 1
+        nbytes = sum(md.row_group(g).column(c).total_compressed_size
+                     for g in range(first, rg) for c in range(md.num_columns))
+        languages.append([lang, first, rg - first, table.num_rows, nbytes])
+    entry = storage.publish_bytes(url, data, storage_options)
+    entry["rows"] = sum(t.num_rows for _, t in parts)
+    entry["language_row_groups"] = languages
+    return entry
+
+
+def language_pieces(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-language pieces of a manifest file entry, for planning: a file written by
+    :func:`write_language_parts` gives one entry per language (``lang_script``, ``rows``, ``bytes``
+    of its row groups, ``row_groups`` = [first, count]); any other entry is its own single piece."""
+    langs = entry.get("language_row_groups")
+    if not langs:
+        return [entry]
+    base = {k: v for k, v in entry.items() if k != "language_row_groups"}
+    return [{**base, "lang_script": lang, "row_groups": [first, count], "rows": rows, "bytes": nbytes}
+            for lang, first, count, rows, nbytes in langs]
+
+
+class InputPiece(NamedTuple):
+    """One input of a task: a file, or the row groups [first, first + count) of one language in it."""
+
+    path: str
+    row_groups: tuple[int, int] | None = None
+
+
+class PieceReader:
+    """Reads a task's input pieces. A file that holds several of the task's pieces (its languages)
+    is fetched once, whole, and split; a lone piece of a multi-language file reads only its row
+    groups (ranged reads); a single-language file is one GET, as :func:`read_table`."""
+
+    def __init__(self, pieces: Iterable[InputPiece], storage_options: dict[str, Any] | None = None,
+                 columns: list[str] | None = None):
+        self._pieces = list(pieces)
+        self._uses = Counter(p.path for p in self._pieces)
+        self._storage_options = storage_options
+        self._columns = columns
+        self._ready: dict[InputPiece, pa.Table] = {}
+
+    def read(self, piece: InputPiece) -> pa.Table:
+        if piece in self._ready:
+            return self._ready.pop(piece)
+        if piece.row_groups is None:
+            return read_table(piece.path, self._storage_options, self._columns)
+        if self._uses[piece.path] > 1:
+            pf = _parquet_file(piece.path, io.BytesIO(_fetch(piece.path, self._storage_options)))
+            for p in self._pieces:
+                if p.path == piece.path and p != piece:
+                    self._ready[p] = _row_groups(pf, p, self._columns)
+            return _row_groups(pf, piece, self._columns)
+        fs, path = storage.filesystem(piece.path, self._storage_options)
+        try:
+            with fs.open(path, "rb") as f:
+                return _row_groups(_parquet_file(piece.path, f), piece, self._columns)
+        except OSError as e:
+            raise ValueError(f"unreadable Parquet file {piece.path}: {e}") from e
+
+    def concat(self, pieces: list[InputPiece]) -> pa.Table:
+        """The pieces' rows concatenated in order."""
+        tables = [self.read(p) for p in pieces]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+
+
+def _fetch(url: str, storage_options: dict[str, Any] | None) -> bytes:
+    try:
+        return storage.read_bytes(url, storage_options)
+    except OSError as e:
+        raise ValueError(f"unreadable Parquet file {url}: {e}") from e
+
+
+def _parquet_file(url: str, source: Any) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(source)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"unreadable Parquet file {url}: {e}") from e
+
+
+def _row_groups(pf: pq.ParquetFile, piece: InputPiece, columns: list[str] | None) -> pa.Table:
+    first, count = piece.row_groups or (0, pf.metadata.num_row_groups)
+    if first < 0 or count < 1 or first + count > pf.metadata.num_row_groups:
+        raise ValueError(f"{piece.path} has {pf.metadata.num_row_groups} row groups, not [{first}, +{count})")
+    try:
+        return pf.read_row_groups(list(range(first, first + count)), columns=columns)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"unreadable Parquet file {piece.path}: {e}") from e
 
 
 def final_columns(table: pa.Table, keep_signals: bool = False) -> pa.Table:

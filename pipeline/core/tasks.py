@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import PipelineConfig
+from babelsieve.pipeline.core.documents import InputPiece, language_pieces
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.stages import stage_class
 
@@ -129,21 +131,35 @@ def work_sized_tasks(stage: str, entries: list[dict[str, Any]], config: Pipeline
     cap = max(1, tc.max_input_files // files_per_entry)
     groups = plan_work_groups(entries, tc.target_documents, tc.target_bytes, cap)
     return [Task(stage, f"{i:06d}", tuple(e["path"] for e in g),
-                 {"lang_scripts": [entry_language(e) for e in g], **(params or {}),
+                 {"lang_scripts": [entry_language(e) for e in g], **piece_params(g), **(params or {}),
                   **((first_params or {}) if i == 0 else {})}, files_digest(g))
             for i, g in enumerate(groups)]
 
 
-def inputs_by_language(task: Task) -> list[tuple[str, list[str]]]:
-    """(language, input paths) of a :func:`work_sized_tasks` task, in input order (languages sorted).
+def piece_params(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``row_groups`` (aligned with the inputs; None = the whole file) when any entry is one language
+    of a multi-language file (:func:`~babelsieve.pipeline.core.documents.language_pieces`)."""
+    rgs = [e.get("row_groups") for e in entries]
+    return {"row_groups": rgs} if any(r is not None for r in rgs) else {}
+
+
+def task_pieces(task: Task, inputs: tuple[str, ...] | None = None) -> list[InputPiece]:
+    """The task's inputs as pieces (path, row groups), aligned with ``inputs`` (default: all of them)."""
+    paths = task.inputs if inputs is None else inputs
+    rgs = task.params.get("row_groups") or [None] * len(paths)
+    return [InputPiece(p, tuple(r) if r is not None else None) for p, r in zip(paths, rgs[: len(paths)], strict=True)]
+
+
+def inputs_by_language(task: Task) -> list[tuple[str, list[InputPiece]]]:
+    """(language, input pieces) of a :func:`work_sized_tasks` task, in input order (languages sorted).
     A task of the one-file-per-task plans of earlier versions has ``lang_script`` instead."""
     langs = task.params.get("lang_scripts") or [task.params.get("lang_script") or "und"] * len(task.inputs)
-    out: list[tuple[str, list[str]]] = []
-    for lang, path in zip(langs, task.inputs, strict=True):
+    out: list[tuple[str, list[InputPiece]]] = []
+    for lang, piece in zip(langs, task_pieces(task), strict=True):
         if out and out[-1][0] == lang:
-            out[-1][1].append(path)
+            out[-1][1].append(piece)
         else:
-            out.append((lang, [path]))
+            out.append((lang, [piece]))
     return out
 
 
@@ -268,9 +284,34 @@ def _list_stamps(config: PipelineConfig, stage: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+# The index this process wrote or read last, per URL (only one driver writes an output's indexes: it
+# holds the output's lock), so the next stage's planner does not GET what the driver just PUT. Only a
+# cache: every entry is still checked against a fresh listing (iter_manifests). Keyed by process, so a
+# forked worker never trusts its parent's copy; small indexes only (large ones are streamed).
+_INDEX_CACHE: dict[str, tuple[int, bytes]] = {}
+_INDEX_CACHE_MAX_BYTES = 64 << 20
+
+
+def _index_bytes(config: PipelineConfig, stage: str) -> bytes:
+    url = index_url(config, stage)
+    hit = _INDEX_CACHE.get(url)
+    if hit is not None and hit[0] == os.getpid():
+        return hit[1]
+    blob = storage.read_bytes(url, config.storage_options)
+    _remember_index(url, blob)
+    return blob
+
+
+def _remember_index(url: str, blob: bytes) -> None:
+    if len(blob) <= _INDEX_CACHE_MAX_BYTES:
+        _INDEX_CACHE[url] = (os.getpid(), blob)
+    else:
+        _INDEX_CACHE.pop(url, None)
+
+
 def _read_index(config: PipelineConfig, stage: str) -> dict[str, Any]:
     try:
-        blob = storage.read_bytes(index_url(config, stage), config.storage_options)
+        blob = _index_bytes(config, stage)
         data = json.loads(gzip.decompress(blob))
     except (FileNotFoundError, OSError, ValueError, EOFError):
         return {}  # no index (or an unreadable one): every manifest is read, and the next driver rewrites it
@@ -289,7 +330,7 @@ def iter_manifests(config: PipelineConfig, stage: str,
     ``write_index`` (the driver, which holds the output's lock) the index is rewritten at the end when
     it was out of date: one PUT per stage instead of one GET per manifest for every later reader."""
     stamps = _list_stamps(config, stage)
-    index = _read_index(config, stage)
+    index = _read_index(config, stage) if stamps else {}  # no manifest listed: nothing to take from an index
     stored: dict[str, Any] = {}
     changed = set(index) != set(stamps)
     for task_id, stamp in stamps.items():
@@ -309,7 +350,9 @@ def iter_manifests(config: PipelineConfig, stage: str,
     if write_index and changed:
         blob = json.dumps({"version": 1, "stage": stage, "manifests": stored}, sort_keys=True,
                           separators=(",", ":")).encode()
-        storage.publish_bytes(index_url(config, stage), gzip.compress(blob, mtime=0), config.storage_options)
+        packed = gzip.compress(blob, mtime=0)
+        storage.publish_bytes(index_url(config, stage), packed, config.storage_options)
+        _remember_index(index_url(config, stage), packed)
 
 
 def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False) -> dict[str, dict[str, Any]]:
@@ -519,7 +562,9 @@ def execute_task(task_dict: dict[str, Any], config_json: str,
 def completed_files(config: PipelineConfig, stage: str, kind: str | None = None) -> list[dict[str, Any]]:
     """All files published by completed tasks of ``stage`` (from manifests), in task order.
 
-    ``kind`` filters on the manifest entry's ``kind`` field (e.g. "documents", "removed"). A manifest
+    ``kind`` filters on the manifest entry's ``kind`` field (e.g. "documents", "removed"). A file that
+    holds several languages is given as one entry per language (``row_groups``, ``rows`` and ``bytes``
+    of that language). A manifest
     whose files are not all there with their recorded sizes is left out: no later task is planned
     from it (e.g. an extract task of another shard range whose file was deleted; that range's next
     run redoes it). Sizes come from one listing per directory.
@@ -531,7 +576,7 @@ def completed_files(config: PipelineConfig, stage: str, kind: str | None = None)
             continue
         for f in m.get("files", []):
             if kind is None or f.get("kind") == kind:
-                files.append(f)
+                files.extend(language_pieces(f))  # a multi-language file: one entry per language
     return files
 
 

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core.documents import language_pieces
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.task_stats import TaskStats
 from babelsieve.pipeline.core.tasks import manifest_from_storage
@@ -307,7 +308,7 @@ def _manifest_rows(manifests: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
         st = TaskStats.from_dict(m.get("stats"))
         files = m.get("files") or []
         stage = m["stage"]
-        for f in files:
+        for f in (piece for entry in files for piece in language_pieces(entry)):  # a row per language of a file
             path = f.get("path", "")
             kind = f.get("kind")
             file_rows.append({

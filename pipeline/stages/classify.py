@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import ClassifierConfig, ConfigError
-from babelsieve.pipeline.core.documents import QUALITY_PREFIX, REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.documents import QUALITY_PREFIX, REMOVED_EXTRA, PieceReader, language_dir, write_table
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import (
     Stage,
@@ -47,6 +47,7 @@ from babelsieve.pipeline.core.tasks import (
     TaskOutput,
     completed_files,
     inputs_by_language,
+    task_pieces,
     work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
@@ -359,18 +360,17 @@ class ClassifyStage(Stage):
     def run(self, task: Task) -> TaskOutput:
         files: list[dict[str, Any]] = []
         per_language: dict[str, tuple[int, dict[str, int]]] = {}
-        for lang, urls in inputs_by_language(task):
-            got, n, removed = self._run_language(task, lang, urls)
+        reader = PieceReader(task_pieces(task), self.storage_options)
+        for lang, pieces in inputs_by_language(task):
+            got, n, removed = self._run_language(task, lang, reader.concat(pieces))
             files += got
             per_language[lang] = (n, removed)
         return TaskOutput(files=files, stats=combine_stats(per_language))
 
-    def _run_language(self, task: Task, lang: str, urls: list[str]) -> tuple[list[dict[str, Any]], int,
-                                                                           dict[str, int]]:
+    def _run_language(self, task: Task, lang: str, table: pa.Table) -> tuple[list[dict[str, Any]], int,
+                                                                             dict[str, int]]:
         """Score and decide one language's inputs of the task (concatenated in input order): files written,
         documents, removals per reason."""
-        tables = [read_table(u, self.storage_options) for u in urls]
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         classifiers = self.config.classify.classifiers
         texts = table.column("text").to_pylist()
         for i, c in enumerate(classifiers):

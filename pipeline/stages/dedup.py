@@ -3,8 +3,8 @@
 ``dedup_signatures`` (extract ``documents`` files grouped into tasks by documents and bytes,
 :func:`~babelsieve.pipeline.core.tasks.work_sized_tasks`; plus one task per stored signature file of an
 earlier run listed in ``dedup.previous_signatures``)
-    signatures of every document with >= n words -> ``dedup_work/signatures/lang_script=X/<task>.npy``
-    (one per (task, language); kind ``signatures``, reusable by later runs) and, per band, a 64-bit
+    signatures of every document with >= n words -> ``dedup_work/signatures/<task>.npz`` (one per task,
+    an array per language; kind ``signatures``, reusable by later runs) and, per band, a 64-bit
     band key; (language hash, key, doc id) triples of all the task's languages are written partitioned
     by ``key % partitions`` -> ``dedup_work/bands/part=PPPPP/<task>.npy`` (kind ``bands``): one file
     per (task, partition), not per (task, language, partition).
@@ -31,12 +31,15 @@ band files)
     keeps the document whose id is the cluster id (the smallest id of the cluster; documents of
     earlier runs have smaller ids, so they win and new near-duplicates of them are removed), sets
     ``minhash_cluster_size`` (1 for singletons), writes kept documents to
-    ``dedup/lang_script=X/<task>.parquet`` (one per (task, language)) and the others to
+    ``dedup/<task>.parquet`` (one file per task, each language in its own row groups, listed in the
+    manifest entry's ``language_row_groups``) and the others to
     ``removed/dedup/minhash_duplicate/<task>-<lang>.parquet`` with ``removal_reason`` and
     ``minhash_cluster_id``.
 
-Document ids are int64: ``gen << 56 | file_index << 32 | row`` where ``file_index`` is the position
-of the extract file in the sorted list of all extract ``documents`` files and ``gen`` is
+Document ids are int64: ``gen << 56 | file_index << 24 | row`` where ``file_index`` is the position
+of the extract piece (one language of one file) in the list of all extract ``documents`` pieces sorted
+by (language, path) -- 32 bits: a 90,000-shard snapshot has ~21 million pieces, more than 24 bits hold --
+``row`` its row in the piece (< 2^24: a piece is one language of one shard or task) and ``gen`` is
 ``k`` for the k-th ``previous_signatures`` directory and ``len(previous_signatures)`` for this run.
 Stored signatures keep ``gen = 0`` (they are re-based when reused).
 
@@ -49,6 +52,7 @@ clustered document at the peak). Per-document outputs are built one extract file
 from __future__ import annotations
 
 import io
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -59,7 +63,14 @@ import pyarrow as pa
 import xxhash
 
 from babelsieve.pipeline.core import storage
-from babelsieve.pipeline.core.documents import DOCUMENT_SCHEMA, REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.documents import (
+    DOCUMENT_SCHEMA,
+    REMOVED_EXTRA,
+    InputPiece,
+    PieceReader,
+    write_language_parts,
+    write_table,
+)
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import (
     Stage,
@@ -68,13 +79,15 @@ from babelsieve.pipeline.core.tasks import (
     completed_files,
     entry_language,
     files_digest,
+    piece_params,
     plan_work_groups,
+    task_pieces,
     work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
 
 GEN_SHIFT = 56
-FILE_SHIFT = 32
+FILE_SHIFT = 24
 LOCAL_MASK = (1 << GEN_SHIFT) - 1
 MAX_FILES = 1 << (GEN_SHIFT - FILE_SHIFT)
 REMOVED_SCHEMA = DOCUMENT_SCHEMA.append(REMOVED_EXTRA).append(pa.field("minhash_cluster_id", pa.int64()))
@@ -95,6 +108,25 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Arrays by name as an uncompressed ``.npz`` (what ``np.load`` reads) with fixed zip timestamps, so
+    equal arrays give equal bytes (``np.savez`` stamps the current time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), npy_bytes(arrays[name]))
+    return buf.getvalue()
+
+
+def load_npz(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    data = storage.read_bytes(url, storage_options)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {name: z[name] for name in sorted(z.files)}
+    except (ValueError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"unreadable dedup file {url}: {e}") from e
+
+
 def load_npy(url: str, storage_options: dict[str, Any] | None = None) -> np.ndarray:
     data = storage.read_bytes(url, storage_options)
     try:
@@ -109,7 +141,9 @@ def sig_dtype(num_perm: int) -> np.dtype:
 
 def doc_ids(gen: int, file_index: int, rows: np.ndarray) -> np.ndarray:
     if file_index >= MAX_FILES:
-        raise ValueError(f"too many extract files for 24-bit file indexes ({file_index})")
+        raise ValueError(f"too many extract pieces for 32-bit file indexes ({file_index})")
+    if len(rows) and int(rows.max()) >= 1 << FILE_SHIFT:
+        raise ValueError(f"an extract piece with more than {1 << FILE_SHIFT} rows (row {int(rows.max())})")
     return (np.int64(gen) << GEN_SHIFT) | (np.int64(file_index) << FILE_SHIFT) | rows.astype(np.int64)
 
 
@@ -121,14 +155,19 @@ def _lang_from_path(url: str) -> str:
 
 
 def extract_documents(config) -> list[dict[str, Any]]:
-    """The document files dedup reads (extract's, or a stage placed before dedup), sorted by path (this
-    order defines file indexes)."""
+    """The document pieces dedup reads (extract's, or a stage placed before dedup: one entry per
+    language of each file), sorted by (language, path) -- the order of the work-sized planner; this
+    order defines file indexes."""
     files = completed_files(config, documents_input(config, "dedup_signatures"), kind="documents")
-    return sorted(files, key=lambda f: f["path"])
+    return sorted(files, key=lambda f: (entry_language(f), f["path"]))
+
+
+def _piece_key(path: str, row_groups: Any) -> tuple[str, tuple[int, ...] | None]:
+    return path, tuple(row_groups) if row_groups is not None else None
 
 
 def annotate_groups(config, docs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The extract files of each ``dedup_annotate`` task (``docs`` sorted by path, i.e. by file index):
+    """The extract pieces of each ``dedup_annotate`` task (``docs`` in file index order):
     work-sized, with room in the fan-in cap for one clusters file per extract file. ``dedup_clusters``
     writes one file per annotate task it has rows for, so it plans the same groups."""
     tc = config.tasks
@@ -166,17 +205,19 @@ class DedupSignaturesStage(Stage):
         if gen >= 64:
             raise ValueError("at most 63 previous_signatures directories")
         docs = extract_documents(self.config)
-        index = {f["path"]: i for i, f in enumerate(docs)}
-        tasks = [replace(t, params={**t.params, "file_indexes": [index[p] for p in t.inputs]})
+        index = {_piece_key(f["path"], f.get("row_groups")): i for i, f in enumerate(docs)}
+        tasks = [replace(t, params={**t.params, "file_indexes": [index[_piece_key(p.path, p.row_groups)]
+                                                                 for p in task_pieces(t)]})
                  for t in work_sized_tasks(self.name, docs, self.config, params={"gen": gen})]
         for k, d in enumerate(cfg.previous_signatures):
-            sig_files = storage.list_files(d, ".npy", self.storage_options)
+            # one .npz per signature task (an array per language); .npy per (task, language) of earlier versions
+            sig_files = sorted(storage.list_files(d, ".npz", self.storage_options)
+                               + storage.list_files(d, ".npy", self.storage_options))
             if not sig_files:
-                raise ValueError(f"dedup.previous_signatures: no signature files (*.npy) below {d}")
+                raise ValueError(f"dedup.previous_signatures: no signature files (*.npz, *.npy) below {d}")
             for j, url in enumerate(sig_files):
-                tasks.append(
-                    Task(self.name, f"prev{k:02d}-{j:06d}", (url,), {"gen": k, "lang_script": _lang_from_path(url)})
-                )
+                params = {"gen": k} if url.endswith(".npz") else {"gen": k, "lang_script": _lang_from_path(url)}
+                tasks.append(Task(self.name, f"prev{k:02d}-{j:06d}", (url,), params))
         return tasks
 
     def _minhasher(self, lang: str):
@@ -191,42 +232,50 @@ class DedupSignaturesStage(Stage):
         parts: list[tuple[str, np.ndarray, np.ndarray]] = []  # (language, ids with gen, signatures)
         n_docs = 0
         if task.task_id.startswith("prev"):
-            lang = task.params["lang_script"]
-            arr = load_npy(task.inputs[0], self.storage_options)
-            if arr.dtype != sig_dtype(num_perm):
-                raise ValueError(
-                    f"{task.inputs[0]}: stored signatures have dtype {arr.dtype}, this config needs "
-                    f"{num_perm} hashes ({c.num_buckets}x{c.hashes_per_bucket})"
-                )
-            parts.append((lang, (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
-            n_docs = len(arr)
+            url = task.inputs[0]
+            stored = (load_npz(url, self.storage_options) if url.endswith(".npz")
+                      else {task.params["lang_script"]: load_npy(url, self.storage_options)})
+            for lang, arr in stored.items():
+                if arr.dtype != sig_dtype(num_perm):
+                    raise ValueError(
+                        f"{url}: stored signatures have dtype {arr.dtype}, this config needs "
+                        f"{num_perm} hashes ({c.num_buckets}x{c.hashes_per_bucket})"
+                    )
+                parts.append((lang, (arr["id"] & LOCAL_MASK) | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
+                n_docs += len(arr)
         else:
-            by_lang: dict[str, list[tuple[str, int]]] = defaultdict(list)
-            for lang, url, fidx in zip(task.params["lang_scripts"], task.inputs, task.params["file_indexes"],
-                                       strict=True):
-                by_lang[lang].append((url, fidx))
+            by_lang: dict[str, list[tuple[InputPiece, int]]] = defaultdict(list)
+            pieces = task_pieces(task)
+            for lang, piece, fidx in zip(task.params["lang_scripts"], pieces, task.params["file_indexes"],
+                                         strict=True):
+                by_lang[lang].append((piece, fidx))
+            reader = PieceReader(pieces, self.storage_options, columns=["text"])
+            stored_sigs: dict[str, np.ndarray] = {}
             for lang in sorted(by_lang):
                 ids_l, sigs_l = [], []
-                for url, fidx in by_lang[lang]:
-                    n, rows, sigs = self._signatures(lang, url, num_perm)
+                for piece, fidx in by_lang[lang]:
+                    n, rows, sigs = self._signatures(lang, reader.read(piece), num_perm)
                     n_docs += n
                     ids_l.append(doc_ids(0, fidx, rows))
                     sigs_l.append(sigs)
                 arr = np.empty(sum(len(x) for x in ids_l), dtype=sig_dtype(num_perm))
                 arr["id"] = np.concatenate(ids_l)
                 arr["sig"] = np.concatenate(sigs_l)
-                url = self.layout.work_dir("dedup", "signatures", f"lang_script={lang}", f"{task.task_id}.npy")
-                entry = storage.publish_bytes(url, npy_bytes(arr), self.storage_options)
-                files.append({**entry, "kind": "signatures", "lang_script": lang, "rows": len(arr),
-                              "sources": [u for u, _ in by_lang[lang]]})
+                stored_sigs[lang] = arr
                 parts.append((lang, arr["id"] | (np.int64(gen) << GEN_SHIFT), arr["sig"]))
+            # one file for the task's languages (an array each), kept for dedup.previous_signatures of later runs
+            url = self.layout.work_dir("dedup", "signatures", f"{task.task_id}.npz")
+            entry = storage.publish_bytes(url, npz_bytes(stored_sigs), self.storage_options)
+            files.append({**entry, "kind": "signatures", "rows": int(sum(len(a) for a in stored_sigs.values())),
+                          "language_signatures": {lang: len(a) for lang, a in stored_sigs.items()},
+                          "sources": sorted({p.path for p in pieces})})
         files += self._write_bands(task, parts)
         return TaskOutput(files=files, stats={"documents": n_docs, "signatures": int(sum(len(p[1]) for p in parts)),
                                               "languages": sorted({p[0] for p in parts})})
 
-    def _signatures(self, lang: str, url: str, num_perm: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """(documents, rows with a signature, signatures) of one extract file."""
-        col = read_table(url, self.storage_options, columns=["text"]).column("text")
+    def _signatures(self, lang: str, table: pa.Table, num_perm: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(documents, rows with a signature, signatures) of one extract piece (its ``text`` column)."""
+        col = table.column("text")
         n_docs = len(col)
         mh = self._minhasher(lang)
         rows_parts, sig_parts = [], []
@@ -682,14 +731,14 @@ class DedupAnnotateStage(Stage):
             # the clusters files with rows of this task's extract files (by file index range)
             cl = [c for c in clusters if c["file_range"][0] <= idx[-1] and c["file_range"][1] >= idx[0]]
             tasks.append(Task(self.name, f"{t:06d}", tuple(f["path"] for f in g) + tuple(c["path"] for c in cl),
-                              {"lang_scripts": [entry_language(f) for f in g], "file_indexes": idx},
-                              files_digest(g + cl)))
+                              {"lang_scripts": [entry_language(f) for f in g], **piece_params(g),
+                               "file_indexes": idx}, files_digest(g + cl)))
         return tasks
 
-    def _annotate(self, url: str, fidx: int, cl: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """(table with minhash_cluster_size set, keep mask, cluster id per row) of one extract file, given
+    def _annotate(self, table: pa.Table, url: str, fidx: int,
+                  cl: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """(table with minhash_cluster_size set, keep mask, cluster id per row) of one extract piece, given
         its rows of the clusters files."""
-        table = read_table(url, self.storage_options)
         table = table.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
         n = table.num_rows
         size = np.ones(n, np.int64)
@@ -717,8 +766,11 @@ class DedupAnnotateStage(Stage):
         n_docs = len(p["file_indexes"])
         parts = [load_npy(u, self.storage_options) for u in task.inputs[n_docs:]]
         cl_all = np.concatenate(parts) if parts else np.zeros(0, CLUSTER_DTYPE)
-        for lang, url, fidx in zip(p["lang_scripts"], task.inputs[:n_docs], p["file_indexes"], strict=True):
-            table, keep, cluster = self._annotate(url, fidx, cl_all[cl_all["file"] == fidx])
+        pieces = task_pieces(task, task.inputs[:n_docs])
+        reader = PieceReader(pieces, self.storage_options)
+        for lang, piece, fidx in zip(p["lang_scripts"], pieces, p["file_indexes"], strict=True):
+            table, keep, cluster = self._annotate(reader.read(piece), piece.path, fidx,
+                                                  cl_all[cl_all["file"] == fidx])
             n += table.num_rows
             n_kept += int(keep.sum())
             in_clusters += int((table.column("minhash_cluster_size").to_numpy() > 1).sum())
@@ -729,12 +781,12 @@ class DedupAnnotateStage(Stage):
                 removed_by_lang[lang].append(rm.append_column("minhash_cluster_id",
                                                               pa.array(cluster[~keep], pa.int64())))
         files = []
-        for lang in sorted(kept_by_lang):
-            kept = pa.concat_tables(kept_by_lang[lang])
-            if kept.num_rows:  # every document a duplicate of one kept elsewhere: no (empty) file
-                url = language_dir(self.layout.stage_dir("dedup"), lang) + f"/{task.task_id}.parquet"
-                entry = write_table(url, kept, self.storage_options)
-                files.append({**entry, "kind": "documents", "lang_script": lang})
+        # one file for the task's languages (a row group run each); a language whose every document is
+        # a duplicate of one kept elsewhere has no rows in it
+        parts = [(lang, pa.concat_tables(kept_by_lang[lang])) for lang in sorted(kept_by_lang)]
+        if any(t.num_rows for _, t in parts):
+            url = storage.join(self.layout.stage_dir("dedup"), f"{task.task_id}.parquet")
+            files.append({**write_language_parts(url, parts, self.storage_options), "kind": "documents"})
         n_removed = n - n_kept
         for lang in sorted(removed_by_lang):
             url = storage.join(self.layout.removed_dir("dedup", "minhash_duplicate"), f"{task.task_id}-{lang}.parquet")

@@ -1,10 +1,11 @@
 """Extract stage: one task per WARC shard.
 
 WARC records -> HTTP 200 HTML responses -> URL filter -> charset decoding -> trafilatura
-(favour precision) -> language ID -> per-language minimum score -> Parquet partitioned by
-``lang_script``. Removed documents (URL filter, language score) are kept under
-``removed/extract/<reason>/``; records that are not documents (requests, non-HTML, errors)
-are counted with their reason in the task's statistics.
+(favour precision) -> language ID -> per-language minimum score -> one Parquet file per shard,
+``extract/<task_id>.parquet``, sorted by ``lang_script`` with each language in its own row groups
+(the manifest entry lists them: later stages plan and read per language, with no file per language).
+Removed documents (URL filter, language score) are kept under ``removed/extract/<reason>/``;
+records that are not documents (requests, non-HTML, errors) are counted with their reason in the task's statistics.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.documents import (
     DOCUMENT_SCHEMA,
     REMOVED_EXTRA,
-    language_dir,
     partition_by_language,
     table_from_rows,
+    write_language_parts,
     write_table,
 )
 from babelsieve.pipeline.core.inputs import dump_from_path, expand_inputs, storage_options_for
@@ -166,11 +167,10 @@ class ExtractStage(Stage):
     def _publish(self, task: Task, kept: list[dict[str, Any]], removed: list[dict[str, Any]],
                  stats: dict[str, Any]) -> TaskOutput:
         files = []
-        table = table_from_rows(kept)
-        for lang, part in partition_by_language(table):
-            url = language_dir(self.layout.stage_dir("extract"), lang) + f"/{task.task_id}.parquet"
-            entry = write_table(url, part, self.storage_options)
-            files.append({**entry, "kind": "documents", "lang_script": lang})
+        parts = partition_by_language(table_from_rows(kept))
+        if parts:  # one file for all the shard's languages, a row group run per language
+            url = storage.join(self.layout.stage_dir("extract"), f"{task.task_id}.parquet")
+            files.append({**write_language_parts(url, parts, self.storage_options), "kind": "documents"})
         by_reason: dict[str, list[dict[str, Any]]] = {}
         for r in removed:
             by_reason.setdefault(r["removal_reason"].split(":")[0], []).append(r)

@@ -1,8 +1,8 @@
 """Filter stage: FineWeb2's per-language quality filters, tasks sized by work.
 
 Input: the Parquet files of ``dedup_annotate`` (when ``dedup`` is in ``config.stages``) or else
-``extract`` (each file holds one ``lang_script``), grouped into tasks by documents and bytes
-(:func:`~babelsieve.pipeline.tasks.work_sized_tasks`, ``config.tasks``); a task filters each of its
+``extract`` (an entry per language of each file: ``documents.language_pieces``), grouped into tasks by
+documents and bytes (:func:`~babelsieve.pipeline.tasks.work_sized_tasks`, ``config.tasks``); a task filters each of its
 languages on the concatenation of that language's inputs. For each document the stage
 computes the signal columns (``babelsieve.filters.signals``) and decides with the language's
 settings (language table + ``config.filter.overrides[lang]``), then writes:
@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from babelsieve.pipeline.core import storage
-from babelsieve.pipeline.core.documents import REMOVED_EXTRA, language_dir, read_table, write_table
+from babelsieve.pipeline.core.documents import REMOVED_EXTRA, PieceReader, language_dir, write_table
 from babelsieve.pipeline.core.layout import RunLayout
 from babelsieve.pipeline.core.tasks import (
     Stage,
@@ -34,6 +34,7 @@ from babelsieve.pipeline.core.tasks import (
     TaskOutput,
     completed_files,
     inputs_by_language,
+    task_pieces,
     work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
@@ -114,8 +115,9 @@ class FilterStage(Stage):
         stats: dict[str, Any] = {"docs_in": 0, "docs_out": 0, "removed": {}, "languages": {}}
         removed: dict[str, int] = {}
         notes: list[str] = []
-        for lang, urls in inputs_by_language(task):
-            got, n_in, lang_removed, note = self._run_language(task, lang, urls)
+        reader = PieceReader(task_pieces(task), self.storage_options)
+        for lang, pieces in inputs_by_language(task):
+            got, n_in, lang_removed, note = self._run_language(task, lang, reader.concat(pieces))
             files += got
             stats["docs_in"] += n_in
             stats["docs_out"] += n_in - sum(lang_removed.values())
@@ -129,13 +131,11 @@ class FilterStage(Stage):
             stats["notes"] = notes
         return TaskOutput(files=files, stats=stats)
 
-    def _run_language(self, task: Task, lang: str, urls: list[str]) -> tuple[list[dict], int, dict[str, int], str]:
+    def _run_language(self, task: Task, lang: str, table: pa.Table) -> tuple[list[dict], int, dict[str, int], str]:
         """Filter one language's inputs of the task (concatenated in input order): files, docs, removals, note."""
         from babelsieve.filters.apply import signals_for, stats_rows, stats_table
         from babelsieve.filters.decisions import decide_arrays
 
-        tables = [read_table(u, self.storage_options) for u in urls]
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         settings, note = filter_settings_for(self.config, lang)
         texts = [t or "" for t in table.column("text").to_pylist()]
         arrays = signals_for(texts, settings)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from babelsieve.pipeline.core.documents import final_columns, language_dir, read_table, write_table
+from babelsieve.pipeline.core.documents import PieceReader, final_columns, language_dir, write_table
 from babelsieve.pipeline.core.tasks import (
     Stage,
     Task,
     TaskOutput,
     completed_files,
     inputs_by_language,
+    task_pieces,
     work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
@@ -37,8 +38,9 @@ class FinalizeStage(Stage):
     def run(self, task: Task) -> TaskOutput:
         files: list[dict] = []
         stats: dict = {"docs_in": 0, "docs_out": 0, "changed": {}, "languages": {}}
-        for lang, urls in inputs_by_language(task):
-            entry, n, changed, words = self._run_language(task, lang, urls)
+        reader = PieceReader(task_pieces(task), self.storage_options)
+        for lang, pieces in inputs_by_language(task):
+            entry, n, changed, words = self._run_language(task, lang, reader.concat(pieces))
             files += entry
             stats["docs_in"] += n
             stats["docs_out"] += n
@@ -49,12 +51,10 @@ class FinalizeStage(Stage):
                 stats.setdefault("words", {})[lang] = words
         return TaskOutput(files=files, stats=stats)
 
-    def _run_language(self, task: Task, lang: str, urls: list[str]) -> tuple[list[dict], int, dict, int | None]:
+    def _run_language(self, task: Task, lang: str, table: pa.Table) -> tuple[list[dict], int, dict, int | None]:
         """Finalize one language's inputs of the task (concatenated in input order)."""
         from babelsieve.filters.formatters import finalize_texts
 
-        tables = [read_table(u, self.storage_options) for u in urls]
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         cfg = self.config.finalize
         texts = table.column("text").to_pylist()
         if cfg.enabled:

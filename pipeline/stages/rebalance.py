@@ -35,13 +35,14 @@ import xxhash
 
 from babelsieve.dedup.rehydration import expand, published_weights, weight_for, weights_from_distribution
 from babelsieve.pipeline.core import storage
-from babelsieve.pipeline.core.documents import final_columns, language_dir, read_table, write_table
+from babelsieve.pipeline.core.documents import InputPiece, PieceReader, final_columns, language_dir, write_table
 from babelsieve.pipeline.core.tasks import (
     Stage,
     Task,
     TaskOutput,
     completed_files,
     inputs_by_language,
+    task_pieces,
     work_sized_tasks,
 )
 from babelsieve.pipeline.stages import documents_input
@@ -104,20 +105,24 @@ def distribution_from_counts(
     }
 
 
-def _text_bytes(url: str, storage_options) -> int:
-    fs, path = storage.filesystem(url, storage_options)
+def _text_bytes(entry: dict[str, Any], storage_options) -> int:
+    """Uncompressed bytes of the ``text`` column of an input entry (its language's row groups only)."""
+    fs, path = storage.filesystem(entry["path"], storage_options)
     with fs.open(path, "rb") as f:
         md = pq.ParquetFile(f).metadata
     i = md.schema.to_arrow_schema().get_field_index("text")
-    return sum(md.row_group(g).column(i).total_uncompressed_size for g in range(md.num_row_groups))
+    first, count = entry.get("row_groups") or (0, md.num_row_groups)
+    return sum(md.row_group(g).column(i).total_uncompressed_size for g in range(first, first + count))
 
 
 class RebalanceStage(Stage):
     name = "rebalance"
 
     # -- driver side -------------------------------------------------------------------------
-    def _cluster_sizes(self, url: str) -> np.ndarray:
-        t = read_table(url, self.storage_options, columns=["minhash_cluster_size"])
+    def _cluster_sizes(self, entry: dict[str, Any]) -> np.ndarray:
+        rgs = entry.get("row_groups")
+        piece = InputPiece(entry["path"], tuple(rgs) if rgs is not None else None)
+        t = PieceReader([piece], self.storage_options, columns=["minhash_cluster_size"]).read(piece)
         return np.nan_to_num(t.column(0).to_numpy(zero_copy_only=False).astype(float), nan=1.0).astype(np.int64)
 
     def _computed_weights(self) -> dict[str, dict[str, int]]:
@@ -128,7 +133,7 @@ class RebalanceStage(Stage):
         for stage_name, key in (("dedup_annotate", "before"), ("filter", "after")):
             for f in completed_files(cfg, stage_name, kind="documents"):
                 cnt = out.setdefault(f["lang_script"], {"before": defaultdict(int), "after": defaultdict(int)})[key]
-                vals, n = np.unique(self._cluster_sizes(f["path"]), return_counts=True)
+                vals, n = np.unique(self._cluster_sizes(f), return_counts=True)
                 for v, c in zip(vals.tolist(), n.tolist(), strict=True):  # np.unique: one count per value
                     cnt[v] += c
         weights = {}
@@ -157,11 +162,11 @@ class RebalanceStage(Stage):
         nbytes: dict[str, float] = defaultdict(float)
         for f in files:
             lang = f["lang_script"]
-            w = weight_for(expand(weights.get(lang, {})), self._cluster_sizes(f["path"]))
+            w = weight_for(expand(weights.get(lang, {})), self._cluster_sizes(f))
             docs[lang] += len(w)
             rehydrated[lang] += float(w.sum())
             if rc.budget_unit == "bytes":
-                nbytes[lang] += _text_bytes(f["path"], self.storage_options) * (float(w.sum()) / max(len(w), 1))
+                nbytes[lang] += _text_bytes(f, self.storage_options) * (float(w.sum()) / max(len(w), 1))
         sizes = dict(nbytes) if rc.budget_unit == "bytes" else dict(rehydrated)
         if rc.budgets:
             rates = budget_rates(sizes, rc.budgets)
@@ -184,9 +189,9 @@ class RebalanceStage(Stage):
     def run(self, task: Task) -> TaskOutput:
         files: list[dict[str, Any]] = []
         before = rehydrated = after = 0
-        for lang, urls in inputs_by_language(task):
-            tables = [read_table(u, self.storage_options) for u in urls]
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+        reader = PieceReader(task_pieces(task), self.storage_options)
+        for lang, pieces in inputs_by_language(task):
+            table = reader.concat(pieces)
             sizes = np.nan_to_num(
                 table.column("minhash_cluster_size").to_numpy(zero_copy_only=False).astype(float), nan=1.0
             ).astype(np.int64)

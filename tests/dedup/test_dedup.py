@@ -273,12 +273,12 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path, tasks):
     assert set(kept_by_cluster) == set(sizes)
     for t, rows in kept_by_cluster.items():
         assert len(rows) == 1 and rows[0]["minhash_cluster_size"] == sizes[t], t
-    # The kept document is the one with the smallest dedup id (file_index << 32 | row, file_index =
+    # The kept document is the one with the smallest dedup id (file_index << 24 | row, file_index =
     # position of its extract file among all extract files sorted by path), and every removed copy
     # names that id as its cluster id: computed here from the layout the test wrote, not from the output.
     files = sorted((f"extract/lang_script={lang}/{tid}.parquet", lang, tid)
                    for tid, by_lang in shards.items() for lang in by_lang)
-    position = {d["id"]: (fi << 32) | row for fi, (_, lang, tid) in enumerate(files)
+    position = {d["id"]: (fi << 24) | row for fi, (_, lang, tid) in enumerate(files)
                 for row, d in enumerate(shards[tid][lang])}
     members: dict = {}
     for i, t in truth.items():
@@ -308,8 +308,10 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path, tasks):
                        previous_signatures=[str(out / "dedup_work" / "signatures")])
     res_c = run_stages(cfg_c, DEDUP_STAGES)
     prev_tasks = [r for r in res_c["dedup_signatures"] if r["task_id"].startswith("prev")]
-    # one stored signature file per (signature task, language) of run a
-    assert len(prev_tasks) == (2 if not tasks else 3)
+    # one stored signature file per signature task of run a (an array per language in it)
+    assert len(prev_tasks) == n_tasks
+    assert sorted(p.name for p in (out / "dedup_work" / "signatures").iterdir()) == [
+        f"{i:06d}.npz" for i in range(n_tasks)]
     assert all(not r["files"] or r["files"][0]["kind"] == "bands" for r in prev_tasks)
     outc = tmp_path / "c"
     kept_c = [r for p in (outc / "dedup").rglob("*.parquet") for r in pq.read_table(p).to_pylist()]
@@ -327,3 +329,22 @@ def test_four_stages_end_to_end_deterministic_and_incremental(tmp_path, tasks):
     stats = res_c["dedup_clusters"][0]["stats"]
     assert stats["clusters_with_previous_documents"] == len(new_counts)
     assert stats["clustered_documents"] == sum(old_sizes[c] + new_counts[c] for c in new_counts)
+
+
+def test_document_ids_hold_a_snapshot_of_pieces_and_refuse_an_absurd_piece():
+    """~21 million (shard, language) pieces at 90,000 shards: more than 24 bits of file index."""
+    from babelsieve.pipeline.stages.dedup import FILE_SHIFT, GEN_SHIFT, MAX_FILES, doc_ids
+
+    rows = np.array([0, 7, (1 << FILE_SHIFT) - 1], np.int64)
+    for gen, fidx in [(0, 0), (3, 20_698_154), (63, MAX_FILES - 1)]:
+        ids = doc_ids(gen, fidx, rows)
+        assert ((ids >> GEN_SHIFT) == gen).all()
+        assert ((ids >> FILE_SHIFT) & (MAX_FILES - 1) == fidx).all()
+        assert ((ids & ((1 << FILE_SHIFT) - 1)) == rows).all()
+    # order of ids = order of (gen, piece, row): the kept document of a cluster does not depend on the layout
+    a, b = doc_ids(1, 5, np.array([(1 << FILE_SHIFT) - 1])), doc_ids(1, 6, np.array([0]))
+    assert a[0] < b[0]
+    with pytest.raises(ValueError, match="pieces"):
+        doc_ids(0, MAX_FILES, rows)
+    with pytest.raises(ValueError, match="rows"):
+        doc_ids(0, 1, np.array([1 << FILE_SHIFT]))

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from babelsieve.pipeline.core import storage
+from babelsieve.pipeline.core import storage, tasks
 from babelsieve.pipeline.core.config import PipelineConfig
 from babelsieve.pipeline.core.tasks import (
     index_url,
@@ -90,8 +90,17 @@ def test_manifest_index_replaces_one_read_per_manifest(tmp_path, monkeypatch):
     reads = []
     real = storage.read_json
     monkeypatch.setattr(storage, "read_json", lambda url, opts=None: reads.append(url) or real(url, opts))
+    fetched = []
+    real_bytes = storage.read_bytes
+    monkeypatch.setattr(storage, "read_bytes", lambda url, opts=None: fetched.append(url) or real_bytes(url, opts))
     again = load_manifests(cfg, "extract")
     assert again == first and reads == []  # everything from the listing and the index
+    assert fetched == []  # ... and the index this process just wrote is not fetched again
+    monkeypatch.setattr(tasks, "_INDEX_CACHE", {})  # another process reads it: one GET
+    assert load_manifests(cfg, "extract") == first and fetched == [index_url(cfg, "extract")] and reads == []
+    # no manifest listed (a stage that never ran): its index is not even asked for
+    fetched.clear()
+    assert load_manifests(cfg, "filter") == {} and fetched == []
     # a manifest rewritten behind the index's back (a rerun task) is read again, never served stale
     publish_manifest(cfg, {"stage": "extract", "task_id": "00007", "inputs": [], "params": {},
                            "config_hash": cfg.content_hash(), "files": [], "stats": {"docs_in": 70}})
@@ -102,11 +111,12 @@ def test_manifest_index_replaces_one_read_per_manifest(tmp_path, monkeypatch):
     assert "00003" not in load_manifests(cfg, "extract")
 
 
-def test_corrupt_index_or_manifest(tmp_path):
+def test_corrupt_index_or_manifest(tmp_path, monkeypatch):
     cfg = PipelineConfig(output=str(tmp_path / "out"))
     _write_manifests(cfg, 3)
     load_manifests(cfg, "extract", write_index=True)
     storage.publish_bytes(index_url(cfg, "extract"), b"not gzip")  # an unreadable index: manifests are read
+    monkeypatch.setattr(tasks, "_INDEX_CACHE", {})  # as another process, which never wrote the index, sees it
     assert len(load_manifests(cfg, "extract")) == 3
     (tmp_path / "out" / "_manifests" / "extract" / "00001.json").write_text(json.dumps([1, 2]))
     with pytest.raises(storage.CorruptFileError):  # a broken manifest is reported, not skipped
