@@ -297,6 +297,16 @@ def collect_run_stats(output: str, storage_options: dict[str, Any] | None = None
     return result
 
 
+def _file_pieces(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A file's rows for the ``files`` table: one per language of a multi-language file, whose bytes add
+    up to the file's (the first language carries the footer), else the entry itself."""
+    pieces = language_pieces(entry)
+    if len(pieces) > 1 or pieces[0] is not entry:
+        rest = int(entry.get("bytes") or 0) - sum(int(p.get("bytes") or 0) for p in pieces)
+        pieces[0] = {**pieces[0], "bytes": int(pieces[0].get("bytes") or 0) + rest}
+    return pieces
+
+
 def _manifest_rows(manifests: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                                                list[dict[str, Any]], dict[tuple[str, str], int]]:
     """Rows of the ``tasks``, ``files`` and ``stage_reasons`` tables, and words per (stage, language)."""
@@ -308,7 +318,7 @@ def _manifest_rows(manifests: list[dict[str, Any]]) -> tuple[list[dict[str, Any]
         st = TaskStats.from_dict(m.get("stats"))
         files = m.get("files") or []
         stage = m["stage"]
-        for f in (piece for entry in files for piece in language_pieces(entry)):  # a row per language of a file
+        for f in (piece for entry in files for piece in _file_pieces(entry)):  # a row per language of a file
             path = f.get("path", "")
             kind = f.get("kind")
             file_rows.append({
@@ -410,7 +420,7 @@ def _stage_table(order: list[str], rank: dict[str, int], tasks: pl.DataFrame, fi
             "docs_out": int(t["docs_out"].fill_null(0).sum()) if t["docs_out"].null_count() < t.height else None,
             "bytes_out": int(f["bytes"].fill_null(0).sum()),
             "documents_bytes": int(f.filter(pl.col("kind") == "documents")["bytes"].fill_null(0).sum()),
-            "files": f.height,
+            "files": f["path"].n_unique(),  # a multi-language file has a row per language
             "removed": int(reasons.filter(pl.col("what") == "removed")["count"].sum()),
             "skipped": int(reasons.filter(pl.col("what") == "skipped")["count"].sum()),
             "docs_per_core_second": (d_in / secs) if secs > 0 and d_in else None,

@@ -7,6 +7,7 @@ import json
 import subprocess
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
@@ -102,12 +103,19 @@ def test_documents_are_labelled_and_partitioned_by_language(run_dir):
     by_url = dict(zip(df["url"].to_list(), df["lang_script"].to_list(), strict=True))
     assert by_url["https://creeny.wordpress.com/2020/01/24/nebelsuppe-6/"] == "deu_Latn"
     assert df["lang_script"].n_unique() >= 20
-    for part in (out / "extract").iterdir():
-        lab = part.name.removeprefix("lang_script=")
-        sub = pl.read_parquet(str(part / "*.parquet"))
-        assert set(sub["lang_script"].to_list()) == {lab}
-        code, script = lab.split("_")
-        assert set(sub["language"].to_list()) == {code} and set(sub["language_script"].to_list()) == {script}
+    # one file per shard; each language in its own row groups, as the manifest lists them
+    seen = set()
+    for manifest in (json.loads(p.read_text()) for p in (out / "_manifests" / "extract").glob("*.json")):
+        (entry,) = [f for f in manifest["files"] if f["kind"] == "documents"]
+        assert entry["path"] == f"extract/{manifest['task_id']}.parquet"
+        pf = pq.ParquetFile(out / entry["path"])
+        for lab, first, count, rows, _ in entry["language_row_groups"]:
+            sub = pl.from_arrow(pf.read_row_groups(list(range(first, first + count))))
+            assert set(sub["lang_script"].to_list()) == {lab} and sub.height == rows
+            code, script = lab.split("_")
+            assert set(sub["language"].to_list()) == {code} and set(sub["language_script"].to_list()) == {script}
+            seen.add(lab)
+    assert seen == set(df["lang_script"].to_list())
 
 
 def test_schema_is_fineweb2_shaped(run_dir):

@@ -130,13 +130,10 @@ def _half_published_task(out: Path) -> str | None:
     root = out / "extract"
     if not root.exists():
         return None
-    for lang in os.scandir(root):
-        if not lang.is_dir():
-            continue
-        for f in os.scandir(lang.path):
-            task = f.name.split(".")[0]
-            if (".tmp-" in f.name or f.name.endswith(".parquet")) and not (manifests / f"{task}.json").exists():
-                return f"{lang.name}/{f.name}"
+    for f in os.scandir(root):  # one file per task: extract/<task>.parquet (written via a .tmp- file)
+        task = f.name.split(".")[0]
+        if (".tmp-" in f.name or f.name.endswith(".parquet")) and not (manifests / f"{task}.json").exists():
+            return f"extract/{f.name}"
     return None
 
 
