@@ -101,6 +101,9 @@ class ModelParams:
     num_buckets: int = 14  # dedup.num_buckets default (bands per signature)
     extract_removed_reasons: int = 3  # removed/extract/<reason>/ files per extract task (assumed)
     filter_removed_reasons: int = 3  # distinct removal reasons per filter task, at most one per document (assumed)
+    # GETs to read one language of a multi-language file bigger than documents.WHOLE_FILE_BYTES: its footer,
+    # then its row groups (an upper bound: a task's pieces of the same file share the footer GET)
+    ranged_gets_per_piece: int = 2
 
     @property
     def english_documents(self) -> int:
@@ -373,7 +376,10 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     Per-language stages group their inputs by :func:`work_groups` (sorted by language, then path).
     Upper bounds as in :func:`stage_model`: no document is removed before rebalance, every language
     piece has a near-duplicate and a removed file, up to 3 filter removal reasons per (task, language).
-    S3 requests of the planners: one LIST page per 1,000 upstream manifests and one GET of the
+    Extract and dedup_annotate write one file per task (each language in its own row groups) and
+    dedup_signatures one signature file per task; a stage reading one language of such a file reads it by
+    ranges (``ranged_gets_per_piece``), filter, classify, finalize and rebalance write one file per (task,
+    language). S3 requests of the planners: one LIST page per 1,000 upstream manifests and one GET of the
     upstream stage's index (its manifests in one object), one LIST page per 1,000 upstream files
     (``FileSizes`` lists a stage's top directory once), the stage's own manifests listed twice (retire,
     skip check) with its index read; workers: one GET per input and one GET of the task's manifest.
@@ -386,6 +392,7 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     lang_files = [np.concatenate(parts) if parts else np.zeros(0, np.int32) for parts in stats.file_docs]
     F = float(stats.files.sum())
     removed_x = n * params.extract_removed_reasons
+    R = float(params.ranged_gets_per_piece)
 
     sig = work_groups(lang_files, D, C)
     ann_pieces = _pieces_by_language(lang_files, D, max(1, C // 2))
@@ -410,10 +417,10 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     merge, bucket_fanin = merge_levels(round(band_files / P), C)
 
     rows: dict[str, dict[str, Any]] = {
-        "extract": {"tasks": n, "files": F + removed_x, "fanin": (1, 1), "upstream": None, "inputs": n},
-        "dedup_signatures": {"tasks": G, "files": float(sig["languages"].sum()) + band_files,
+        "extract": {"tasks": n, "files": n + removed_x, "fanin": (1, 1), "upstream": None, "inputs": n},
+        "dedup_signatures": {"tasks": G, "files": G + band_files,
                              "fanin": (float(sig["files"].max()), float(np.percentile(sig["files"], 99))),
-                             "upstream": "extract", "inputs": F},
+                             "upstream": "extract", "inputs": R * F},
         "dedup_merge": {"tasks": float(merge[0][0] * P), "files": float(merge[0][0] * P),
                         "fanin": (float(merge[0][2]),) * 2, "upstream": "dedup_signatures",
                         "inputs": float(merge[0][1] * P)},
@@ -428,12 +435,12 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
         "dedup_clusters": {"tasks": float(len(clu["files"])), "files": clusters_files, "fanin": (float(P), float(P)),
                            "upstream": "dedup_buckets", "inputs": float(len(clu["files"]) * P)},
         # an annotate task reads its extract files and the clusters files of its range (<= 2 here: upper bound)
-        "dedup_annotate": {"tasks": float(len(ann["files"])), "files": 2 * ann_pieces_n,
+        "dedup_annotate": {"tasks": float(len(ann["files"])), "files": float(len(ann["files"])) + ann_pieces_n,
                            "fanin": (float(ann["files"].max()) + 2, float(np.percentile(ann["files"], 99)) + 2),
-                           "upstream": "extract", "inputs": F + clusters_files},
+                           "upstream": "extract", "inputs": R * F + clusters_files},
         "filter": {"tasks": float(len(flt["files"])), "files": 2 * flt_pieces_n + flt_removed,
                    "fanin": (float(flt["files"].max()), float(np.percentile(flt["files"], 99))),
-                   "upstream": "dedup_annotate", "inputs": ann_pieces_n},
+                   "upstream": "dedup_annotate", "inputs": R * ann_pieces_n},
         "finalize": {"tasks": float(len(fin["files"])), "files": fin_pieces_n,
                      "fanin": (float(fin["files"].max()), float(np.percentile(fin["files"], 99))),
                      "upstream": "filter", "inputs": flt_pieces_n},
