@@ -78,7 +78,7 @@ def test_a_file_is_fetched_once_per_task_and_a_big_one_by_ranges(tmp_path, monke
     assert fetched == []
 
 
-def test_absurd_row_groups_and_a_truncated_file_are_errors_naming_the_file(tmp_path):
+def test_absurd_row_groups_and_a_truncated_file_are_errors_naming_the_file(tmp_path, monkeypatch):
     url = str(tmp_path / "000000.parquet")
     write_language_parts(url, [("a_Latn", _docs("a_Latn", 5))])
     for bad in [(1, 1), (0, 2), (-1, 1), (0, 0)]:
@@ -89,6 +89,13 @@ def test_absurd_row_groups_and_a_truncated_file_are_errors_naming_the_file(tmp_p
     for pieces in ([InputPiece(url, (0, 1))], [InputPiece(url, (0, 1)), InputPiece(url, (0, 1))]):
         with pytest.raises(ValueError, match="000000.parquet"):
             PieceReader(pieces).read(pieces[0])
+    # read by ranges (a "big" file) with a size that lies, longer or shorter than the object
+    monkeypatch.setattr(documents, "WHOLE_FILE_BYTES", 0)
+    size = (tmp_path / "000000.parquet").stat().st_size
+    for lie in (size + 1000, size - 10, 3):
+        piece = InputPiece(url, (0, 1), lie)
+        with pytest.raises(ValueError, match="000000.parquet"):
+            PieceReader([piece]).read(piece)
     with pytest.raises(ValueError, match="without rows"):
         write_language_parts(url, [("a_Latn", DOCUMENT_SCHEMA.empty_table())])
 
