@@ -126,26 +126,34 @@ def write_language_parts(url: str, parts: list[tuple[str, pa.Table]],
 def language_pieces(entry: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-language pieces of a manifest file entry, for planning: a file written by
     :func:`write_language_parts` gives one entry per language (``lang_script``, ``rows``, ``bytes``
-    of its row groups, ``row_groups`` = [first, count]); any other entry is its own single piece."""
+    of its row groups, ``row_groups`` = [first, count], ``file_bytes``); any other entry is its own piece."""
     langs = entry.get("language_row_groups")
     if not langs:
         return [entry]
     base = {k: v for k, v in entry.items() if k != "language_row_groups"}
-    return [{**base, "lang_script": lang, "row_groups": [first, count], "rows": rows, "bytes": nbytes}
-            for lang, first, count, rows, nbytes in langs]
+    return [{**base, "lang_script": lang, "row_groups": [first, count], "rows": rows, "bytes": nbytes,
+             "file_bytes": entry.get("bytes")} for lang, first, count, rows, nbytes in langs]
 
 
 class InputPiece(NamedTuple):
-    """One input of a task: a file, or the row groups [first, first + count) of one language in it."""
+    """One input of a task: a file, or the row groups [first, first + count) of one language in it
+    (``file_bytes``: the size of the whole file, from its manifest)."""
 
     path: str
     row_groups: tuple[int, int] | None = None
+    file_bytes: int | None = None
+
+
+# A multi-language file up to this size is fetched whole (one GET) however little of it a task needs;
+# a bigger one is read by ranges: its footer, then the task's row groups with coalesced reads.
+WHOLE_FILE_BYTES = 8 << 20
 
 
 class PieceReader:
-    """Reads a task's input pieces. A file that holds several of the task's pieces (its languages)
-    is fetched once, whole, and split; a lone piece of a multi-language file reads only its row
-    groups (ranged reads); a single-language file is one GET, as :func:`read_table`."""
+    """Reads a task's input pieces; a file is opened once per task, at its first piece, for all the
+    task's pieces in it. A small multi-language file is one GET; a big one is read by ranges (footer,
+    then only the task's row groups, so a long-tail language never downloads a shard's other languages);
+    a single-language file is one GET, as :func:`read_table`."""
 
     def __init__(self, pieces: Iterable[InputPiece], storage_options: dict[str, Any] | None = None,
                  columns: list[str] | None = None):
@@ -160,18 +168,26 @@ class PieceReader:
             return self._ready.pop(piece)
         if piece.row_groups is None:
             return read_table(piece.path, self._storage_options, self._columns)
-        if self._uses[piece.path] > 1:
+        mine = [p for p in self._pieces if p.path == piece.path and p != piece]
+        if piece.file_bytes is not None and piece.file_bytes <= WHOLE_FILE_BYTES:
             pf = _parquet_file(piece.path, io.BytesIO(_fetch(piece.path, self._storage_options)))
-            for p in self._pieces:
-                if p.path == piece.path and p != piece:
-                    self._ready[p] = _row_groups(pf, p, self._columns)
-            return _row_groups(pf, piece, self._columns)
-        fs, path = storage.filesystem(piece.path, self._storage_options)
+            return self._split(pf, piece, mine)
         try:
-            with fs.open(path, "rb") as f:
-                return _row_groups(_parquet_file(piece.path, f), piece, self._columns)
+            if piece.file_bytes is None:  # not recorded: ask the store (one HEAD)
+                fs, path = storage.filesystem(piece.path, self._storage_options)
+                size = int(fs.size(path))
+            else:
+                size = piece.file_bytes
+            # each read is one ranged GET of what pyarrow asks for (footer, then the coalesced row groups)
+            with storage.RangeReader(piece.path, size, self._storage_options) as f:
+                return self._split(_parquet_file(piece.path, f, pre_buffer=True), piece, mine)
         except OSError as e:
             raise ValueError(f"unreadable Parquet file {piece.path}: {e}") from e
+
+    def _split(self, pf: pq.ParquetFile, piece: InputPiece, others: list[InputPiece]) -> pa.Table:
+        for p in others:
+            self._ready[p] = _row_groups(pf, p, self._columns)
+        return _row_groups(pf, piece, self._columns)
 
     def concat(self, pieces: list[InputPiece]) -> pa.Table:
         """The pieces' rows concatenated in order."""
@@ -186,9 +202,9 @@ def _fetch(url: str, storage_options: dict[str, Any] | None) -> bytes:
         raise ValueError(f"unreadable Parquet file {url}: {e}") from e
 
 
-def _parquet_file(url: str, source: Any) -> pq.ParquetFile:
+def _parquet_file(url: str, source: Any, pre_buffer: bool = False) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(source)
+        return pq.ParquetFile(source, pre_buffer=pre_buffer)
     except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"unreadable Parquet file {url}: {e}") from e
 

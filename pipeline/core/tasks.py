@@ -137,17 +137,22 @@ def work_sized_tasks(stage: str, entries: list[dict[str, Any]], config: Pipeline
 
 
 def piece_params(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """``row_groups`` (aligned with the inputs; None = the whole file) when any entry is one language
-    of a multi-language file (:func:`~babelsieve.pipeline.core.documents.language_pieces`)."""
+    """``row_groups`` and ``file_bytes`` (aligned with the inputs; None = a whole file) when any entry is
+    one language of a multi-language file (:func:`~babelsieve.pipeline.core.documents.language_pieces`)."""
     rgs = [e.get("row_groups") for e in entries]
-    return {"row_groups": rgs} if any(r is not None for r in rgs) else {}
+    if all(r is None for r in rgs):
+        return {}
+    return {"row_groups": rgs, "file_bytes": [e.get("file_bytes") if r is not None else None
+                                              for e, r in zip(entries, rgs, strict=True)]}
 
 
 def task_pieces(task: Task, inputs: tuple[str, ...] | None = None) -> list[InputPiece]:
     """The task's inputs as pieces (path, row groups), aligned with ``inputs`` (default: all of them)."""
     paths = task.inputs if inputs is None else inputs
     rgs = task.params.get("row_groups") or [None] * len(paths)
-    return [InputPiece(p, tuple(r) if r is not None else None) for p, r in zip(paths, rgs[: len(paths)], strict=True)]
+    sizes = task.params.get("file_bytes") or [None] * len(paths)
+    return [InputPiece(p, tuple(r) if r is not None else None, b)
+            for p, r, b in zip(paths, rgs[: len(paths)], sizes[: len(paths)], strict=True)]
 
 
 def inputs_by_language(task: Task) -> list[tuple[str, list[InputPiece]]]:

@@ -121,7 +121,7 @@ class RebalanceStage(Stage):
     # -- driver side -------------------------------------------------------------------------
     def _cluster_sizes(self, entry: dict[str, Any]) -> np.ndarray:
         rgs = entry.get("row_groups")
-        piece = InputPiece(entry["path"], tuple(rgs) if rgs is not None else None)
+        piece = InputPiece(entry["path"], tuple(rgs) if rgs is not None else None, entry.get("file_bytes"))
         t = PieceReader([piece], self.storage_options, columns=["minhash_cluster_size"]).read(piece)
         return np.nan_to_num(t.column(0).to_numpy(zero_copy_only=False).astype(float), nan=1.0).astype(np.int64)
 

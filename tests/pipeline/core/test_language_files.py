@@ -58,23 +58,27 @@ def test_languages_round_trip_through_their_row_groups(tmp_path):
     assert language_pieces(single) == [single]
 
 
-def test_a_shared_file_is_fetched_once_and_a_lone_piece_reads_only_its_row_groups(tmp_path, monkeypatch):
+def test_a_file_is_fetched_once_per_task_and_a_big_one_by_ranges(tmp_path, monkeypatch):
     url = str(tmp_path / "000000.parquet")
     entry = write_language_parts(url, [(lang, _docs(lang, 20)) for lang in ("a_Latn", "b_Latn", "c_Latn")])
-    pieces = [InputPiece(p["path"], tuple(p["row_groups"])) for p in language_pieces(entry)]
+    pieces = [InputPiece(p["path"], tuple(p["row_groups"]), p["file_bytes"]) for p in language_pieces(entry)]
+    assert all(p.file_bytes == entry["bytes"] for p in pieces)
     fetched: list[str] = []
     real = storage.read_bytes
     monkeypatch.setattr(storage, "read_bytes", lambda u, o=None: fetched.append(u) or real(u, o))
     reader = PieceReader(pieces)
     got = [reader.read(p) for p in reversed(pieces)]
-    assert fetched == [url] and [t.num_rows for t in got] == [20, 20, 20]
+    assert fetched == [url] and [t.num_rows for t in got] == [20, 20, 20]  # a small file: one whole GET
     assert got[0].column("lang_script")[0].as_py() == "c_Latn"
+    # a file above WHOLE_FILE_BYTES is never fetched whole: footer and the task's row groups only
+    monkeypatch.setattr(documents, "WHOLE_FILE_BYTES", 100)
     fetched.clear()
-    assert PieceReader([pieces[1]]).read(pieces[1]).column("id").to_pylist()[0] == "b_Latn-0"
-    assert fetched == []  # the lone piece went through a ranged reader, not a whole-object GET
+    reader = PieceReader(pieces[1:])
+    assert [reader.read(p).column("id")[0].as_py() for p in pieces[1:]] == ["b_Latn-0", "c_Latn-0"]
+    assert fetched == []
 
 
-def test_absurd_row_groups_and_a_truncated_file_are_errors_naming_the_file(tmp_path):
+def test_absurd_row_groups_and_a_truncated_file_are_errors_naming_the_file(tmp_path, monkeypatch):
     url = str(tmp_path / "000000.parquet")
     write_language_parts(url, [("a_Latn", _docs("a_Latn", 5))])
     for bad in [(1, 1), (0, 2), (-1, 1), (0, 0)]:
@@ -85,6 +89,13 @@ def test_absurd_row_groups_and_a_truncated_file_are_errors_naming_the_file(tmp_p
     for pieces in ([InputPiece(url, (0, 1))], [InputPiece(url, (0, 1)), InputPiece(url, (0, 1))]):
         with pytest.raises(ValueError, match="000000.parquet"):
             PieceReader(pieces).read(pieces[0])
+    # read by ranges (a "big" file) with a size that lies, longer or shorter than the object
+    monkeypatch.setattr(documents, "WHOLE_FILE_BYTES", 0)
+    size = (tmp_path / "000000.parquet").stat().st_size
+    for lie in (size + 1000, size - 10, 3):
+        piece = InputPiece(url, (0, 1), lie)
+        with pytest.raises(ValueError, match="000000.parquet"):
+            PieceReader([piece]).read(piece)
     with pytest.raises(ValueError, match="without rows"):
         write_language_parts(url, [("a_Latn", DOCUMENT_SCHEMA.empty_table())])
 

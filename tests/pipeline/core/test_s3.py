@@ -219,3 +219,51 @@ def test_all_registered_stages_write_identical_bytes_to_s3_and_to_disk(s3, shard
         results[where] = data_files(out, opts)
     assert results["s3"] and results["s3"] == results["disk"]
     assert storage.list_files("s3://out/full/_manifests", ".json", opts)
+
+
+@pytest.mark.infra
+def test_one_language_of_a_big_multilingual_file_is_read_by_ranges(s3, shards):
+    """A long-tail language's piece of a shard file on S3: no HEAD (the size comes from the manifest),
+    no whole-object GET, a few ranged GETs whatever the file's size; a small file is one GET."""
+    import random
+
+    import pyarrow as pa
+
+    from babelsieve.pipeline.core import documents
+    from babelsieve.pipeline.core.documents import PieceReader, language_pieces, write_language_parts
+
+    proxy = FlakyS3Proxy(s3.port, every=0)
+    try:
+        opts = _opts(proxy.endpoint)
+        rng = random.Random(0)
+        def part(lang: str, n: int) -> pa.Table:  # incompressible text: a file of several MB
+            return documents.table_from_rows([{"text": f"{rng.getrandbits(2000):x}", "id": f"{lang}-{i}",
+                                               "lang_script": lang} for i in range(n)])
+        entry = write_language_parts("s3://out/ranges/00000.parquet",
+                                     [("a_Latn", part("a_Latn", 12_000)), ("b_Latn", part("b_Latn", 3)),
+                                      ("c_Latn", part("c_Latn", 9_000))], opts)
+        assert entry["bytes"] > 5_000_000
+        pieces = {p["lang_script"]: documents.InputPiece(p["path"], tuple(p["row_groups"]), p["file_bytes"])
+                  for p in language_pieces(entry)}
+        before = dict(proxy.by_method)
+        old_limit = documents.WHOLE_FILE_BYTES
+        documents.WHOLE_FILE_BYTES = 1 << 20
+        try:
+            table = PieceReader([pieces["b_Latn"]], opts).read(pieces["b_Latn"])
+        finally:
+            documents.WHOLE_FILE_BYTES = old_limit
+        assert table.column("id").to_pylist() == ["b_Latn-0", "b_Latn-1", "b_Latn-2"]
+        used = {k: v - before.get(k, 0) for k, v in proxy.by_method.items() if v - before.get(k, 0)}
+        assert used.get("HEAD", 0) == 0 and 1 <= used.get("GET", 0) <= 4, used
+        before = dict(proxy.by_method)
+        both = [pieces["a_Latn"], pieces["c_Latn"]]
+        documents.WHOLE_FILE_BYTES = 1 << 30
+        try:
+            reader = PieceReader(both, opts)
+            assert [reader.read(p).num_rows for p in both] == [12_000, 9_000]
+        finally:
+            documents.WHOLE_FILE_BYTES = old_limit
+        used = {k: v - before.get(k, 0) for k, v in proxy.by_method.items() if v - before.get(k, 0)}
+        assert used == {"GET": 1}, used  # under the limit: the whole file in one GET for both pieces
+    finally:
+        proxy.stop()
