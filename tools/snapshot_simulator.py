@@ -459,7 +459,7 @@ def _tiny_parquet() -> bytes:
 
 
 class ManifestTree:
-    """Writes the manifests and (empty) data files today's stages would leave for some shards."""
+    """Writes manifests (in the stored shape) and data files below a temporary output root."""
 
     def __init__(self, root: str, config: Any, params: ModelParams):
         from babelsieve.pipeline.core.tasks import manifest_to_storage
@@ -494,68 +494,6 @@ class ManifestTree:
         self._touch(os.path.join("_manifests", stage, f"{task_id}.json"),
                     json.dumps(self.to_storage(self.root, m), sort_keys=True, indent=1).encode())
         self.files_written -= 1  # count data files only
-
-    def build(self, counts: np.ndarray, langs: list[str]) -> None:
-        """Every stage's manifests for the (shard x language) ``counts``."""
-        p = self.params
-        parquet = _tiny_parquet()
-        extract_docs: list[tuple[str, str, int]] = []  # (path, lang, n)
-        for s, row in enumerate(counts):
-            tid = f"{s:05d}"
-            files = []
-            for j in np.flatnonzero(row):
-                lang, n = langs[j], int(row[j])
-                e = self._touch(f"extract/lang_script={lang}/{tid}.parquet", rows=n, kind="documents",
-                                lang_script=lang)
-                files.append(e)
-                extract_docs.append((e["path"], lang, n))
-            for r in range(p.extract_removed_reasons):
-                files.append(self._touch(f"removed/extract/reason{r}/{tid}.parquet", rows=1, kind="removed",
-                                         reason=f"reason{r}"))
-            self.manifest("extract", tid, [f"warc/{tid}.warc.gz"], files)
-        extract_docs.sort()
-        band_groups: dict[tuple[str, int], list[str]] = {}
-        for i, (path, lang, n) in enumerate(extract_docs):
-            tid = f"{i:06d}"
-            files = [self._touch(f"dedup_work/signatures/lang_script={lang}/{tid}.npy", rows=n, kind="signatures",
-                                 lang_script=lang, source=path)]
-            # the first round(q(n)) partitions: the count is the model's, which ones does not matter here
-            for part in range(round(float(expected_partitions(n, p)))):
-                e = self._touch(f"dedup_work/bands/lang_script={lang}/part={part:05d}/{tid}.npy", rows=n,
-                                kind="bands", lang_script=lang, partition=part)
-                files.append(e)
-                band_groups.setdefault((lang, part), []).append(e["path"])
-            self.manifest("dedup_signatures", tid, [path], files, {"file_index": i, "lang_script": lang})
-        edges: dict[str, list[str]] = {}
-        for (lang, part), inputs in sorted(band_groups.items()):
-            e = self._touch(f"dedup_work/edges/lang_script={lang}/{part:05d}.npy", rows=1, kind="edges",
-                            lang_script=lang, partition=part, language_rows={lang: [0, 1]})
-            edges.setdefault(lang, []).append(e["path"])
-            self.manifest("dedup_buckets", f"{lang}-{part:05d}", inputs, [e])
-        by_lang: dict[str, list[int]] = {}
-        for i, (_, lang, _) in enumerate(extract_docs):
-            by_lang.setdefault(lang, []).append(i)
-        for lang, idx in sorted(by_lang.items()):  # upper bound: every extract file has a near-duplicate
-            files = [self._touch(f"dedup_work/clusters/lang_script={lang}/{i:06d}.npy", rows=1, kind="clusters",
-                                 lang_script=lang, file_index=i, file_range=[i, i]) for i in idx]
-            self.manifest("dedup_clusters", lang, edges.get(lang, []), files)
-        for i, (path, lang, n) in enumerate(extract_docs):
-            tid = f"{i:06d}"
-            kept = self._touch(f"dedup/lang_script={lang}/{tid}.parquet", rows=n, kind="documents", lang_script=lang)
-            rm = self._touch(f"removed/dedup/minhash_duplicate/{tid}.parquet", rows=1, kind="removed",
-                             lang_script=lang, reason="minhash_duplicate")
-            self.manifest("dedup_annotate", tid, [path], [kept, rm])
-            ftid = f"{lang}-{tid}"
-            files = [self._touch(f"filter/lang_script={lang}/{ftid}.parquet", rows=n, kind="documents",
-                                 lang_script=lang),
-                     self._touch(f"_stats/filter/{ftid}.parquet", rows=1, kind="stats", lang_script=lang)]
-            for r in range(min(n, p.filter_removed_reasons)):
-                files.append(self._touch(f"removed/filter/rule{r}/{ftid}.parquet", rows=1, kind="removed",
-                                         lang_script=lang, reason=f"rule{r}"))
-            self.manifest("filter", ftid, [kept["path"]], files)
-            fin = self._touch(f"finalize/lang_script={lang}/{ftid}.parquet", parquet, rows=1, kind="documents",
-                              lang_script=lang)
-            self.manifest("finalize", ftid, [files[0]["path"]], [fin])
 
 
 class WorkManifestTree(ManifestTree):

@@ -534,6 +534,12 @@ def iter_manifests(config: PipelineConfig, stage: str,
         yield task_id, manifest_from_storage(config.output, raw)
 
 
+def write_manifest_index(config: PipelineConfig, stage: str) -> None:
+    """Rewrite the stage's index if it is out of date (the driver, after a stage), streaming the manifests."""
+    for _ in _iter_stored_manifests(config, stage, write_index=True):
+        pass
+
+
 def load_manifests(config: PipelineConfig, stage: str, write_index: bool = False) -> dict[str, dict[str, Any]]:
     """Every manifest of ``stage``: task_id -> manifest (paths resolved); see :func:`iter_manifests`."""
     return dict(iter_manifests(config, stage, write_index))
