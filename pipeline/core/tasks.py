@@ -131,12 +131,6 @@ class FileEntry(Mapping):
         self._packed = _NUMS.pack(-1 if rows is None else rows, -1 if nbytes is None else nbytes) + digest
         self.extra = extra or None
 
-    @property
-    def rows(self) -> int | None:
-        """Recorded rows (None when not recorded, or recorded as something other than an int)."""
-        v = _NUMS.unpack_from(self._packed)[0]
-        return None if v < 0 else v
-
     def _value(self, key: str) -> Any:
         """The value of ``key``; raises KeyError when the entry has none."""
         if key == "path":
@@ -187,11 +181,6 @@ class FileEntry(Mapping):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (engines ship params; tests copy)
         return FileEntry, (dict(self),)
-
-
-def file_entries(entries: Iterable[Mapping[str, Any]]) -> list[FileEntry]:
-    """Compact :class:`FileEntry` records of manifest file entries (already compact ones are kept)."""
-    return [e if type(e) is FileEntry else FileEntry(e) for e in entries]
 
 
 def _entry_path(entry: Mapping[str, Any]) -> str:
