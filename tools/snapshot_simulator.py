@@ -53,13 +53,16 @@ S3 requests (fsspec/s3fs, one request per call; upper bounds stay upper bounds):
   (HEAD + 2 GETs: footer, ``minhash_cluster_size`` column).
 * Workers: per task a HEAD (``execute_task`` reads its manifest) and >= 1 GET per input file.
 
-Driver planning cost: real manifests (``manifest_to_storage`` shape, written as ``publish_json``
-writes them) and empty data files for every stage are generated for a few sample sizes in a temporary
-directory; each stage's real ``plan()`` is timed (wall seconds) and its peak Python allocation
-measured with ``tracemalloc``, as is the runner's ``read_manifest`` per planned task. A least-squares
-line through the measured points (seconds and bytes against shards) projects N: planning today is
-linear in manifests and files, which the points show. Local disk, not S3: the projection is a lower
-bound for object storage, where every request above is a round trip.
+Driver planning cost, measured: for a few sample sizes (e.g. 16, 64, 256 shards) a temporary output in this
+version's layout is generated (:class:`WorkManifestTree`): extract's manifests (one per shard, one documents
+file per language present, ~230), then for every later stage its real ``plan()`` is timed (wall and CPU
+seconds; peak Python allocation of a second call with ``tracemalloc``), the outputs its tasks would write
+are generated (sparse data files: realistic recorded sizes, no disk space) and its manifest index written
+by the real code, so the next stage plans from them; the runner's ``read_manifest`` per planned task is
+timed too. A least-squares line through the points (seconds and bytes against shards) projects N:
+planning is linear in manifests and files, which the points show. Local disk, not S3: the projection is a
+lower bound for object storage, where every request above is a round trip. The load average is printed
+with the figures (on a shared machine wall time includes waiting for a core; CPU time does not).
 """
 
 from __future__ import annotations
@@ -499,7 +502,7 @@ def _tiny_parquet() -> bytes:
 
 
 class ManifestTree:
-    """Writes the manifests and (empty) data files today's stages would leave for some shards."""
+    """Writes manifests (in the stored shape) and data files below a temporary output root."""
 
     def __init__(self, root: str, config: Any, params: ModelParams):
         from babelsieve.pipeline.core.tasks import manifest_to_storage
@@ -535,78 +538,155 @@ class ManifestTree:
                     json.dumps(self.to_storage(self.root, m), sort_keys=True, indent=1).encode())
         self.files_written -= 1  # count data files only
 
-    def build(self, counts: np.ndarray, langs: list[str]) -> None:
-        """Every stage's manifests for the (shard x language) ``counts``."""
+
+class WorkManifestTree(ManifestTree):
+    """The manifests and data files this version's stages leave for some shards: extract writes one
+    manifest per shard with one file per language present (~230), and every later stage the files its
+    ``run`` writes for the tasks its real ``plan()`` planned (tasks sized by work; see :func:`write_stage`).
+
+    Data files are sparse (a recorded size of 1,000 bytes per document without the disk space), so the
+    manifests hold realistic ``bytes`` and distinct ``sha256`` values while the planners' size checks
+    (one listing per directory) pass; the finalize files are real one-row Parquet files (rebalance's
+    planner reads them)."""
+
+    bytes_per_row = 1000
+
+    def __init__(self, root: str, config: Any, params: ModelParams):
+        super().__init__(root, config, params)
+        from babelsieve.pipeline.core.layout import RunLayout
+
+        self.layout = RunLayout(root)
+        self.rows: dict[tuple[str, str], int] = {}  # (documents file, language) -> rows
+        self._parquet = _tiny_parquet()
+
+    def _sparse(self, url: str, rows: int, **extra: Any) -> dict[str, Any]:
+        """A data file of ``rows`` documents at ``url`` (absolute, below the root), written sparse."""
+        d = os.path.dirname(url)
+        if d not in self._dirs:
+            os.makedirs(d, exist_ok=True)
+            self._dirs.add(d)
+        size = max(rows, 1) * self.bytes_per_row
+        with open(url, "wb") as f:
+            f.truncate(size)
+        self.files_written += 1
+        entry = {"path": url, "bytes": size, "sha256": hashlib.sha256(url.encode()).hexdigest(), "rows": rows,
+                 **extra}
+        if extra.get("kind") == "documents" and extra.get("lang_script"):
+            self.rows[(url, extra["lang_script"])] = rows
+        return entry
+
+    def _language_file(self, url: str, parts: list[tuple[str, int]]) -> dict[str, Any]:
+        """One file of several languages (extract's, dedup_annotate's): sorted by language, each in its own
+        row groups of 10,000 rows, listed in the entry's ``language_row_groups``."""
+        entry = self._sparse(url, sum(n for _, n in parts), kind="documents")
+        groups, rg = [], 0
+        for lang, n in sorted(parts):
+            count = max(1, -(-n // 10_000))
+            groups.append([lang, rg, count, n, n * self.bytes_per_row])
+            self.rows[(url, lang)] = n
+            rg += count
+        entry["language_row_groups"] = groups
+        return entry
+
+    def build_extract(self, counts: np.ndarray, langs: list[str]) -> None:
+        """Extract's manifests: one per shard, one documents file holding every language present (a row-group
+        run each) + removed files."""
         p = self.params
-        parquet = _tiny_parquet()
-        extract_docs: list[tuple[str, str, int]] = []  # (path, lang, n)
         for s, row in enumerate(counts):
             tid = f"{s:05d}"
-            files = []
-            for j in np.flatnonzero(row):
-                lang, n = langs[j], int(row[j])
-                e = self._touch(f"extract/lang_script={lang}/{tid}.parquet", rows=n, kind="documents",
-                                lang_script=lang)
-                files.append(e)
-                extract_docs.append((e["path"], lang, n))
-            for r in range(p.extract_removed_reasons):
-                files.append(self._touch(f"removed/extract/reason{r}/{tid}.parquet", rows=1, kind="removed",
-                                         reason=f"reason{r}"))
+            present = [(langs[j], int(row[j])) for j in np.flatnonzero(row)]
+            files = [self._language_file(f"{self.layout.stage_dir('extract')}/{tid}.parquet", present)] if present \
+                else []
+            files += [self._sparse(self.layout.removed_dir("extract", f"reason{r}") + f"/{tid}.parquet", 1,
+                                   kind="removed", reason=f"reason{r}") for r in range(p.extract_removed_reasons)]
             self.manifest("extract", tid, [f"warc/{tid}.warc.gz"], files)
-        extract_docs.sort()
-        band_groups: dict[tuple[str, int], list[str]] = {}
-        for i, (path, lang, n) in enumerate(extract_docs):
-            tid = f"{i:06d}"
-            files = [self._touch(f"dedup_work/signatures/lang_script={lang}/{tid}.npy", rows=n, kind="signatures",
-                                 lang_script=lang, source=path)]
-            # the first round(q(n)) partitions: the count is the model's, which ones does not matter here
-            for part in range(round(float(expected_partitions(n, p)))):
-                e = self._touch(f"dedup_work/bands/lang_script={lang}/part={part:05d}/{tid}.npy", rows=n,
-                                kind="bands", lang_script=lang, partition=part)
-                files.append(e)
-                band_groups.setdefault((lang, part), []).append(e["path"])
-            self.manifest("dedup_signatures", tid, [path], files, {"file_index": i, "lang_script": lang})
-        edges: dict[str, list[str]] = {}
-        for (lang, part), inputs in sorted(band_groups.items()):
-            e = self._touch(f"dedup_work/edges/lang_script={lang}/{part:05d}.npy", rows=1, kind="edges",
-                            lang_script=lang, partition=part, language_rows={lang: [0, 1]})
-            edges.setdefault(lang, []).append(e["path"])
-            self.manifest("dedup_buckets", f"{lang}-{part:05d}", inputs, [e])
-        by_lang: dict[str, list[int]] = {}
-        for i, (_, lang, _) in enumerate(extract_docs):
-            by_lang.setdefault(lang, []).append(i)
-        for lang, idx in sorted(by_lang.items()):  # upper bound: every extract file has a near-duplicate
-            files = [self._touch(f"dedup_work/clusters/lang_script={lang}/{i:06d}.npy", rows=1, kind="clusters",
-                                 lang_script=lang, file_index=i, file_range=[i, i]) for i in idx]
-            self.manifest("dedup_clusters", lang, edges.get(lang, []), files)
-        for i, (path, lang, n) in enumerate(extract_docs):
-            tid = f"{i:06d}"
-            kept = self._touch(f"dedup/lang_script={lang}/{tid}.parquet", rows=n, kind="documents", lang_script=lang)
-            rm = self._touch(f"removed/dedup/minhash_duplicate/{tid}.parquet", rows=1, kind="removed",
-                             lang_script=lang, reason="minhash_duplicate")
-            self.manifest("dedup_annotate", tid, [path], [kept, rm])
-            ftid = f"{lang}-{tid}"
-            files = [self._touch(f"filter/lang_script={lang}/{ftid}.parquet", rows=n, kind="documents",
-                                 lang_script=lang),
-                     self._touch(f"_stats/filter/{ftid}.parquet", rows=1, kind="stats", lang_script=lang)]
-            for r in range(min(n, p.filter_removed_reasons)):
-                files.append(self._touch(f"removed/filter/rule{r}/{ftid}.parquet", rows=1, kind="removed",
-                                         lang_script=lang, reason=f"rule{r}"))
-            self.manifest("filter", ftid, [kept["path"]], files)
-            fin = self._touch(f"finalize/lang_script={lang}/{ftid}.parquet", parquet, rows=1, kind="documents",
-                              lang_script=lang)
-            self.manifest("finalize", ftid, [files[0]["path"]], [fin])
+
+    def _by_language(self, task: Any) -> list[tuple[str, list[str], int]]:
+        """(language, documents files, rows) of a work-sized task, in input order (``lang_scripts`` names the
+        leading inputs; dedup_annotate's clusters files follow them)."""
+        out: list[tuple[str, list[str], int]] = []
+        langs = task.params["lang_scripts"]
+        for lang, url in zip(langs, task.inputs[:len(langs)], strict=True):
+            if not out or out[-1][0] != lang:
+                out.append((lang, [], 0))
+            out[-1][1].append(url)
+            out[-1] = (lang, out[-1][1], out[-1][2] + self.rows.get((url, lang), 0))
+        return out
+
+    def write_stage(self, name: str, tasks: list[Any]) -> bool:
+        """Write what ``run`` of stage ``name`` writes for ``tasks`` (the shapes of the stages' manifest
+        entries, upper bounds as in the model: every language has edges and duplicates). False for a stage
+        this tree does not know (its later stages are then not timed)."""
+        p, lay = self.params, self.layout
+        for t in tasks:
+            tid, files = t.task_id, []
+            if name == "dedup_signatures":
+                by_lang = self._by_language(t)
+                langs = [lang for lang, _, _ in by_lang]
+                total = sum(n for _, _, n in by_lang)
+                files.append(self._sparse(lay.work_dir("dedup", "signatures", f"{tid}.npz"), total, kind="signatures",
+                                          language_signatures={lang: n for lang, _, n in by_lang},
+                                          sources=sorted({u for _, docs, _ in by_lang for u in docs})))
+                for part in range(min(p.partitions, round(float(expected_partitions(total, p))) or 1)):
+                    files.append(self._sparse(lay.work_dir("dedup", "bands", f"part={part:05d}", f"{tid}.npy"),
+                                              total, kind="bands", partition=part, languages=langs))
+            elif name in ("dedup_merge", "dedup_merge_2"):  # one merged band file per task
+                q = t.params
+                node_path = lay.work_dir("dedup", "bands_merged", f"part={q['partition']:05d}",
+                                         f"L{q['level']}-{q['index']:06d}.npy")
+                files.append(self._sparse(node_path, q["leaves"], kind="bands", partition=q["partition"],
+                                          languages=q["languages"], level=q["level"], leaves=q["leaves"],
+                                          leaves_digest=q["leaves_digest"]))
+            elif name == "dedup_buckets":
+                langs = t.params.get("languages", [])
+                files.append(self._sparse(lay.work_dir("dedup", "edges", f"{t.params['partition']:05d}.npy"),
+                                          len(langs), kind="edges", partition=t.params["partition"],
+                                          language_rows={lang: [i, i + 1] for i, lang in enumerate(langs)}))
+            elif name == "dedup_clusters":
+                for group, first, end in t.params.get("annotate_groups", []):
+                    files.append(self._sparse(lay.work_dir("dedup", "clusters", f"{tid}-{group:06d}.npy"),
+                                              end - first, kind="clusters", file_range=[first, end - 1]))
+            elif name == "dedup_annotate":  # one documents file for the task's languages, removed per language
+                by_lang = self._by_language(t)
+                files.append(self._language_file(f"{lay.stage_dir('dedup')}/{tid}.parquet",
+                                                 [(lang, n) for lang, _, n in by_lang]))
+                for lang, _, _ in by_lang:
+                    rm = lay.removed_dir("dedup", "minhash_duplicate") + f"/{tid}-{lang}.parquet"
+                    files.append(self._sparse(rm, 1, kind="removed", reason="minhash_duplicate", lang_script=lang))
+            elif name in ("filter", "finalize"):
+                out_dir = lay.stage_dir(name)
+                for lang, _, n in self._by_language(t):
+                    url = f"{out_dir}/lang_script={lang}/{tid}.parquet"
+                    if name == "finalize":  # real Parquet: the rebalance planner reads each file
+                        e = self._touch(os.path.relpath(url, self.root), self._parquet, kind="documents",
+                                        lang_script=lang, rows=n)
+                        self.rows[(url, lang)] = n
+                        files.append(e)
+                        continue
+                    files.append(self._sparse(url, n, kind="documents", lang_script=lang))
+                    files.append(self._sparse(lay.stats_dir("filter") + f"/{tid}-{lang}.parquet", 1, kind="stats",
+                                              lang_script=lang))
+                    files += [self._sparse(lay.removed_dir("filter", f"rule{r}") + f"/{tid}-{lang}.parquet", 1,
+                                           kind="removed", lang_script=lang, reason=f"rule{r}")
+                              for r in range(min(n, p.filter_removed_reasons))]
+            else:
+                return False
+            self.manifest(name, tid, list(t.inputs), files, t.params)
+        return True
 
 
 def _measure(fn: Any, trace_memory: bool = True) -> tuple[float, int, Any]:
-    """(wall seconds of an untraced call, peak traced bytes of a second call, result of the first).
+    """(wall seconds of an untraced call, peak traced bytes of a second call, result of the first); the
+    first call's CPU seconds of this process are in ``_measure.cpu_seconds`` (on a machine shared with
+    other jobs, wall time includes waiting for a core; CPU time is what one core of the driver spends).
 
     ``trace_memory=False`` skips the traced call (peak 0): tracemalloc has crashed CPython 3.11 here
     (a segmentation fault in a native thread, about one run in three) when the planners' Arrow/polars
     threads allocate while it traces, so the test suite times without it."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = fn()
     seconds = time.perf_counter() - t0
+    _measure.cpu_seconds = time.process_time() - c0  # type: ignore[attr-defined]
     if not trace_memory:
         return seconds, 0, result
     tracemalloc.start()
@@ -621,33 +701,50 @@ def _measure(fn: Any, trace_memory: bool = True) -> tuple[float, int, Any]:
 def measure_planning(sample_sizes: list[int], langs: list[str], probs: np.ndarray, params: ModelParams,
                      seed: int, workdir: str | None = None, trace_memory: bool = True) -> dict[str, Any]:
     """Time every stage's real ``plan()`` (and the runner's ``read_manifest`` per task) on generated
-    manifests of each sample size. Returns {"points": [...], "not_timed": {stage: why}}."""
+    manifests of each sample size, in this version's layout (:class:`WorkManifestTree`): extract's
+    manifests are written, then each later stage is planned by its real planner (timed, peak traced),
+    its outputs written as its tasks would (so the next stage plans from them), its index written by the
+    real code (``load_manifests(write_index=True)``, as the runner does after a stage) and its
+    ``read_manifest`` per task timed. Returns {"points": [...], "not_timed": {stage: why}, load averages}."""
     from babelsieve.pipeline.core.config import PipelineConfig
     from babelsieve.pipeline.core.runner import expand_stages
-    from babelsieve.pipeline.core.tasks import read_manifest
+    from babelsieve.pipeline.core.tasks import load_manifests, read_manifest
     from babelsieve.pipeline.stages import stage_class
 
     points: list[dict[str, Any]] = []
     not_timed: dict[str, str] = {
         "extract": "planned from the input listing (one LIST of the WARC paths), not from manifests",
     }
+    load_before = os.getloadavg()
     for n in sample_sizes:
         counts = np.vstack(list(sample_shards(n, probs, params, seed)))
         with tempfile.TemporaryDirectory(prefix="babelsieve-sim-", dir=workdir) as tmp:
             config = PipelineConfig(output=tmp, stages=["extract", "dedup", "filter", "finalize", "rebalance"],
                                     dedup={"partitions": params.partitions, "num_buckets": params.num_buckets})
-            tree = ManifestTree(tmp, config, params)
+            tree = WorkManifestTree(tmp, config, params)
             t0 = time.perf_counter()
-            tree.build(counts, langs + [ENGLISH])
+            tree.build_extract(counts, langs + [ENGLISH])
+            load_manifests(config, "extract", write_index=True)
             point: dict[str, Any] = {"shards": n, "language_files": int((counts > 0).sum()),
-                                     "files_generated": tree.files_written,
-                                     "generate_seconds": round(time.perf_counter() - t0, 2), "stages": {}}
+                                     "files_generated": 0, "generate_seconds": 0.0, "stages": {},
+                                     "load_average": list(os.getloadavg())}
+            gen = time.perf_counter() - t0
+            blocked = ""
             for name in expand_stages(config):
                 if name == "extract":
+                    continue
+                if blocked:
+                    not_timed[name] = blocked
                     continue
                 try:
                     stage = stage_class(name)(config)
                     seconds, peak, tasks = _measure(stage.plan, trace_memory)
+                    cpu = _measure.cpu_seconds  # type: ignore[attr-defined]
+                    t1 = time.perf_counter()
+                    if name != "rebalance" and not tree.write_stage(name, tasks):
+                        blocked = f"its upstream {name} has no generated outputs (unknown to the simulator)"
+                    load_manifests(config, name, write_index=True)
+                    gen += time.perf_counter() - t1
 
                     def check(stage_name: str = name, planned: list = tasks, cfg: PipelineConfig = config) -> None:
                         for t in planned:
@@ -656,12 +753,17 @@ def measure_planning(sample_sizes: list[int], langs: list[str], probs: np.ndarra
                     # no rebalance manifests are generated: its check would only time HEADs of absent files
                     check_seconds = round(_measure(check, False)[0], 3) if name != "rebalance" else None
                     point["stages"][name] = {"tasks": len(tasks), "plan_seconds": round(seconds, 3),
-                                             "plan_peak_bytes": peak, "check_seconds": check_seconds}
+                                             "plan_cpu_seconds": round(cpu, 3), "plan_peak_bytes": peak,
+                                             "check_seconds": check_seconds}
                 except Exception as e:  # noqa: BLE001 - reported per stage: the others still get timed
                     not_timed[name] = f"{type(e).__name__}: {e}"
+                    blocked = f"its upstream {name} was not planned"
+            point["files_generated"] = tree.files_written
+            point["generate_seconds"] = round(gen, 2)
             points.append(point)
     return {"points": points, "not_timed": not_timed,
-            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())}
 
 
 def linear_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -747,15 +849,48 @@ def render(result: dict[str, Any], projection: dict[str, dict[str, float]] | Non
 
 def render_points(measured: dict[str, Any]) -> str:
     """The measured planning points (what the projection is fitted to)."""
-    lines = ["Measured driver planning on generated manifests (local disk; seconds, peak traced MB):", ""]
+    lines = ["Measured driver planning on generated manifests in this version's layout (local disk; plan seconds, "
+             "peak traced MB; projection: a least-squares line in the number of shards):", ""]
     for p in measured["points"]:
-        per = ", ".join(f"{k} {v['plan_seconds']:.2f}s/{v['plan_peak_bytes'] / 1e6:.0f}MB"
+        per = ", ".join(f"{k} {v['plan_seconds']:.2f}s/{v['plan_peak_bytes'] / 1e6:.1f}MB"
                         + (f" (+check {v['check_seconds']:.2f}s)" if v["check_seconds"] else "")
                         for k, v in p["stages"].items())
+        load = "/".join(f"{x:.2f}" for x in p.get("load_average", []))
         lines.append(f"- {p['shards']} shards ({p['language_files']:,} language files, {p['files_generated']:,} "
-                     f"data files generated in {p['generate_seconds']} s): {per}")
+                     f"data files generated in {p['generate_seconds']} s; load average {load}): {per}")
     for k, why in measured["not_timed"].items():
         lines.append(f"- not timed: {k}: {why}")
+    if "load_average_after" in measured:
+        before, after = ("/".join(f"{x:.2f}" for x in measured[k])
+                         for k in ("load_average_before", "load_average_after"))
+        lines.append(f"- load average (1/5/15 min) before {before}, after {after}; "
+                     f"max RSS of the process {measured['max_rss_bytes'] / 1e6:,.0f} MB")
+    return "\n".join(lines) + "\n"
+
+
+def render_planning(measured: dict[str, Any], n_shards: int) -> str:
+    """Per stage: the measured points (wall and CPU seconds, peak traced MB) and the least-squares
+    projection to ``n_shards`` (``a * N + b`` in the number of shards N, coefficients shown), as Markdown."""
+    pts = measured["points"]
+    stages = [s for s in STAGES if any(s in p["stages"] for p in pts)]
+    cols = ["stage"] + [f"{p['shards']:,} shards" for p in pts] + [f"{n_shards:,} shards (projected)",
+                                                                    "fit: seconds", "fit: CPU s", "fit: peak MB"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    for name in stages:
+        cells = []
+        for p in pts:
+            v = p["stages"].get(name)
+            cells.append(f"{v['plan_seconds']:.2f} s ({v.get('plan_cpu_seconds', 0):.2f} CPU) / "
+                         f"{v['plan_peak_bytes'] / 1e6:.1f} MB" if v else "-")
+        own = [p for p in pts if name in p["stages"]]
+        xs = [float(p["shards"]) for p in own]
+        a_s, b_s = linear_fit(xs, [p["stages"][name]["plan_seconds"] for p in own])
+        a_c, b_c = linear_fit(xs, [p["stages"][name].get("plan_cpu_seconds", 0.0) for p in own])
+        a_m, b_m = linear_fit(xs, [p["stages"][name]["plan_peak_bytes"] / 1e6 for p in own])
+        proj = (f"{max(a_s * n_shards + b_s, 0):,.0f} s ({max(a_c * n_shards + b_c, 0):,.0f} CPU) / "
+                f"{max(a_m * n_shards + b_m, 0) / 1e3:,.2f} GB")
+        cells += [proj, f"{a_s:.4g} * N + {b_s:.3g}", f"{a_c:.4g} * N + {b_c:.3g}", f"{a_m:.4g} * N + {b_m:.3g}"]
+        lines.append("| " + " | ".join([name] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -821,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
             print(render(res, res["planning_projection"], key="work_stages"))
     if measured:
         print(render_points(measured))
+        print(render_planning(measured, max(args.shards)))
     return 0
 
 

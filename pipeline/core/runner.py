@@ -24,10 +24,11 @@ from babelsieve.pipeline.core.tasks import (
     ConfigMismatchError,
     FileSizes,
     check_manifest,
-    load_manifests,
+    iter_manifests,
     retire_stale,
     retire_unplanned,
     run_marker,
+    write_manifest_index,
 )
 from babelsieve.pipeline.engines import Engine, get_engine
 from babelsieve.pipeline.stages import STAGE_GROUPS, stage_class
@@ -157,17 +158,22 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
             tasks = stage.plan()
             retire_unplanned(config, stage, tasks)
             ss = StageSummary(stage_name, tasks=len(tasks))
-            todo = []
             sizes = FileSizes(config.storage_options, by_listing=True, root=config.output)
-            existing = load_manifests(config, stage_name)  # one listing + the stage's index, not a GET per task
-            for t in tasks:  # skip completed tasks on the driver: no worker start-up for a finished stage
-                m = existing.get(t.task_id)
+            # skip completed tasks on the driver: no worker start-up for a finished stage. The stage's manifests
+            # are streamed (one listing + the stage's index, not a GET per task) and each dropped once checked:
+            # extract's 90,000 manifests of a snapshot would not fit in memory as dicts
+            planned = {t.task_id: t for t in tasks}
+            cached: set[str] = set()
+            for task_id, m in iter_manifests(config, stage_name):
+                t = planned.get(task_id)
+                if t is None:
+                    continue
                 if check_manifest(config, m, t, sizes):
-                    assert m is not None
-                    ss.add({"task_id": t.task_id, "status": "cached", "stats": m.get("stats", {})})
+                    ss.add({"task_id": task_id, "status": "cached", "stats": m.get("stats", {})})
+                    cached.add(task_id)
                 else:
                     retire_stale(config, m)  # other inputs or files missing: never planned from again
-                    todo.append(t)
+            todo = [t for t in tasks if t.task_id not in cached]
             results: list[dict[str, Any]] = []
             log: list[str] = []
             if todo:
@@ -191,7 +197,7 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
                 _append_log(config, stage_name, log)
             stage.finish(results)
             if todo or ss.tasks:
-                load_manifests(config, stage_name, write_index=True)  # later stages and runs read it in one GET
+                write_manifest_index(config, stage_name)  # later stages and runs read it in one GET
             ss.seconds = time.perf_counter() - t0
             summary.stages.append(ss)
     finally:

@@ -95,8 +95,8 @@ def test_projection_is_fitted_to_the_measured_planners(sim, three_languages, tmp
     assert list(measured["not_timed"]) == ["extract"]  # every other stage's real plan() ran
     assert [p["shards"] for p in measured["points"]] == [1, 3]
     # the real planners plan what the work-sized model counts for the same shards (the stages planned from
-    # extract's manifests, which the tree writes as extract does; later stages are timed on manifests in the
-    # one-task-per-file layout, more entries than work-sized tasks leave: an upper bound)
+    # extract's manifests, which the tree writes as extract does; later stages plan from the outputs the tree
+    # wrote for the tasks the real planners planned: this version's layout)
     for p in measured["points"]:
         counts = np.vstack(list(sim.sample_shards(p["shards"], probs, params, seed=0)))
         model = {r["stage"]: r["tasks"] for r in sim.work_model(sim.collect(iter([counts]), params), params)}
@@ -195,3 +195,59 @@ def test_work_model_bounds_the_bucket_fan_in(sim):
         assert all(rows[s]["fanin_max"] <= targets.max_inputs for s in merged)
     assert rows["dedup_signatures"]["tasks"] > 40 ** 2  # so both levels ran
     assert rows["dedup_merge"]["tasks"] > 0 and rows["dedup_merge_2"]["tasks"] > 0
+
+
+def test_planning_is_measured_on_this_versions_layout(sim, three_languages, tmp_path):
+    """The generated tree has this version's shape: extract one manifest per shard with one documents file
+    holding every language present (a row-group run each); every later stage the outputs of the work-sized
+    tasks its real planner planned;
+    the indexes written by the real code (version 2, one manifest per line)."""
+    from babelsieve.pipeline.core.config import PipelineConfig
+    from babelsieve.pipeline.core.runner import expand_stages
+    from babelsieve.pipeline.core.tasks import completed_files, load_manifests
+    from babelsieve.pipeline.stages import stage_class
+
+    langs, probs = sim.load_distribution(three_languages)
+    params = sim.ModelParams(responses=20, non_english_documents=12, partitions=2, num_buckets=2,
+                             extract_removed_reasons=1, filter_removed_reasons=1)
+    counts = np.vstack(list(sim.sample_shards(6, probs, params, seed=0)))
+    names = langs + [sim.ENGLISH]
+    config = PipelineConfig(output=str(tmp_path / "out"), stages=["extract", "dedup", "filter", "finalize"],
+                            dedup={"partitions": 2, "num_buckets": 2}, tasks={"target_documents": 25})
+    tree = sim.WorkManifestTree(config.output, config, params)
+    tree.build_extract(counts, names)
+    extract = load_manifests(config, "extract", write_index=True)
+    assert list(extract) == [f"{s:05d}" for s in range(6)]
+    for s, m in enumerate(extract.values()):
+        (doc,) = [f for f in m["files"] if f["kind"] == "documents"]
+        assert [(x[0], x[3]) for x in doc["language_row_groups"]] == sorted(
+            (names[j], int(counts[s, j])) for j in np.flatnonzero(counts[s]))
+    total = int(counts.sum())
+    planned = {}
+    for name in expand_stages(config)[1:]:
+        tasks = stage_class(name)(config).plan()
+        assert (tasks or name.startswith("dedup_merge")) and tree.write_stage(name, tasks), name
+        load_manifests(config, name, write_index=True)
+        planned[name] = tasks
+    # work-sized: fewer tasks than (shard, language) files, every document reaches the end
+    assert len(planned["filter"]) < int((counts > 0).sum())
+    assert sum(f["rows"] for f in completed_files(config, "finalize", kind="documents")) == total
+    for name in [n for n in expand_stages(config) if load_manifests(config, n)]:
+        with gzip.open(tmp_path / "out" / "_index" / f"{name}.json.gz", "rt") as f:
+            assert json.loads(f.readline()) == {"stage": name, "version": 2}
+            assert len(f.read().splitlines()) == len(load_manifests(config, name))
+    assert not tree.write_stage("no_such_stage", planned["filter"])
+
+
+def test_planning_table_shows_the_fit_and_the_load(sim):
+    pts = [{"shards": s, "load_average": [1.0, 2.0, 3.0], "language_files": 1, "files_generated": 1,
+            "generate_seconds": 0.1,
+            "stages": {"filter": {"tasks": 1, "plan_seconds": 2.0 * s, "plan_cpu_seconds": 1.0 * s,
+                                  "plan_peak_bytes": 1e6 * s, "check_seconds": None}}} for s in (10, 20)]
+    measured = {"points": pts, "not_timed": {}, "max_rss_bytes": 1e8, "load_average_before": [1.0, 1.0, 1.0],
+                "load_average_after": [2.0, 2.0, 2.0]}
+    table = sim.render_planning(measured, 90_000)
+    assert ("| filter | 20.00 s (10.00 CPU) / 10.0 MB | 40.00 s (20.00 CPU) / 20.0 MB "
+            "| 180,000 s (90,000 CPU) / 90.00 GB") in table
+    assert "2 * N + " in table and "least-squares" in sim.render_points(measured)
+    assert "load average 1.00/2.00/3.00" in sim.render_points(measured)

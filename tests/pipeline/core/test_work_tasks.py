@@ -90,9 +90,10 @@ def test_manifest_index_replaces_one_read_per_manifest(tmp_path, monkeypatch):
     reads = []
     real = storage.read_json
     monkeypatch.setattr(storage, "read_json", lambda url, opts=None: reads.append(url) or real(url, opts))
-    fetched = []
-    real_bytes = storage.read_bytes
-    monkeypatch.setattr(storage, "read_bytes", lambda url, opts=None: fetched.append(url) or real_bytes(url, opts))
+    fetched = []  # the index opened from storage (it is streamed: storage.filesystem(url) then open)
+    real_fs = storage.filesystem
+    monkeypatch.setattr(storage, "filesystem", lambda url, opts=None: (
+        fetched.append(url) if url.endswith(".json.gz") else None) or real_fs(url, opts))
     again = load_manifests(cfg, "extract")
     assert again == first and reads == []  # everything from the listing and the index
     assert fetched == []  # ... and the index this process just wrote is not fetched again
