@@ -273,23 +273,29 @@ def work_sized_tasks(stage: str, entries: Iterable[Mapping[str, Any]], config: P
             for i, g in enumerate(groups)]
 
 
-def piece_params(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """``row_groups`` and ``file_bytes`` (aligned with the inputs; None = a whole file) when any entry is
-    one language of a multi-language file (:func:`~babelsieve.pipeline.core.documents.language_pieces`)."""
-    rgs = [e.get("row_groups") for e in entries]
-    if all(r is None for r in rgs):
-        return {}
-    return {"row_groups": rgs, "file_bytes": [e.get("file_bytes") if r is not None else None
-                                              for e, r in zip(entries, rgs, strict=True)]}
+def piece_params(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """When any entry is one language of a multi-language file
+    (:func:`~babelsieve.pipeline.core.documents.language_pieces`): ``row_groups`` = first row group and
+    count of each input, flat (``[f0, c0, f1, c1, ...]``; -1, -1 for a whole file: a task's params hold
+    up to ~1,000 inputs and the driver holds every task's, so no list per input) and ``file_bytes``."""
+    flat: list[int] = []
+    sizes: list[int | None] = []
+    for e in entries:
+        rg = e.get("row_groups")
+        flat += [int(rg[0]), int(rg[1])] if rg is not None else [-1, -1]
+        sizes.append(e.get("file_bytes") if rg is not None else None)
+    return {"row_groups": flat, "file_bytes": sizes} if any(x >= 0 for x in flat) else {}
 
 
 def task_pieces(task: Task, inputs: tuple[str, ...] | None = None) -> list[InputPiece]:
-    """The task's inputs as pieces (path, row groups), aligned with ``inputs`` (default: all of them)."""
+    """The task's inputs as pieces (path, row groups, file size), aligned with ``inputs`` (default: all)."""
     paths = task.inputs if inputs is None else inputs
-    rgs = task.params.get("row_groups") or [None] * len(paths)
+    flat = task.params.get("row_groups")
     sizes = task.params.get("file_bytes") or [None] * len(paths)
-    return [InputPiece(p, tuple(r) if r is not None else None, b)
-            for p, r, b in zip(paths, rgs[: len(paths)], sizes[: len(paths)], strict=True)]
+    if not flat:
+        return [InputPiece(p) for p in paths]
+    return [InputPiece(p, (flat[2 * i], flat[2 * i + 1]) if flat[2 * i] >= 0 else None, sizes[i])
+            for i, p in enumerate(paths)]
 
 
 def inputs_by_language(task: Task) -> list[tuple[str, list[InputPiece]]]:

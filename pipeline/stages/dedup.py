@@ -162,10 +162,6 @@ def extract_documents(config) -> list[dict[str, Any]]:
     return sorted(files, key=lambda f: (entry_language(f), f["path"]))
 
 
-def _piece_key(path: str, row_groups: Any) -> tuple[str, tuple[int, ...] | None]:
-    return path, tuple(row_groups) if row_groups is not None else None
-
-
 def annotate_groups(config, docs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The extract pieces of each ``dedup_annotate`` task (``docs`` in file index order):
     work-sized, with room in the fan-in cap for one clusters file per extract file. ``dedup_clusters``
@@ -204,11 +200,12 @@ class DedupSignaturesStage(Stage):
         gen = len(cfg.previous_signatures)
         if gen >= 64:
             raise ValueError("at most 63 previous_signatures directories")
-        docs = extract_documents(self.config)
-        index = {_piece_key(f["path"], f.get("row_groups")): i for i, f in enumerate(docs)}
-        tasks = [replace(t, params={**t.params, "file_indexes": [index[_piece_key(p.path, p.row_groups)]
-                                                                 for p in task_pieces(t)]})
-                 for t in work_sized_tasks(self.name, docs, self.config, params={"gen": gen})]
+        # the work-sized planner packs the pieces in the order of extract_documents, (language, path): a
+        # task's file indexes are the next run of positions (no index of ~21 million pieces in memory)
+        tasks, pos = [], 0
+        for t in work_sized_tasks(self.name, extract_documents(self.config), self.config, params={"gen": gen}):
+            tasks.append(replace(t, params={**t.params, "first_file_index": pos}))
+            pos += len(t.inputs)
         for k, d in enumerate(cfg.previous_signatures):
             # one .npz per signature task (an array per language); .npy per (task, language) of earlier versions
             sig_files = sorted(storage.list_files(d, ".npz", self.storage_options)
@@ -246,7 +243,8 @@ class DedupSignaturesStage(Stage):
         else:
             by_lang: dict[str, list[tuple[InputPiece, int]]] = defaultdict(list)
             pieces = task_pieces(task)
-            for lang, piece, fidx in zip(task.params["lang_scripts"], pieces, task.params["file_indexes"],
+            first = task.params["first_file_index"]
+            for lang, piece, fidx in zip(task.params["lang_scripts"], pieces, range(first, first + len(pieces)),
                                          strict=True):
                 by_lang[lang].append((piece, fidx))
             reader = PieceReader(pieces, self.storage_options, columns=["text"])
@@ -726,13 +724,13 @@ class DedupAnnotateStage(Stage):
         docs = extract_documents(self.config)
         tasks, pos = [], 0
         for t, g in enumerate(annotate_groups(self.config, docs)):
-            idx = list(range(pos, pos + len(g)))
+            lo, hi = pos, pos + len(g) - 1
             pos += len(g)
             # the clusters files with rows of this task's extract files (by file index range)
-            cl = [c for c in clusters if c["file_range"][0] <= idx[-1] and c["file_range"][1] >= idx[0]]
+            cl = [c for c in clusters if c["file_range"][0] <= hi and c["file_range"][1] >= lo]
             tasks.append(Task(self.name, f"{t:06d}", tuple(f["path"] for f in g) + tuple(c["path"] for c in cl),
                               {"lang_scripts": [entry_language(f) for f in g], **piece_params(g),
-                               "file_indexes": idx}, files_digest(g + cl)))
+                               "first_file_index": lo, "documents": len(g)}, files_digest(g + cl)))
         return tasks
 
     def _annotate(self, table: pa.Table, url: str, fidx: int,
@@ -763,12 +761,13 @@ class DedupAnnotateStage(Stage):
         kept_by_lang: dict[str, list[pa.Table]] = defaultdict(list)
         removed_by_lang: dict[str, list[pa.Table]] = defaultdict(list)
         n = n_kept = in_clusters = 0
-        n_docs = len(p["file_indexes"])
+        n_docs = p["documents"]
         parts = [load_npy(u, self.storage_options) for u in task.inputs[n_docs:]]
         cl_all = np.concatenate(parts) if parts else np.zeros(0, CLUSTER_DTYPE)
         pieces = task_pieces(task, task.inputs[:n_docs])
         reader = PieceReader(pieces, self.storage_options)
-        for lang, piece, fidx in zip(p["lang_scripts"], pieces, p["file_indexes"], strict=True):
+        first = p["first_file_index"]
+        for lang, piece, fidx in zip(p["lang_scripts"], pieces, range(first, first + n_docs), strict=True):
             table, keep, cluster = self._annotate(reader.read(piece), piece.path, fidx,
                                                   cl_all[cl_all["file"] == fidx])
             n += table.num_rows

@@ -112,14 +112,14 @@ def test_planner_groups_pieces_of_many_languages_and_tasks_read_their_language_o
     tasks = work_sized_tasks("filter", entries, config)
     assert [t.params["lang_scripts"] for t in tasks] == [["a_Latn", "a_Latn", "b_Latn"],
                                                          ["b_Latn", "c_Latn", "c_Latn"]]
-    assert all(len(t.params["row_groups"]) == len(t.inputs) for t in tasks)
+    assert all(len(t.params["row_groups"]) == 2 * len(t.inputs) == 2 * len(t.params["file_bytes"]) for t in tasks)
     for t in tasks:
         reader = PieceReader([p for _, ps in inputs_by_language(t) for p in ps])
         for lang, ps in inputs_by_language(t):
             assert set(reader.concat(ps).column("lang_script").to_pylist()) == {lang}
     # the identity follows the pieces: another row-group split of the same file is another task
     t0 = tasks[0]
-    moved = Task(t0.stage, t0.task_id, t0.inputs, {**t0.params, "row_groups": [[0, 1]] * len(t0.inputs)},
+    moved = Task(t0.stage, t0.task_id, t0.inputs, {**t0.params, "row_groups": [0, 1] * len(t0.inputs)},
                  t0.input_digest)
     assert moved.identity(str(tmp_path / "out")) != t0.identity(str(tmp_path / "out"))
 
