@@ -101,8 +101,11 @@ def expand_stages(config: PipelineConfig, only: list[str] | None = None) -> list
 
 def _check_run_marker(config: PipelineConfig) -> None:
     url = RunLayout(config.output).run_marker
-    if storage.exists(url, config.storage_options):
+    try:  # one GET (an exists() first costs a HEAD, and a LIST when the marker is missing)
         previous = storage.read_json(url, config.storage_options)
+    except FileNotFoundError:
+        previous = None
+    if previous is not None:
         if previous.get("config_hash") != config.content_hash():
             raise ConfigMismatchError(
                 f"{config.output} was written by a run with config hash {previous.get('config_hash')}; this "
@@ -164,7 +167,7 @@ def _run_locked(config: PipelineConfig, console: Console | None, engine: Engine 
             # extract's 90,000 manifests of a snapshot would not fit in memory as dicts
             planned = {t.task_id: t for t in tasks}
             cached: set[str] = set()
-            for task_id, m in iter_manifests(config, stage_name):
+            for task_id, m in iter_manifests(config, stage_name) if tasks else ():  # nothing planned: nothing to check
                 t = planned.get(task_id)
                 if t is None:
                     continue

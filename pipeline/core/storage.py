@@ -39,8 +39,10 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
-# S3 (s3fs): botocore retries throttling (503 SlowDown, 429) and 5xx with exponential backoff;
-# "adaptive" adds client-side rate limiting once the service starts throttling. s3fs retries
+# S3 (s3fs): botocore retries throttling (503 SlowDown, 429) and 5xx with exponential backoff and jitter
+# ("standard" mode). Not "adaptive": its client-side rate limiter slows every later request of the process
+# once a few are throttled -- a run with 2 % of requests throttled took 1.45x the unthrottled time with it
+# and 0.94x without (benchmarks/bench_s3_requests.py, benchmarks/README.md). s3fs retries
 # SlowDown and dropped connections again on top, and the Ray/Spark engines retry a task whose
 # error is still transient after that (engines/worker.py).
 S3_MAX_ATTEMPTS = 10
@@ -57,7 +59,7 @@ def with_defaults(url: str, storage_options: dict[str, Any] | None = None) -> di
     proto = url.split("://", 1)[0] if "://" in url else "file"
     if proto in ("s3", "s3a"):
         config_kwargs = dict(opts.get("config_kwargs") or {})
-        config_kwargs.setdefault("retries", {"max_attempts": S3_MAX_ATTEMPTS, "mode": "adaptive"})
+        config_kwargs.setdefault("retries", {"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"})
         opts["config_kwargs"] = config_kwargs
         opts.setdefault("use_listings_cache", False)
     return opts

@@ -421,12 +421,13 @@ def _list_stamps(config: PipelineConfig, stage: str) -> dict[str, str]:
     base = RunLayout(config.output).manifests_dir(stage)
     fs, path = storage.filesystem(base, config.storage_options)
     try:
-        listing = fs.find(path, detail=True)
+        # the folder is flat: one listing (s3fs's find would add a HEAD and a LIST when it is empty)
+        listing = fs.ls(path, detail=True)
     except (FileNotFoundError, OSError):
         return {}
     out = {}
-    for name, entry in listing.items():
-        leaf = name.rsplit("/", 1)[-1]
+    for entry in listing:
+        leaf = str(entry.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
         if leaf.endswith(".json") and ".tmp-" not in leaf and entry.get("type") != "directory":
             out[leaf[: -len(".json")]] = _stamp(entry)
     return dict(sorted(out.items()))
@@ -466,11 +467,10 @@ class _IndexReader:
         try:
             url = index_url(config, stage)
             hit = _INDEX_CACHE.get(url)
-            if hit is not None and hit[0] == os.getpid():
-                raw = io.BytesIO(hit[1])
-            else:
-                fs, path = storage.filesystem(url, config.storage_options)
-                raw = fs.open(path, "rb")  # streamed: s3fs reads it in a few large ranged GETs
+            # compressed bytes in memory (one GET, no HEAD: a missing index costs one request), decompressed
+            # and parsed one line at a time
+            raw = io.BytesIO(hit[1] if hit is not None and hit[0] == os.getpid()
+                             else storage.read_bytes(url, config.storage_options))
             self._handles.append(raw)
             f = gzip.GzipFile(fileobj=raw, mode="rb")
             self._handles.append(f)

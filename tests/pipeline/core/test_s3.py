@@ -102,9 +102,9 @@ def test_throttling_that_outlasts_the_retries_is_classified_transient(s3, shards
         proxy.stop()
 
 
-def test_default_s3_options_retry_adaptively_and_do_not_cache_listings():
+def test_default_s3_options_retry_with_backoff_and_do_not_cache_listings():
     opts = storage.with_defaults("s3://b/k", {"endpoint_url": "http://x"})
-    assert opts["config_kwargs"]["retries"] == {"max_attempts": storage.S3_MAX_ATTEMPTS, "mode": "adaptive"}
+    assert opts["config_kwargs"]["retries"] == {"max_attempts": storage.S3_MAX_ATTEMPTS, "mode": "standard"}
     assert opts["use_listings_cache"] is False and opts["endpoint_url"] == "http://x"
     mine = storage.with_defaults("s3://b/k", {"config_kwargs": {"retries": {"max_attempts": 3}}})
     assert mine["config_kwargs"]["retries"] == {"max_attempts": 3}  # explicit options win
