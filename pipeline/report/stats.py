@@ -211,7 +211,7 @@ def _scan(files: pl.DataFrame, storage_options: dict[str, Any] | None, max_scan_
     groups = files.filter(pl.col("kind").is_in(["documents", "removed"])).partition_by(
         ["stage", "kind"], as_dict=True, maintain_order=True)
     for (stage, kind), part in groups.items():
-        paths = sorted(part["path"].to_list())
+        paths = sorted(set(part["path"].to_list()))  # a multi-language file has a row per language
         reasons = dict(zip(part["path"].to_list(), part["reason"].to_list(), strict=True))
         picked = _evenly(paths, max_scan_files)
         scanned = 0

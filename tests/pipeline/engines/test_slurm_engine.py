@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from babelsieve.pipeline.stages import STAGE_GROUPS
+
 from support.data import BABELSIEVE, REPO, SAMPLE_WARC, split_warc
 from support.engines import all_rows, data_files
 
@@ -228,7 +230,7 @@ def test_task_over_its_time_limit_is_resubmitted_and_a_bad_shard_is_not(cluster,
 
 
 def test_no_wait_then_status(cluster, shards, tmp_path):
-    """--no-wait submits extract and the four dedup arrays at once (afterok); status follows them."""
+    """--no-wait submits extract and the dedup arrays at once (afterok); status follows them."""
     out = tmp_path / "slurm"
     first = _extract_task_id(shards, 0)
     common = [*_inputs(shards), *FAST, *NO_LID, "--set", "stages=[extract,dedup]"]
@@ -237,7 +239,8 @@ def test_no_wait_then_status(cluster, shards, tmp_path):
     assert r.returncode == 0, r.stderr
     local = _start([*common, "--engine", "local", "--workers", "1", "--output", str(tmp_path / "local")])
     jobs = r.stdout.split()
-    assert len(jobs) == 5, r.stdout  # extract + dedup_signatures/buckets/clusters/annotate
+    # extract + every task stage of dedup (signatures, the two merge levels, buckets, clusters, annotate)
+    assert len(jobs) == 1 + len(STAGE_GROUPS["dedup"]) == 7, r.stdout
     assert f"babelsieve status {out}" in r.stderr
     deps = [subprocess.run(["squeue", "-h", "-j", j, "-o", "%E"], capture_output=True, text=True).stdout
             for j in jobs[1:]]
