@@ -294,10 +294,10 @@ def _interrupt_runs(out: Path, shards: list[Path], sig: signal.Signals, n: int, 
     return seen
 
 
-def test_ctrl_c_in_a_loop_of_10_runs_never_hangs_and_the_output_resumes(tmp_path, tmp_path_factory, shards):
+def test_ctrl_c_in_a_loop_of_6_runs_never_hangs_and_the_output_resumes(tmp_path, tmp_path_factory, shards):
     out = tmp_path / "out"
-    seen = _interrupt_runs(out, shards, signal.SIGINT, 10, seed=16)
-    assert sum(s.startswith("130:") for s in seen) >= 5, seen  # most were really interrupted
+    seen = _interrupt_runs(out, shards, signal.SIGINT, 6, seed=16)
+    assert sum(s.startswith("130:") for s in seen) >= 3, seen  # most were really interrupted
     r = subprocess.run(_cmd(out, shards), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert data_files(str(out)) == _clean(tmp_path_factory, shards)
@@ -305,7 +305,7 @@ def test_ctrl_c_in_a_loop_of_10_runs_never_hangs_and_the_output_resumes(tmp_path
 
 def test_sigterm_stops_the_run_within_seconds_and_the_output_resumes(tmp_path, tmp_path_factory, shards):
     out = tmp_path / "out"
-    seen = _interrupt_runs(out, shards, signal.SIGTERM, 4, seed=17)
+    seen = _interrupt_runs(out, shards, signal.SIGTERM, 3, seed=17)
     assert sum(s.startswith("143:") for s in seen) >= 2, seen
     r = subprocess.run(_cmd(out, shards), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
