@@ -356,23 +356,6 @@ def _pieces_by_language(lang_files: list[np.ndarray], target: int, cap: int) -> 
 WORK_STAGES = STAGES[:2] + ["dedup_merge", "dedup_merge_2"] + STAGES[2:]  # the work-sized model's stages
 
 
-def merge_levels(n_files: int, cap: int, levels: int = 2) -> tuple[list[tuple[int, int, int]], int]:
-    """The merge tree of one partition with ``n_files`` band files, as
-    :func:`babelsieve.pipeline.stages.dedup.merge_tree` builds it: per level (merged files, input files
-    they read, largest fan-in), and the number of files the bucket task then reads."""
-    out: list[tuple[int, int, int]] = []
-    items = n_files
-    for _ in range(levels):
-        if items <= cap:
-            out.append((0, 0, 0))
-            continue
-        full, rest = divmod(items, cap)
-        nodes = full + (1 if rest >= 2 else 0)  # a lone last file passes through unmerged
-        out.append((nodes, items - (1 if rest == 1 else 0), cap))
-        items = full + (1 if rest else 0)
-    return out, items
-
-
 def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = WorkTargets()) -> list[dict[str, Any]]:
     """Tasks, files, fan-in and S3 requests per stage with tasks sized by work (this branch's planners).
 
@@ -386,7 +369,7 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     upstream stage's index (its manifests in one object), one LIST page per 1,000 upstream files
     (``FileSizes`` lists a stage's top directory once), the stage's own manifests listed twice (retire,
     skip check) with its index read; workers: one GET per input and one GET of the task's manifest.
-    ``dedup_merge``/``dedup_merge_2`` and the bucket fan-in follow :func:`merge_levels` on a partition's
+    ``dedup_merge``/``dedup_merge_2`` and the bucket fan-in follow dedup's ``merge_levels`` on a partition's
     ~band files / P band files; their planners also read the band files' (and lower levels') manifests."""
     P, B = params.partitions, params.num_buckets
     n = stats.shards
@@ -417,6 +400,8 @@ def work_model(stats: ShardStats, params: ModelParams, targets: WorkTargets = Wo
     flt_removed = float(sum(np.minimum(p, params.filter_removed_reasons).sum() for p in flt_pieces))
     # merge levels: every partition holds ~band_files / P band files (a signature task of thousands of documents
     # writes to every partition); the bucket task reads the top of the partition's merge tree
+    from babelsieve.pipeline.stages.dedup import merge_levels
+
     merge, bucket_fanin = merge_levels(round(band_files / P), C)
 
     rows: dict[str, dict[str, Any]] = {

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 from typing import Any
 
 import click
@@ -19,6 +20,7 @@ import click
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
 from babelsieve.pipeline.core import storage
 from babelsieve.pipeline.core.config import ConfigError, env_sets, load_config, redact_secrets, without_redacted
+from babelsieve.pipeline.core.documents import WHOLE_FILE_BYTES
 from babelsieve.pipeline.core.inputs import storage_options_for
 
 # Dedup memory model (bytes per document). The dedup stage keeps signatures on storage; the
@@ -39,9 +41,12 @@ ASSUMPTIONS = [
     "Stages after extract whose tasks are sized by work (dedup_signatures, dedup_annotate, filter, finalize, "
     "rebalance; config `tasks`) get max(documents in / tasks.target_documents, input files / tasks.max_input_files) "
     "tasks at full scale (at least the sample's count): they scale with the shards through the documents, not with "
-    "shards x languages. dedup_buckets keeps one task per hash partition (reading at most "
-    "tasks.max_input_files files: the dedup_merge levels, not projected here, merge band files past that); "
-    "dedup_clusters one task per group of languages.",
+    "shards x languages. dedup_buckets has one task per hash partition (dedup.partitions); dedup_clusters one task "
+    "per group of languages.",
+    "Merge levels (dedup_merge, dedup_merge_2; no task in a small sample, so MODELLED, not measured: no core-hours): "
+    "every dedup_signatures task at full scale writes a band file to every partition, and a partition with more "
+    "than tasks.max_input_files band files is merged in chunks of that many, as dedup's merge_tree does "
+    "(merge_levels); dedup_buckets reads the top of that tree.",
     "For other stages: a stage scales its task count by f when each of its tasks reads the output of one task of "
     "a scaling stage "
     "(extract: one task per shard; e.g. one task per extract file), or -- when the manifests do not trace its inputs "
@@ -54,12 +59,15 @@ ASSUMPTIONS = [
     "in memory as well would add num_buckets x hashes_per_bucket x 8 bytes per document.",
     "Largest language = the language with most documents out of extract in the sample, scaled by f.",
     f"S3 requests: per task 1 GET (the worker's manifest check; the driver lists manifests and reads the stage's "
-    f"index instead of one request per task) + 1 PUT for its manifest; per input file "
+    f"index instead of one request per task) + 1 PUT for its manifest; per Parquet input file of a task 1 GET "
+    f"up to {WHOLE_FILE_BYTES >> 20} MiB (the whole file, for all the task's languages of it), else 1 GET of its "
+    f"footer + 1 ranged GET per language piece (an upper bound); per other input file "
     f"ceil(bytes / {S3_BLOCK_BYTES >> 20} MiB) GET (s3fs block size); per output file 1 PUT, or multipart "
     f"(2 + ceil(bytes / {S3_CHUNK_BYTES >> 20} MiB) requests) above {S3_CHUNK_BYTES >> 20} MiB; listings (~1 LIST "
     "per 1,000 manifests per stage plan) are not counted.",
     "Input bytes of a stage: the sample's WARC sizes for extract; for other stages the manifest bytes of the files "
-    "named as task inputs, else the previous documents stage's output bytes.",
+    "named as task inputs (a file holding several languages: its bytes x the share of its pieces the task reads), "
+    "else the previous documents stage's output bytes.",
 ]
 
 
@@ -106,6 +114,49 @@ def _put_requests(nbytes: float) -> int:
     return 1 if nbytes <= S3_CHUNK_BYTES else 2 + math.ceil(nbytes / S3_CHUNK_BYTES)
 
 
+def _task_reads(task_inputs: list[list[str]], file_bytes: dict[str, int], file_pieces: dict[str, int],
+                size_scale: float) -> tuple[float, float, bool]:
+    """(GET requests, bytes) of the sample's tasks reading their inputs (each input path once per language
+    piece it reads), with every file ``size_scale`` times its sample size; False when no input size is known."""
+    gets = nbytes = 0.0
+    known = False
+    for inputs in task_inputs:
+        for path, pieces in Counter(inputs).items():
+            b = file_bytes.get(path)
+            if b is None:
+                continue
+            known = True
+            size = b * size_scale
+            nbytes += size * min(1.0, pieces / max(1, file_pieces.get(path, 1)))
+            if path.endswith(".parquet"):  # documents.PieceReader: whole small files, else footer + ranges
+                gets += 1 if size <= WHOLE_FILE_BYTES else 1 + pieces
+            else:
+                gets += max(1, math.ceil(size / S3_BLOCK_BYTES))
+    return gets, nbytes, known
+
+
+def _merge_projection(signature_tasks: int, partitions: int, cap: int,
+                      band_bytes: float) -> tuple[list[dict[str, Any]], int]:
+    """Modelled rows of the merge levels (a sample too small to merge measures none), and the files a
+    ``dedup_buckets`` task then reads: every signatures task writes a band file to every partition."""
+    from babelsieve.pipeline.stages.dedup import MERGE_STAGES, merge_levels
+
+    levels, bucket_reads = merge_levels(signature_tasks, cap)
+    rows = []
+    for stage, (nodes, inputs, fanin) in zip(MERGE_STAGES, levels, strict=True):
+        n = nodes * partitions
+        moved = band_bytes if n else 0.0  # a level concatenates (at most) every band file of the partitions
+        rows.append({
+            "stage": stage, "tasks": n, "scales_with_shards": True,
+            "scaling": f"merge level (modelled): {nodes:,} per partition, up to {fanin:,} files each" if n
+            else f"none: <= {cap:,} band files per partition",
+            "docs_in": None, "docs_out": None, "core_hours": None, "wall_hours": None,
+            "docs_per_second_on_workers": None, "bytes_read": round(moved), "bytes_written": round(moved),
+            "s3_get": inputs * partitions + n, "s3_put": 2 * n, "s3_head": 0,
+        })
+    return rows, bucket_reads
+
+
 def project(sample_output: str, shards: int, workers: int, config: Any | None = None,
             storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measured figures of ``sample_output`` and their projection to ``shards`` shards on ``workers`` workers."""
@@ -130,12 +181,18 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
     sig_bytes_per_doc = int(dedup.get("num_buckets", 14)) * int(dedup.get("hashes_per_bucket", 8)) * HASH_BYTES
     f = shards / sample_shards
     slots = max(1, int(workers // cpus))
+    partitions = int(dedup.get("partitions") or 16)
+    merge_cap = int((cfg_dict.get("tasks") or {}).get("max_input_files") or 1000)
+    merge_reads: int | None = None  # files a dedup_buckets task reads at full scale, once modelled
     warnings = []
     if config is not None and run and run.get("config_hash") != config.content_hash():
         warnings.append(f"the sample run's config hash {run.get('config_hash')} differs from CONFIG's "
                         f"{config.content_hash()}: its measurements may not transfer to this config")
 
-    file_bytes = dict(zip(files["path"].to_list(), files["bytes"].to_list(), strict=True))
+    # the files table has a row per language of a file that holds several: a file's bytes are their sum
+    by_path = files.group_by("path", maintain_order=True).agg(pl.col("bytes").sum(), pl.len().alias("pieces"))
+    file_bytes = dict(zip(by_path["path"].to_list(), by_path["bytes"].to_list(), strict=True))
+    file_pieces = dict(zip(by_path["path"].to_list(), by_path["pieces"].to_list(), strict=True))
     extract_inputs = [p for lst in tasks.filter(pl.col("stage") == "extract")["inputs"].to_list() for p in lst]
     warc_bytes, n_warc = _warc_sizes(extract_inputs, without_redacted(saved.get("storage_options") or {})
                                      or storage_options)
@@ -155,16 +212,18 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         t = tasks.filter(pl.col("stage") == s)
         fs_ = files.filter(pl.col("stage") == s)
         inputs = [p for lst in t["inputs"].to_list() for p in lst]
+        task_inputs = t["inputs"].to_list()
+        known = False
+        if s != "extract":
+            _, read_bytes, known = _task_reads(task_inputs, file_bytes, file_pieces, 1.0)
         if s == "extract":
             in_bytes, in_note = warc_bytes, ("WARC sizes" if warc_bytes is not None else "unreachable")
             in_sizes = [warc_bytes / max(1, n_warc)] * len(inputs) if warc_bytes is not None else []
+        elif known:
+            in_bytes, in_note, in_sizes = int(read_bytes), "manifest files", []
         else:
-            known = [file_bytes[p] for p in inputs if p in file_bytes and file_bytes[p] is not None]
-            if known:
-                in_bytes, in_note, in_sizes = int(sum(known)), "manifest files", known
-            else:
-                in_bytes, in_note = prev_doc_bytes, "previous stage's documents"
-                in_sizes = [prev_doc_bytes] if prev_doc_bytes else []
+            in_bytes, in_note = prev_doc_bytes, "previous stage's documents"
+            in_sizes = [prev_doc_bytes] if prev_doc_bytes else []
         core_s = float(r["seconds"]) * cpus
         m = {
             "stage": s, "tasks": r["tasks"], "core_seconds": round(core_s, 3),
@@ -181,18 +240,28 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
             per_shard, how = True, "per work (documents, files): scales with shards"
             tasks_full = _work_sized_tasks(r["docs_in"] * f if r["docs_in"] is not None else None,
                                            len(inputs) * f, r["tasks"], cfg_dict.get("tasks") or {})
+        elif s == "dedup_buckets" and "tasks" in cfg_dict:  # at full scale every hash partition has band files
+            per_shard, how = False, "one task per hash partition"
+            tasks_full = max(r["tasks"], partitions)
         else:
             per_shard, how = _scales_with_shards(s, t, producer, scaling, r["tasks"], sample_shards)
             tasks_full = round(r["tasks"] * f) if per_shard else r["tasks"]
         scaling[s] = per_shard
         core_full = core_s * f
-        longest = float(r["max_task_seconds"] or 0.0) * (1.0 if per_shard else f)
+        # a fixed-count stage's tasks each do f times the work, shared by more tasks where there are more at scale
+        longest = float(r["max_task_seconds"] or 0.0) * (1.0 if per_shard else f * r["tasks"] / max(1, tasks_full))
         wall = max(core_full / max(1, min(slots, tasks_full)), longest) if tasks_full else 0.0
         # S3 requests: scale the sample's request counts by f (per-file sizes scale for fixed-task stages).
         size_scale = 1.0 if per_shard else f
         count_scale = f if per_shard else 1.0
-        gets = sum(math.ceil((b * size_scale) / S3_BLOCK_BYTES) or 1 for b in in_sizes) * count_scale
-        puts = sum(_put_requests((b or 0) * size_scale) for b in fs_["bytes"].to_list()) * count_scale
+        if known:
+            gets = _task_reads(task_inputs, file_bytes, file_pieces, size_scale)[0] * count_scale
+        else:
+            gets = sum(math.ceil((b * size_scale) / S3_BLOCK_BYTES) or 1 for b in in_sizes) * count_scale
+        if s == "dedup_buckets" and merge_reads is not None:  # it reads the top of each partition's merge tree
+            gets = merge_reads * tasks_full
+        out_bytes = fs_.group_by("path").agg(pl.col("bytes").sum())["bytes"].to_list()  # a PUT per file
+        puts = sum(_put_requests((b or 0) * size_scale) for b in out_bytes) * count_scale
         puts += tasks_full  # manifests
         gets += tasks_full  # the worker's manifest check (one GET; 404 on a first run)
         heads = 0
@@ -208,6 +277,10 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         })
         if r["documents_bytes"]:
             prev_doc_bytes = r["documents_bytes"]
+        if s == "dedup_signatures" and "tasks" in cfg_dict:
+            band_bytes = sum(b or 0 for b in fs_.filter(pl.col("kind") == "bands")["bytes"].to_list()) * f
+            rows, merge_reads = _merge_projection(tasks_full, partitions, merge_cap, band_bytes)
+            projected += rows
 
     # Dedup clustering memory for the largest language.
     langs = stats["languages"].filter(pl.col("stage") == "extract").sort(["docs_out", "lang_script"],
@@ -235,8 +308,8 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
     ran = set(st["stage"].to_list())
     unmeasured = [g for g in configured if g not in ran and not any(s.startswith(g + "_") for s in ran)]
     total = {
-        "core_hours": sum(p["core_hours"] for p in projected),
-        "wall_hours": sum(p["wall_hours"] for p in projected),
+        "core_hours": sum(p["core_hours"] or 0.0 for p in projected),
+        "wall_hours": sum(p["wall_hours"] or 0.0 for p in projected),
         "bytes_read": sum(p["bytes_read"] or 0 for p in projected),
         "bytes_written": sum(p["bytes_written"] for p in projected),
         "s3_requests": sum(p["s3_get"] + p["s3_put"] + p["s3_head"] for p in projected),

@@ -368,6 +368,22 @@ def merge_tree(entries: list[dict[str, Any]], partition: int, cap: int, levels: 
     return items
 
 
+def merge_levels(n_files: int, cap: int, levels: int = len(MERGE_STAGES)) -> tuple[list[tuple[int, int, int]], int]:
+    """The shape of :func:`merge_tree` for a partition of ``n_files`` band files, without the files: per level
+    (merged files, files they read, largest fan-in), and how many files the bucket task then reads. For
+    projections (``babelsieve plan``, the snapshot simulator); a test holds it to :func:`merge_tree`."""
+    out: list[tuple[int, int, int]] = []
+    items = n_files
+    for _ in range(levels):
+        if items <= cap:
+            out.append((0, 0, 0))
+            continue
+        full, rest = divmod(items, cap)
+        out.append((full + (1 if rest >= 2 else 0), items - (1 if rest == 1 else 0), cap))  # a lone last item
+        items = full + (1 if rest else 0)  # passes through unmerged
+    return out, items
+
+
 def band_languages(entries: list[dict[str, Any]]) -> list[str]:
     """The sorted languages of band file entries (a bucket task maps language hashes back to names)."""
     return sorted({lang for f in entries for lang in f.get("languages") or [entry_language(f)]})

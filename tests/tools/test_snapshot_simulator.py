@@ -161,27 +161,6 @@ def test_work_model_meets_the_issue_targets_at_a_small_scale(sim):
         assert work[stage]["files"] < 0.1 * today[stage]["files"]
 
 
-@pytest.mark.parametrize("n,cap", [(0, 2), (2, 2), (3, 2), (7, 2), (8, 2), (9, 2), (14, 3), (28, 3), (71_329, 1000)])
-def test_merge_levels_are_the_planners_merge_tree(sim, n, cap):
-    """The simulator's merge levels count the nodes of dedup's real merge tree (merge_tree) per level, their
-    inputs, and what the bucket task then reads."""
-    from babelsieve.pipeline.stages.dedup import MergeNode, merge_tree
-
-    top = merge_tree([{"path": f"b/{i:06d}.npy"} for i in range(n)], 0, cap)
-    levels, bucket_reads = sim.merge_levels(n, cap)
-    assert bucket_reads == len(top)
-    for level, (nodes, inputs, fanin) in enumerate(levels, start=1):
-        real: list = []
-        stack = list(top)
-        while stack:
-            it = stack.pop()
-            if isinstance(it, MergeNode):
-                real += [it] if it.level == level else []
-                stack += list(it.children)
-        assert nodes == len(real) and inputs == sum(len(x.children) for x in real)
-        assert fanin == (max(len(x.children) for x in real) if real else 0)
-
-
 def test_work_model_bounds_the_bucket_fan_in(sim):
     """With the merge levels every dedup task reads at most max_input_files files, also where the signature
     tasks are many more than that (small work targets)."""

@@ -11,6 +11,7 @@ import pytest
 
 from babelsieve.pipeline.cli.plan import CLUSTER_BYTES_PER_DOC, project
 from babelsieve.pipeline.report.stats import read_manifests
+from babelsieve.pipeline.stages.dedup import merge_levels
 
 from support.data import BABELSIEVE, REPO
 from support.synthetic_runs import add_synthetic_stages, make_synthetic_extract, shared_runs
@@ -104,16 +105,22 @@ def test_fixed_task_stages_and_dedup_memory_on_all_stages(tmp_path):
                                                   math.ceil(n_inputs * f / 1000), 1)
     assert by["dedup_signatures"]["scales_with_shards"] and by["dedup_signatures"]["scaling"].startswith("per work")
     assert not by["dedup_buckets"]["scales_with_shards"]
-    assert by["dedup_buckets"]["tasks"] == 2 and by["dedup_buckets"]["scaling"] == "fixed task count"
-    # 2 tasks on 8 workers: wall = core-seconds / 2, at least the longest task scaled by f
+    # at full scale every hash partition has band files: one task each (the sample had 2 of them)
+    partitions = json.loads((tmp_path / "out" / "_run.json").read_text())["config"]["dedup"]["partitions"]
+    assert partitions > 2
+    assert by["dedup_buckets"]["tasks"] == partitions
+    assert by["dedup_buckets"]["scaling"] == "one task per hash partition"
+    # P tasks on 8 workers: wall = core-seconds / min(8, P), at least the longest task's f-fold work shared by P
     b = measured["dedup_buckets"]
     assert by["dedup_buckets"]["wall_hours"] == pytest.approx(
-        max(b["core_seconds"] * f / 2, b["max_task_seconds"] * f) / 3600)
+        max(b["core_seconds"] * f / min(8, partitions), b["max_task_seconds"] * f * 2 / partitions) / 3600)
+    # the merge levels are modelled: 100x the sample's signature tasks are far fewer than 1,000 band files
+    assert by["dedup_merge"]["tasks"] == by["dedup_merge_2"]["tasks"] == 0 and by["dedup_merge"]["core_hours"] is None
     assert by["dedup_clusters"]["tasks"] == 1
     assert by["dedup_clusters"]["wall_hours"] == pytest.approx(measured["dedup_clusters"]["core_seconds"] * f / 3600)
     # filter reads the dedup output files named as inputs? (synthetic tasks name none: previous stage's bytes)
     assert measured["filter"]["bytes_in_source"] == "previous stage's documents"
-    assert p["projection_total"]["wall_hours"] == pytest.approx(sum(x["wall_hours"] for x in p["projection"]))
+    assert p["projection_total"]["wall_hours"] == pytest.approx(sum(x["wall_hours"] or 0 for x in p["projection"]))
     mem = p["dedup_memory_projection"]
     ms = [m for m in read_manifests(out) if m["stage"] == "extract"]
     per_lang: dict[str, int] = {}
@@ -146,4 +153,53 @@ def test_task_count_scaling_follows_the_inputs_named_in_manifests(tmp_path):
     # a work-sized stage: at full scale (20 shards) its input files fit the sample's task count
     assert by["dedup_signatures"]["scaling"].startswith("per work")
     assert by["dedup_signatures"]["tasks"] == len(ex_files)
-    assert by["dedup_buckets"]["scaling"] == "fixed task count" and by["dedup_buckets"]["tasks"] == 2
+    partitions = json.loads((tmp_path / "out" / "_run.json").read_text())["config"]["dedup"]["partitions"]
+    assert by["dedup_buckets"]["scaling"] == "one task per hash partition"
+    assert by["dedup_buckets"]["tasks"] == partitions
+
+
+def test_merge_levels_and_the_bucket_fan_in_are_projected_for_a_snapshot(tmp_path):
+    """Past tasks.max_input_files signature tasks, each partition's band files are merged (modelled as dedup's
+    merge_tree does) and a bucket task reads at most 1,000 files."""
+    out = str(tmp_path / "out")
+    make_synthetic_extract(out, n_tasks=3, docs_per_task=20)
+    add_synthetic_stages(out)
+    p = project(out, shards=30_000_000, workers=1000)
+    by = {x["stage"]: x for x in p["projection"]}
+    partitions = json.loads((tmp_path / "out" / "_run.json").read_text())["config"]["dedup"]["partitions"]
+    sig_tasks = by["dedup_signatures"]["tasks"]
+    assert sig_tasks > 1000
+    levels, reads = merge_levels(sig_tasks, 1000)
+    (l1_nodes, l1_inputs, _), (l2_nodes, _, _) = levels
+    assert l1_nodes > 0 and reads <= 1000
+    assert by["dedup_merge"]["tasks"] == l1_nodes * partitions
+    assert by["dedup_merge"]["s3_get"] == l1_inputs * partitions + l1_nodes * partitions  # band files + manifests
+    assert by["dedup_merge_2"]["tasks"] == l2_nodes * partitions
+    assert by["dedup_buckets"]["s3_get"] == (reads + 1) * partitions  # the top of its tree + its manifest check
+    stages = [x["stage"] for x in p["projection"]]
+    assert stages.index("dedup_signatures") < stages.index("dedup_merge") < stages.index("dedup_buckets")
+    assert p["projection_total"]["s3_requests"] == sum(x["s3_get"] + x["s3_put"] + x["s3_head"]
+                                                        for x in p["projection"])
+
+
+def test_files_holding_several_languages_count_once(tmp_path, sample):
+    """Extract writes one file per shard holding every language (language ID on): a PUT per file, not per
+    language, and a stage reading its languages reads each file's bytes once in all."""
+    _, shards = sample
+    out = tmp_path / "out"
+    cmd = [BABELSIEVE, "run", "--no-progress", "-o", str(out), "-w", "1", "--set", "extract.url_filter=false",
+           "--set", "langid.backend=auto", "--set", "stages=[extract,dedup]"]
+    r = subprocess.run(cmd + [a for s in shards for a in ("-i", str(s))], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    ms = read_manifests(str(out))
+    ex = [m for m in ms if m["stage"] == "extract"]
+    assert any(len(f.get("language_row_groups") or []) > 1 for m in ex for f in m["files"])  # several languages
+    p = project(str(out), shards=30, workers=4)
+    by = {x["stage"]: x for x in p["projection"]}
+    assert by["extract"]["s3_put"] == 10 * sum(1 + len(m["files"]) for m in ex)
+    doc_bytes = sum(f["bytes"] for m in ex for f in m["files"] if f["kind"] == "documents")
+    assert by["dedup_signatures"]["bytes_read"] == pytest.approx(10 * doc_bytes)
+    sig = [m for m in ms if m["stage"] == "dedup_signatures"]
+    files_per_task = sum(len(set(m["inputs"])) for m in sig)  # small files: one GET each per task
+    assert by["dedup_signatures"]["s3_get"] == 10 * files_per_task + by["dedup_signatures"]["tasks"]

@@ -20,7 +20,7 @@ from babelsieve.pipeline.core.config import PipelineConfig
 from babelsieve.pipeline.core.runner import run_pipeline
 from babelsieve.pipeline.core.tasks import load_manifests
 from babelsieve.pipeline.stages import STAGE_GROUPS
-from babelsieve.pipeline.stages.dedup import MERGE_STAGES, MergeNode, merge_tree
+from babelsieve.pipeline.stages.dedup import MERGE_STAGES, MergeNode, merge_levels, merge_tree
 
 from support.dedup import doc, mutate, vocab, write_fake_extract
 
@@ -200,3 +200,22 @@ def test_added_shards_give_the_outputs_of_one_run_over_all_shards(runs, tmp_path
     assert _outputs(Path(cfg.output)) == _outputs(single)
     assert ({str(p.relative_to(cfg.output)): p.read_bytes() for p in (Path(cfg.output) / merged).rglob("*.npy")}
             == {str(p.relative_to(single)): p.read_bytes() for p in (single / merged).rglob("*.npy")})
+
+
+@pytest.mark.parametrize("n,cap", [(0, 2), (2, 2), (3, 2), (7, 2), (8, 2), (9, 2), (14, 3), (28, 3), (71_329, 1000)])
+def test_merge_levels_are_the_shape_of_merge_tree(n, cap):
+    """merge_levels (the model of `babelsieve plan` and the snapshot simulator) counts the nodes of the real
+    merge tree per level, their inputs, their largest fan-in, and what the bucket task then reads."""
+    top = merge_tree([{"path": f"b/{i:06d}.npy"} for i in range(n)], 0, cap)
+    levels, bucket_reads = merge_levels(n, cap)
+    assert bucket_reads == len(top)
+    for level, (nodes, inputs, fanin) in enumerate(levels, start=1):
+        real: list = []
+        stack = list(top)
+        while stack:
+            it = stack.pop()
+            if isinstance(it, MergeNode):
+                real += [it] if it.level == level else []
+                stack += list(it.children)
+        assert nodes == len(real) and inputs == sum(len(x.children) for x in real)
+        assert fanin == (max(len(x.children) for x in real) if real else 0)
