@@ -203,3 +203,23 @@ def test_files_holding_several_languages_count_once(tmp_path, sample):
     sig = [m for m in ms if m["stage"] == "dedup_signatures"]
     files_per_task = sum(len(set(m["inputs"])) for m in sig)  # small files: one GET each per task
     assert by["dedup_signatures"]["s3_get"] == 10 * files_per_task + by["dedup_signatures"]["tasks"]
+
+
+def test_reads_of_big_multi_language_files_are_footer_plus_ranges():
+    """A task's reads as PieceReader makes them: a small Parquet file once for all its languages, a big one by
+    its footer and one ranged GET per language; other files by s3fs blocks; bytes shared by the pieces read."""
+    from babelsieve.pipeline.cli.plan import S3_BLOCK_BYTES, _task_reads
+    from babelsieve.pipeline.core.documents import WHOLE_FILE_BYTES
+
+    small, big, npz = "x/small.parquet", "x/big.parquet", "x/sig.npz"
+    sizes = {small: WHOLE_FILE_BYTES, big: WHOLE_FILE_BYTES + 1, npz: 2 * S3_BLOCK_BYTES + 1}
+    pieces = {small: 4, big: 4, npz: 1}
+    tasks = [[small, small, small, big, big, big, npz], [small, big]]  # a path once per language piece read
+    gets, nbytes, known = _task_reads(tasks, sizes, pieces, 1.0)
+    assert known
+    assert gets == (1 + (1 + 3) + 3) + (1 + (1 + 1))
+    assert nbytes == pytest.approx(sizes[small] + sizes[big] + sizes[npz])  # 3/4 + 1/4 of each Parquet file
+    # the same files 10x bigger (a fixed-count stage at scale): the small file is read by ranges now
+    gets10, _, _ = _task_reads(tasks, sizes, pieces, 10.0)
+    assert gets10 == ((1 + 3) + (1 + 3) + 21) + ((1 + 1) + (1 + 1))
+    assert _task_reads([["x/unknown.parquet"]], sizes, pieces, 1.0) == (0.0, 0.0, False)
