@@ -19,7 +19,15 @@ import click
 
 from babelsieve.pipeline.cli.options import parse_storage_options, storage_option_flag
 from babelsieve.pipeline.core import storage
-from babelsieve.pipeline.core.config import ConfigError, env_sets, load_config, redact_secrets, without_redacted
+from babelsieve.pipeline.core.config import (
+    ConfigError,
+    DedupConfig,
+    TasksConfig,
+    env_sets,
+    load_config,
+    redact_secrets,
+    without_redacted,
+)
 from babelsieve.pipeline.core.documents import WHOLE_FILE_BYTES
 from babelsieve.pipeline.core.inputs import storage_options_for
 
@@ -105,8 +113,7 @@ WORK_SIZED_STAGES = {"dedup_signatures", "dedup_annotate", "filter", "finalize",
 
 def _work_sized_tasks(docs_in: float | None, input_files: float, sample_tasks: int, task_cfg: dict[str, Any]) -> int:
     """Tasks of a work-sized stage for ``docs_in`` documents in ``input_files`` files (full scale)."""
-    target = int(task_cfg.get("target_documents") or 50_000)
-    cap = int(task_cfg.get("max_input_files") or 1000)
+    target, cap = int(task_cfg["target_documents"]), int(task_cfg["max_input_files"])
     return max(sample_tasks, math.ceil((docs_in or 0) / target), math.ceil(input_files / cap), 1)
 
 
@@ -177,12 +184,13 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
     saved = (run or {}).get("config") or {}
     cfg_dict = config.model_dump(mode="json") if config is not None else saved
     cpus = float(((cfg_dict.get("engine_options") or {}).get("cpus_per_task")) or 1.0)
-    dedup = cfg_dict.get("dedup") or {}
-    sig_bytes_per_doc = int(dedup.get("num_buckets", 14)) * int(dedup.get("hashes_per_bucket", 8)) * HASH_BYTES
+    # the config's own defaults fill what a sample's saved config lacks
+    dedup = {**DedupConfig().model_dump(), **(cfg_dict.get("dedup") or {})}
+    task_cfg = {**TasksConfig().model_dump(), **(cfg_dict.get("tasks") or {})}
+    sig_bytes_per_doc = int(dedup["num_buckets"]) * int(dedup["hashes_per_bucket"]) * HASH_BYTES
     f = shards / sample_shards
     slots = max(1, int(workers // cpus))
-    partitions = int(dedup.get("partitions") or 16)
-    merge_cap = int((cfg_dict.get("tasks") or {}).get("max_input_files") or 1000)
+    partitions, merge_cap = int(dedup["partitions"]), int(task_cfg["max_input_files"])
     merge_reads: int | None = None  # files a dedup_buckets task reads at full scale, once modelled
     warnings = []
     if config is not None and run and run.get("config_hash") != config.content_hash():
@@ -211,8 +219,8 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         s = r["stage"]
         t = tasks.filter(pl.col("stage") == s)
         fs_ = files.filter(pl.col("stage") == s)
-        inputs = [p for lst in t["inputs"].to_list() for p in lst]
         task_inputs = t["inputs"].to_list()
+        inputs = [p for lst in task_inputs for p in lst]
         known = False
         if s != "extract":
             _, read_bytes, known = _task_reads(task_inputs, file_bytes, file_pieces, 1.0)
@@ -239,7 +247,7 @@ def project(sample_output: str, shards: int, workers: int, config: Any | None = 
         if work_sized:  # grouped by work: count from the full scale's documents and files
             per_shard, how = True, "per work (documents, files): scales with shards"
             tasks_full = _work_sized_tasks(r["docs_in"] * f if r["docs_in"] is not None else None,
-                                           len(inputs) * f, r["tasks"], cfg_dict.get("tasks") or {})
+                                           len(inputs) * f, r["tasks"], task_cfg)
         elif s == "dedup_buckets" and "tasks" in cfg_dict:  # at full scale every hash partition has band files
             per_shard, how = False, "one task per hash partition"
             tasks_full = max(r["tasks"], partitions)
